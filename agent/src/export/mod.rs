@@ -1,0 +1,2 @@
+//! Shipping batches to the collector: a crash-safe disk spool and the
+//! OTLP/HTTP sender that drains it.

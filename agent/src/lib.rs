@@ -1,0 +1,10 @@
+//! Tally's node agent.
+//!
+//! Sources (`sources/`) measure the host, every container's cgroup and the
+//! pods on this node; the runtime folds their readings into a [`snapshot`]
+//! that `/metrics` renders at scrape time and the exporter ships to the
+//! collector over OTLP/HTTP through a crash-safe disk spool.
+
+pub mod export;
+pub mod sources;
+pub mod telemetry;

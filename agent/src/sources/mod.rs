@@ -1,0 +1,3 @@
+//! Everything the agent measures, one module per source.
+
+pub mod pods;

@@ -1,0 +1,287 @@
+//! Base-2 exponential histograms (the OpenTelemetry data model).
+//!
+//! The agent samples CPU and memory every second but exports every 15 s; in
+//! between it folds samples into one of these per container, so the
+//! collector receives the whole distribution (p95 of 1 s CPU bursts, peaks of
+//! working set) instead of one point. Bucket `i` at scale `s` covers
+//! `(2^(i·2^-s), 2^((i+1)·2^-s)]`; the histogram starts at the finest scale
+//! and halves its resolution whenever the populated range would exceed
+//! `max_buckets`, as the OpenTelemetry SDK's aggregator does.
+
+/// The finest scale the OpenTelemetry specification allows.
+pub const MAX_SCALE: i32 = 20;
+/// The OpenTelemetry SDK's default bucket budget.
+pub const DEFAULT_MAX_BUCKETS: usize = 160;
+
+/// A base-2 exponential histogram of non-negative values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExpHistogram {
+    scale: i32,
+    max_buckets: usize,
+    zero_count: u64,
+    count: u64,
+    sum: f64,
+    min: f64,
+    max: f64,
+    offset: i32,
+    counts: Vec<u64>,
+}
+
+impl Default for ExpHistogram {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_BUCKETS)
+    }
+}
+
+impl ExpHistogram {
+    /// An empty histogram with the given bucket budget (at least 2).
+    pub fn new(max_buckets: usize) -> Self {
+        Self {
+            scale: MAX_SCALE,
+            max_buckets: max_buckets.max(2),
+            zero_count: 0,
+            count: 0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            offset: 0,
+            counts: Vec::new(),
+        }
+    }
+
+    /// Records one value. Zero and negative values land in the zero bucket
+    /// (the quantities sampled here cannot be negative; a negative reading
+    /// means a counter reset and is better counted than lost). NaN is
+    /// ignored.
+    pub fn record(&mut self, value: f64) {
+        if value.is_nan() {
+            return;
+        }
+        let value = value.clamp(0.0, f64::MAX);
+        self.count += 1;
+        self.sum += value;
+        self.min = self.min.min(value);
+        self.max = self.max.max(value);
+        if value == 0.0 {
+            self.zero_count += 1;
+            return;
+        }
+        let mut index = bucket_index(value, self.scale);
+        if self.counts.is_empty() {
+            self.offset = index;
+            self.counts.push(1);
+            return;
+        }
+        let low = self.offset.min(index);
+        let high = (self.offset + self.counts.len() as i32 - 1).max(index);
+        let change = self.scale_change(low, high);
+        if change > 0 {
+            self.downscale(change);
+            index = bucket_index(value, self.scale);
+        }
+        if index < self.offset {
+            let grow = (self.offset - index) as usize;
+            let mut counts = vec![0; grow];
+            counts.extend_from_slice(&self.counts);
+            self.counts = counts;
+            self.offset = index;
+        }
+        let position = (index - self.offset) as usize;
+        if position >= self.counts.len() {
+            self.counts.resize(position + 1, 0);
+        }
+        self.counts[position] += 1;
+    }
+
+    /// How many halvings make `[low, high]` fit the bucket budget.
+    fn scale_change(&self, mut low: i32, mut high: i32) -> i32 {
+        let mut change = 0;
+        while (high - low + 1) as usize > self.max_buckets {
+            low >>= 1;
+            high >>= 1;
+            change += 1;
+        }
+        change
+    }
+
+    fn downscale(&mut self, change: i32) {
+        let new_offset = self.offset >> change;
+        let last = (self.offset + self.counts.len() as i32 - 1) >> change;
+        let mut merged = vec![0u64; (last - new_offset + 1) as usize];
+        for (position, count) in self.counts.iter().enumerate() {
+            let index = (self.offset + position as i32) >> change;
+            merged[(index - new_offset) as usize] += count;
+        }
+        self.counts = merged;
+        self.offset = new_offset;
+        self.scale -= change;
+    }
+
+    /// Number of recorded values.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+    /// Sum of recorded values.
+    pub fn sum(&self) -> f64 {
+        self.sum
+    }
+    /// Smallest recorded value, if any.
+    pub fn min(&self) -> Option<f64> {
+        (self.count > 0).then_some(self.min)
+    }
+    /// Largest recorded value, if any.
+    pub fn max(&self) -> Option<f64> {
+        (self.count > 0).then_some(self.max)
+    }
+    /// Current scale.
+    pub fn scale(&self) -> i32 {
+        self.scale
+    }
+    /// Values recorded as zero.
+    pub fn zero_count(&self) -> u64 {
+        self.zero_count
+    }
+    /// Index of the first positive bucket.
+    pub fn offset(&self) -> i32 {
+        self.offset
+    }
+    /// Positive bucket counts from [`Self::offset`].
+    pub fn bucket_counts(&self) -> &[u64] {
+        &self.counts
+    }
+    /// True when nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// An estimate of quantile `q` (0..=1): the upper bound of the bucket
+    /// holding it, clamped to the observed min and max.
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let rank = (q.clamp(0.0, 1.0) * self.count as f64).ceil().max(1.0) as u64;
+        if rank <= self.zero_count {
+            return Some(0.0);
+        }
+        let mut seen = self.zero_count;
+        for (position, count) in self.counts.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                let upper = bucket_upper_bound(self.offset + position as i32, self.scale);
+                return Some(upper.clamp(self.min, self.max));
+            }
+        }
+        Some(self.max)
+    }
+}
+
+/// Bucket index of a positive, finite value at `scale`.
+pub fn bucket_index(value: f64, scale: i32) -> i32 {
+    // Exact powers of two sit on bucket boundaries: compute them from the
+    // exponent so rounding in log2 cannot push them into the next bucket.
+    let bits = value.to_bits();
+    let mantissa = bits & ((1u64 << 52) - 1);
+    let exponent = ((bits >> 52) & 0x7ff) as i32 - 1023;
+    if mantissa == 0 && exponent > -1023 {
+        // value == 2^exponent: upper-inclusive bucket ends here.
+        return if scale >= 0 {
+            (exponent << scale) - 1
+        } else {
+            (exponent - 1) >> -scale
+        };
+    }
+    let scaled = value.log2() * 2f64.powi(scale);
+    (scaled.ceil() as i64 - 1).clamp(i32::MIN as i64, i32::MAX as i64) as i32
+}
+
+/// Upper bound of bucket `index` at `scale`.
+pub fn bucket_upper_bound(index: i32, scale: i32) -> f64 {
+    2f64.powf((index as f64 + 1.0) * 2f64.powi(-scale))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_boundaries_are_upper_inclusive() {
+        // Scale 0: bucket -1 = (0.5, 1], bucket 0 = (1, 2], bucket 1 = (2, 4].
+        assert_eq!(bucket_index(1.0, 0), -1);
+        assert_eq!(bucket_index(1.5, 0), 0);
+        assert_eq!(bucket_index(2.0, 0), 0);
+        assert_eq!(bucket_index(3.0, 0), 1);
+        assert_eq!(bucket_index(4.0, 0), 1);
+        // Scale 1: base sqrt(2); 2 is the upper bound of bucket 1.
+        assert_eq!(bucket_index(2.0, 1), 1);
+        assert_eq!(bucket_index(2.1, 1), 2);
+        // Scale -1: base 4; bucket 0 = (1, 4].
+        assert_eq!(bucket_index(4.0, -1), 0);
+        assert_eq!(bucket_index(1.0, -1), -1);
+        assert_eq!(bucket_index(5.0, -1), 1);
+    }
+
+    #[test]
+    fn every_value_is_inside_its_bucket() {
+        let mut h = ExpHistogram::new(160);
+        let mut values = Vec::new();
+        let mut x = 0.001_f64;
+        while x < 1e12 {
+            values.push(x);
+            x *= 1.37;
+        }
+        for v in &values {
+            h.record(*v);
+        }
+        assert_eq!(h.count(), values.len() as u64);
+        assert!(h.bucket_counts().len() <= 160);
+        assert_eq!(h.bucket_counts().iter().sum::<u64>(), values.len() as u64);
+        for v in &values {
+            let i = bucket_index(*v, h.scale());
+            let lower = bucket_upper_bound(i - 1, h.scale());
+            let upper = bucket_upper_bound(i, h.scale());
+            assert!(*v > lower * (1.0 - 1e-12) && *v <= upper * (1.0 + 1e-12), "{v}");
+            assert!(i >= h.offset() && i < h.offset() + h.bucket_counts().len() as i32);
+        }
+    }
+
+    #[test]
+    fn downscaling_keeps_counts_and_budget() {
+        let mut h = ExpHistogram::new(4);
+        for v in [1.0, 2.0, 4.0, 8.0, 16.0, 1024.0] {
+            h.record(v);
+        }
+        assert!(h.bucket_counts().len() <= 4);
+        assert_eq!(h.bucket_counts().iter().sum::<u64>(), 6);
+        assert_eq!(h.sum(), 1055.0);
+        assert_eq!(h.min(), Some(1.0));
+        assert_eq!(h.max(), Some(1024.0));
+    }
+
+    #[test]
+    fn zeros_and_nan() {
+        let mut h = ExpHistogram::default();
+        h.record(0.0);
+        h.record(-1.0);
+        h.record(f64::NAN);
+        h.record(0.5);
+        assert_eq!(h.count(), 3);
+        assert_eq!(h.zero_count(), 2);
+        assert_eq!(h.quantile(0.5), Some(0.0));
+        assert_eq!(h.quantile(1.0), Some(0.5));
+    }
+
+    #[test]
+    fn quantile_is_within_relative_error() {
+        let mut h = ExpHistogram::default();
+        for i in 1..=1000 {
+            h.record(i as f64);
+        }
+        let p95 = h.quantile(0.95).unwrap_or_default();
+        // The estimate is a bucket's upper bound: its relative error is at
+        // most base - 1 = 2^(2^-scale) - 1 (9 % at the scale 1..1000 needs).
+        let bound = 2f64.powf(2f64.powi(-h.scale())) - 1.0;
+        assert!(p95 >= 950.0 && (p95 - 950.0) / 950.0 <= bound, "{p95} {bound}");
+        assert_eq!(h.scale(), 3);
+    }
+}

@@ -5,6 +5,9 @@
 //! that `/metrics` renders at scrape time and the exporter ships to the
 //! collector over OTLP/HTTP through a crash-safe disk spool.
 
+pub mod config;
 pub mod export;
+pub mod exposition;
+pub mod snapshot;
 pub mod sources;
 pub mod telemetry;

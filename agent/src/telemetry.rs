@@ -93,6 +93,13 @@ impl SourceHealth {
         self.observe(elapsed);
     }
 
+    /// Records a collection that finished but with parts missing; the
+    /// errors were already counted with [`Self::error`].
+    pub fn record_degraded(&self, elapsed: Duration) {
+        self.up.store(false, Ordering::Relaxed);
+        self.observe(elapsed);
+    }
+
     /// Marks the source up or down without timing a collection (for
     /// long-lived watches).
     pub fn set_up(&self, up: bool) {

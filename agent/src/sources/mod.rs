@@ -1,3 +1,5 @@
 //! Everything the agent measures, one module per source.
 
+pub mod cgroups;
+pub mod host;
 pub mod pods;

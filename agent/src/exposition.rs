@@ -1,0 +1,403 @@
+//! `/metrics`: the latest snapshot rendered at scrape time through a
+//! prometheus-client [`Collector`], so a scrape costs one pass over the
+//! snapshot and nothing is updated per sample.
+//!
+//! OpenMetrics is the default; scrapers that do not accept it (curl,
+//! promtool) get the classic Prometheus text format from the same data.
+
+use std::fmt;
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+use tally_schema::catalog::{self, MetricDef, MetricKind, MetricUnit};
+
+use crate::snapshot::{ContainerSnapshot, Shared};
+use crate::sources::cgroups::discovery::Runtime;
+use crate::sources::cgroups::reader::CgroupStats;
+use crate::telemetry::DURATION_BUCKETS;
+
+/// OpenMetrics content type.
+pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Classic Prometheus text content type.
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Which text format to render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// OpenMetrics 1.0 (ends with `# EOF`).
+    OpenMetrics,
+    /// Prometheus text 0.0.4.
+    Prometheus,
+}
+
+impl Format {
+    /// Picks the format from an `Accept` header.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        match accept {
+            Some(accept) if accept.contains("application/openmetrics-text") => Format::OpenMetrics,
+            Some(_) => Format::Prometheus,
+            None => Format::OpenMetrics,
+        }
+    }
+
+    /// The matching content type.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
+            Format::Prometheus => PROMETHEUS_CONTENT_TYPE,
+        }
+    }
+}
+
+/// Renders the snapshot at scrape time.
+#[derive(Debug)]
+pub struct SnapshotCollector {
+    shared: Arc<Shared>,
+}
+
+/// A registry holding the snapshot collector.
+pub fn registry(shared: Arc<Shared>) -> Registry {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(SnapshotCollector { shared }));
+    registry
+}
+
+/// Renders `registry` in `format`.
+pub fn render(registry: &Registry, format: Format) -> Result<String, fmt::Error> {
+    let mut out = String::with_capacity(64 * 1024);
+    match format {
+        Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, registry)?,
+        Format::Prometheus => {
+            prometheus_client::encoding::prometheus_text::encode(&mut out, registry)?
+        }
+    }
+    Ok(out)
+}
+
+fn unit_of(def: &MetricDef) -> Option<Unit> {
+    match def.unit {
+        MetricUnit::None => None,
+        MetricUnit::Seconds => Some(Unit::Seconds),
+        MetricUnit::Bytes => Some(Unit::Bytes),
+        MetricUnit::Cores => Some(Unit::Other("cores".to_owned())),
+    }
+}
+
+/// Writes one family; nothing when it has no rows.
+fn family<L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
+    def: &MetricDef,
+    rows: impl IntoIterator<Item = (L, f64)>,
+) -> fmt::Result {
+    let mut rows = rows.into_iter().peekable();
+    if rows.peek().is_none() {
+        return Ok(());
+    }
+    let unit = unit_of(def);
+    let metric_type = match def.kind {
+        MetricKind::Counter => MetricType::Counter,
+        MetricKind::Gauge | MetricKind::Info => MetricType::Gauge,
+        MetricKind::Histogram | MetricKind::ExponentialHistogram => return Ok(()),
+    };
+    let mut metric = encoder.encode_descriptor(def.base, def.help, unit.as_ref(), metric_type)?;
+    for (labels, value) in rows {
+        let mut series = metric.encode_family(&labels)?;
+        match def.kind {
+            MetricKind::Counter => series.encode_counter::<NoLabelSet, f64, f64>(&value, None)?,
+            _ => series.encode_gauge(&value)?,
+        }
+    }
+    Ok(())
+}
+
+type Pair<'a> = (&'static str, &'a str);
+
+/// Container label set, built once per container per scrape.
+fn container_labels<'a>(node: &'a str, container: &'a ContainerSnapshot) -> [Pair<'a>; 8] {
+    let values = container.identity.label_values(node);
+    let names = tally_schema::identity::CONTAINER_LABELS;
+    std::array::from_fn(|i| (names[i], values[i]))
+}
+
+fn container_family(
+    encoder: &mut DescriptorEncoder,
+    def: &MetricDef,
+    labels: &[[Pair<'_>; 8]],
+    containers: &[ContainerSnapshot],
+    value: impl Fn(&CgroupStats) -> Option<f64>,
+) -> fmt::Result {
+    family(
+        encoder,
+        def,
+        labels
+            .iter()
+            .zip(containers)
+            .filter_map(|(labels, c)| value(&c.stats).map(|v| (&labels[..], v))),
+    )
+}
+
+impl Collector for SnapshotCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
+        let shared = &self.shared;
+        let snapshot = shared.snapshot();
+        let node = shared.node_name.as_str();
+        let e = &mut encoder;
+
+        // === Agent ===
+        family(e, &catalog::AGENT_BUILD_INFO, [([("node", node), ("version", shared.version)], 1.0)])?;
+        let health: Vec<_> = shared.sources.iter().map(|s| s.snapshot()).collect();
+        family(
+            e,
+            &catalog::AGENT_SOURCE_UP,
+            health
+                .iter()
+                .map(|h| ([("node", node), ("source", h.source)], if h.up { 1.0 } else { 0.0 })),
+        )?;
+        family(
+            e,
+            &catalog::AGENT_SOURCE_ERRORS,
+            health.iter().flat_map(|h| {
+                h.errors.iter().map(move |(kind, count)| {
+                    ([("node", node), ("source", h.source), ("kind", kind.as_str())], *count as f64)
+                })
+            }),
+        )?;
+        {
+            let def = &catalog::AGENT_SOURCE_DURATION;
+            let unit = unit_of(def);
+            let mut metric =
+                e.encode_descriptor(def.base, def.help, unit.as_ref(), MetricType::Histogram)?;
+            for h in &health {
+                // The encoder wants per-bucket counts; SourceHealth keeps
+                // cumulative ones.
+                let mut previous = 0;
+                let mut buckets: Vec<(f64, u64)> = DURATION_BUCKETS
+                    .iter()
+                    .zip(&h.bucket_counts)
+                    .map(|(bound, cumulative)| {
+                        let count = cumulative - previous;
+                        previous = *cumulative;
+                        (*bound, count)
+                    })
+                    .collect();
+                buckets.push((f64::INFINITY, h.duration_count - previous));
+                let labels = [("node", node), ("source", h.source)];
+                metric.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
+                    h.duration_sum,
+                    h.duration_count,
+                    &buckets,
+                    None,
+                )?;
+            }
+        }
+        family(
+            e,
+            &catalog::AGENT_CGROUPS,
+            Runtime::ALL.iter().map(|runtime| {
+                let count = snapshot.cgroups_by_runtime.get(runtime).copied().unwrap_or(0);
+                ([("node", node), ("runtime", runtime.as_str())], count as f64)
+            }),
+        )?;
+        if let Some(export) = shared.export_telemetry() {
+            family(
+                e,
+                &catalog::AGENT_OTLP_EXPORTS,
+                [
+                    ("success", export.success),
+                    ("partial", export.partial),
+                    ("retryable", export.retryable),
+                    ("rejected", export.rejected),
+                    ("unreachable", export.unreachable),
+                ]
+                .map(|(outcome, n)| ([("node", node), ("outcome", outcome)], n as f64)),
+            )?;
+            let node_only = |def, value: u64| family(e, def, [([("node", node)], value as f64)]);
+            node_only(&catalog::AGENT_OTLP_REJECTED_POINTS, export.rejected_points)?;
+            let node_only = |def, value: u64| family(e, def, [([("node", node)], value as f64)]);
+            node_only(&catalog::AGENT_SPOOL_BATCHES, export.spool_batches)?;
+            node_only(&catalog::AGENT_SPOOL_SIZE, export.spool_bytes)?;
+            node_only(&catalog::AGENT_SPOOL_EVICTED, export.spool_evicted)?;
+            node_only(&catalog::AGENT_SPOOL_CORRUPT, export.spool_corrupt)?;
+        }
+
+        // === Node ===
+        let ident = &snapshot.node;
+        if let Some(host) = &snapshot.host {
+            family(
+                e,
+                &catalog::NODE_INFO,
+                [(
+                    [
+                        ("node", node),
+                        ("zone", ident.zone.as_str()),
+                        ("region", ident.region.as_str()),
+                        ("instance_type", ident.instance_type.as_str()),
+                        ("capacity_type", ident.capacity_type.as_str()),
+                        ("boot_id", host.boot_id.as_str()),
+                        ("kernel_version", host.kernel_version.as_str()),
+                        ("os", host.os.as_str()),
+                    ],
+                    1.0,
+                )],
+            )?;
+            family(
+                e,
+                &catalog::NODE_CPU,
+                host.cpu_seconds.iter().map(|(mode, s)| ([("node", node), ("mode", *mode)], *s)),
+            )?;
+            let node_gauge = |e: &mut DescriptorEncoder, def, value: f64| {
+                family(e, def, [([("node", node)], value)])
+            };
+            node_gauge(e, &catalog::NODE_CPU_COUNT, host.cpu_count as f64)?;
+            if let Some([one, five, fifteen]) = host.load {
+                node_gauge(e, &catalog::NODE_LOAD1, one)?;
+                node_gauge(e, &catalog::NODE_LOAD5, five)?;
+                node_gauge(e, &catalog::NODE_LOAD15, fifteen)?;
+            }
+            node_gauge(e, &catalog::NODE_MEMORY_TOTAL, host.memory_total as f64)?;
+            node_gauge(e, &catalog::NODE_MEMORY_AVAILABLE, host.memory_available as f64)?;
+            node_gauge(e, &catalog::NODE_MEMORY_FREE, host.memory_free as f64)?;
+            node_gauge(e, &catalog::NODE_SWAP_TOTAL, host.swap_total as f64)?;
+            node_gauge(e, &catalog::NODE_SWAP_FREE, host.swap_free as f64)?;
+            let fs_labels = |f: &'_ crate::sources::host::Filesystem| {
+                [
+                    ("node", node),
+                    ("device", f.device.as_str()),
+                    ("mountpoint", f.mountpoint.as_str()),
+                    ("fstype", f.fstype.as_str()),
+                ]
+            };
+            family(e, &catalog::NODE_FILESYSTEM_SIZE, host.filesystems.iter().map(|f| (fs_labels(f), f.size_bytes as f64)))?;
+            family(e, &catalog::NODE_FILESYSTEM_AVAIL, host.filesystems.iter().map(|f| (fs_labels(f), f.avail_bytes as f64)))?;
+            let disk = |d: &'_ crate::sources::host::DiskIo| [("node", node), ("device", d.device.as_str())];
+            family(e, &catalog::NODE_DISK_READ, host.disks.iter().map(|d| (disk(d), d.read_bytes as f64)))?;
+            family(e, &catalog::NODE_DISK_WRITTEN, host.disks.iter().map(|d| (disk(d), d.written_bytes as f64)))?;
+            family(e, &catalog::NODE_DISK_READS, host.disks.iter().map(|d| (disk(d), d.reads as f64)))?;
+            family(e, &catalog::NODE_DISK_WRITES, host.disks.iter().map(|d| (disk(d), d.writes as f64)))?;
+            let iface = |i: &'_ crate::sources::host::Interface| [("node", node), ("interface", i.name.as_str())];
+            type Field = fn(&crate::sources::host::Interface) -> u64;
+            let interface_families: [(&MetricDef, Field); 8] = [
+                (&catalog::NODE_NET_RX_BYTES, |i| i.rx_bytes),
+                (&catalog::NODE_NET_TX_BYTES, |i| i.tx_bytes),
+                (&catalog::NODE_NET_RX_PACKETS, |i| i.rx_packets),
+                (&catalog::NODE_NET_TX_PACKETS, |i| i.tx_packets),
+                (&catalog::NODE_NET_RX_ERRORS, |i| i.rx_errors),
+                (&catalog::NODE_NET_TX_ERRORS, |i| i.tx_errors),
+                (&catalog::NODE_NET_RX_DROPS, |i| i.rx_drops),
+                (&catalog::NODE_NET_TX_DROPS, |i| i.tx_drops),
+            ];
+            for (def, field) in interface_families {
+                family(e, def, host.interfaces.iter().map(|i| (iface(i), field(i) as f64)))?;
+            }
+            if let Some(boot) = host.boot_time {
+                node_gauge(e, &catalog::NODE_BOOT_TIME, boot as f64)?;
+            }
+            if let Some(uptime) = host.uptime {
+                node_gauge(e, &catalog::NODE_UPTIME, uptime as f64)?;
+            }
+        }
+
+        // === Pods ===
+        family(
+            e,
+            &catalog::POD_INFO,
+            snapshot.pods.iter().map(|p| {
+                (
+                    [
+                        ("node", node),
+                        ("namespace", p.namespace.as_str()),
+                        ("pod", p.name.as_str()),
+                        ("pod_uid", p.uid.as_str()),
+                        ("workload_kind", p.workload_kind.as_str()),
+                        ("workload_name", p.workload_name.as_str()),
+                        ("qos_class", p.qos_class.as_str()),
+                        ("phase", p.phase.as_str()),
+                    ],
+                    1.0,
+                )
+            }),
+        )?;
+
+        // === Containers ===
+        let containers = &snapshot.containers;
+        let labels: Vec<[Pair<'_>; 8]> = containers.iter().map(|c| container_labels(node, c)).collect();
+        let versions: Vec<String> = containers.iter().map(|c| c.cgroup_version.to_string()).collect();
+        family(
+            e,
+            &catalog::CONTAINER_INFO,
+            labels.iter().zip(containers).zip(&versions).map(|((l, c), version)| {
+                let mut row: Vec<Pair<'_>> = l.to_vec();
+                row.push(("runtime", c.runtime.as_str()));
+                row.push(("cgroup", c.cgroup.as_str()));
+                row.push(("cgroup_version", version.as_str()));
+                (row, 1.0)
+            }),
+        )?;
+        let secs = |v: Option<f64>| v;
+        let int = |v: Option<u64>| v.map(|v| v as f64);
+        type Value = fn(&CgroupStats) -> Option<f64>;
+        let container_families: [(&MetricDef, Value); 26] = [
+            (&catalog::CONTAINER_CPU_USAGE, |s| s.fast.cpu_usage_seconds),
+            (&catalog::CONTAINER_CPU_USER, |s| s.cpu_user_seconds),
+            (&catalog::CONTAINER_CPU_SYSTEM, |s| s.cpu_system_seconds),
+            (&catalog::CONTAINER_CPU_PERIODS, |s| s.cpu_periods.map(|v| v as f64)),
+            (&catalog::CONTAINER_CPU_THROTTLED_PERIODS, |s| s.cpu_throttled_periods.map(|v| v as f64)),
+            (&catalog::CONTAINER_CPU_THROTTLED, |s| s.cpu_throttled_seconds),
+            (&catalog::CONTAINER_CPU_LIMIT, |s| s.cpu_limit_cores),
+            (&catalog::CONTAINER_CPU_WEIGHT, |s| s.cpu_weight.map(|v| v as f64)),
+            (&catalog::CONTAINER_MEMORY_USAGE, |s| s.fast.memory_usage_bytes.map(|v| v as f64)),
+            (&catalog::CONTAINER_MEMORY_WORKING_SET, |s| s.fast.memory_working_set_bytes.map(|v| v as f64)),
+            (&catalog::CONTAINER_MEMORY_RSS, |s| s.memory_rss_bytes.map(|v| v as f64)),
+            (&catalog::CONTAINER_MEMORY_CACHE, |s| s.memory_cache_bytes.map(|v| v as f64)),
+            (&catalog::CONTAINER_MEMORY_PEAK, |s| s.memory_peak_bytes.map(|v| v as f64)),
+            (&catalog::CONTAINER_MEMORY_LIMIT, |s| s.memory_limit_bytes.map(|v| v as f64)),
+            (&catalog::CONTAINER_MEMORY_OOM_EVENTS, |s| s.oom_events.map(|v| v as f64)),
+            (&catalog::CONTAINER_MEMORY_OOM_KILLS, |s| s.oom_kills.map(|v| v as f64)),
+            (&catalog::CONTAINER_IO_READ, |s| s.io.map(|io| io.read_bytes as f64)),
+            (&catalog::CONTAINER_IO_WRITTEN, |s| s.io.map(|io| io.write_bytes as f64)),
+            (&catalog::CONTAINER_IO_READS, |s| s.io.map(|io| io.reads as f64)),
+            (&catalog::CONTAINER_IO_WRITES, |s| s.io.map(|io| io.writes as f64)),
+            (&catalog::CONTAINER_PRESSURE_CPU_WAITING, |s| s.pressure_cpu.map(|p| p.some_us as f64 / 1e6)),
+            (&catalog::CONTAINER_PRESSURE_CPU_STALLED, |s| s.pressure_cpu.and_then(|p| p.full_us).map(|us| us as f64 / 1e6)),
+            (&catalog::CONTAINER_PRESSURE_MEMORY_WAITING, |s| s.pressure_memory.map(|p| p.some_us as f64 / 1e6)),
+            (&catalog::CONTAINER_PRESSURE_MEMORY_STALLED, |s| s.pressure_memory.and_then(|p| p.full_us).map(|us| us as f64 / 1e6)),
+            (&catalog::CONTAINER_PRESSURE_IO_WAITING, |s| s.pressure_io.map(|p| p.some_us as f64 / 1e6)),
+            (&catalog::CONTAINER_PRESSURE_IO_STALLED, |s| s.pressure_io.and_then(|p| p.full_us).map(|us| us as f64 / 1e6)),
+        ];
+        let _ = (secs, int);
+        for (def, value) in container_families {
+            container_family(e, def, &labels, containers, value)?;
+        }
+        for (def, pick) in [
+            (&catalog::CONTAINER_RESOURCE_REQUESTS, true),
+            (&catalog::CONTAINER_RESOURCE_LIMITS, false),
+        ] {
+            family(
+                e,
+                def,
+                labels.iter().zip(containers).flat_map(|(l, c)| {
+                    let map = if pick { &c.requests } else { &c.limits };
+                    map.iter().map(move |(resource, value)| {
+                        let mut row: Vec<Pair<'_>> = l.to_vec();
+                        row.push(("resource", resource.as_str()));
+                        row.push(("unit", resource_unit(resource)));
+                        (row, *value)
+                    })
+                }),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The unit label kube-state-metrics uses for a resource.
+fn resource_unit(resource: &str) -> &'static str {
+    match resource {
+        "cpu" => "core",
+        "memory" | "ephemeral-storage" => "byte",
+        _ => "integer",
+    }
+}

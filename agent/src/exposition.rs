@@ -17,6 +17,7 @@ use tally_schema::catalog::{self, MetricDef, MetricKind, MetricUnit};
 use crate::snapshot::{ContainerSnapshot, Shared};
 use crate::sources::cgroups::discovery::Runtime;
 use crate::sources::cgroups::reader::CgroupStats;
+use crate::sources::host::{DiskIo, Filesystem, Interface};
 use crate::telemetry::DURATION_BUCKETS;
 
 /// OpenMetrics content type.
@@ -51,6 +52,40 @@ impl Format {
         }
     }
 }
+
+/// Reads one value of a container family from its stats.
+pub type ContainerValue = fn(&CgroupStats) -> Option<f64>;
+
+/// Every numeric container family and how to read it, shared by
+/// `/metrics` and the OTLP exporter so the two cannot disagree.
+pub const CONTAINER_VALUES: &[(&MetricDef, ContainerValue)] = &[
+        (&catalog::CONTAINER_CPU_USAGE, |s| s.fast.cpu_usage_seconds),
+        (&catalog::CONTAINER_CPU_USER, |s| s.cpu_user_seconds),
+        (&catalog::CONTAINER_CPU_SYSTEM, |s| s.cpu_system_seconds),
+        (&catalog::CONTAINER_CPU_PERIODS, |s| s.cpu_periods.map(|v| v as f64)),
+        (&catalog::CONTAINER_CPU_THROTTLED_PERIODS, |s| s.cpu_throttled_periods.map(|v| v as f64)),
+        (&catalog::CONTAINER_CPU_THROTTLED, |s| s.cpu_throttled_seconds),
+        (&catalog::CONTAINER_CPU_LIMIT, |s| s.cpu_limit_cores),
+        (&catalog::CONTAINER_CPU_WEIGHT, |s| s.cpu_weight.map(|v| v as f64)),
+        (&catalog::CONTAINER_MEMORY_USAGE, |s| s.fast.memory_usage_bytes.map(|v| v as f64)),
+        (&catalog::CONTAINER_MEMORY_WORKING_SET, |s| s.fast.memory_working_set_bytes.map(|v| v as f64)),
+        (&catalog::CONTAINER_MEMORY_RSS, |s| s.memory_rss_bytes.map(|v| v as f64)),
+        (&catalog::CONTAINER_MEMORY_CACHE, |s| s.memory_cache_bytes.map(|v| v as f64)),
+        (&catalog::CONTAINER_MEMORY_PEAK, |s| s.memory_peak_bytes.map(|v| v as f64)),
+        (&catalog::CONTAINER_MEMORY_LIMIT, |s| s.memory_limit_bytes.map(|v| v as f64)),
+        (&catalog::CONTAINER_MEMORY_OOM_EVENTS, |s| s.oom_events.map(|v| v as f64)),
+        (&catalog::CONTAINER_MEMORY_OOM_KILLS, |s| s.oom_kills.map(|v| v as f64)),
+        (&catalog::CONTAINER_IO_READ, |s| s.io.map(|io| io.read_bytes as f64)),
+        (&catalog::CONTAINER_IO_WRITTEN, |s| s.io.map(|io| io.write_bytes as f64)),
+        (&catalog::CONTAINER_IO_READS, |s| s.io.map(|io| io.reads as f64)),
+        (&catalog::CONTAINER_IO_WRITES, |s| s.io.map(|io| io.writes as f64)),
+        (&catalog::CONTAINER_PRESSURE_CPU_WAITING, |s| s.pressure_cpu.map(|p| p.some_us as f64 / 1e6)),
+        (&catalog::CONTAINER_PRESSURE_CPU_STALLED, |s| s.pressure_cpu.and_then(|p| p.full_us).map(|us| us as f64 / 1e6)),
+        (&catalog::CONTAINER_PRESSURE_MEMORY_WAITING, |s| s.pressure_memory.map(|p| p.some_us as f64 / 1e6)),
+        (&catalog::CONTAINER_PRESSURE_MEMORY_STALLED, |s| s.pressure_memory.and_then(|p| p.full_us).map(|us| us as f64 / 1e6)),
+        (&catalog::CONTAINER_PRESSURE_IO_WAITING, |s| s.pressure_io.map(|p| p.some_us as f64 / 1e6)),
+        (&catalog::CONTAINER_PRESSURE_IO_STALLED, |s| s.pressure_io.and_then(|p| p.full_us).map(|us| us as f64 / 1e6)),
+];
 
 /// Renders the snapshot at scrape time.
 #[derive(Debug)]
@@ -214,13 +249,15 @@ impl Collector for SnapshotCollector {
                 ]
                 .map(|(outcome, n)| ([("node", node), ("outcome", outcome)], n as f64)),
             )?;
-            let node_only = |def, value: u64| family(e, def, [([("node", node)], value as f64)]);
-            node_only(&catalog::AGENT_OTLP_REJECTED_POINTS, export.rejected_points)?;
-            let node_only = |def, value: u64| family(e, def, [([("node", node)], value as f64)]);
-            node_only(&catalog::AGENT_SPOOL_BATCHES, export.spool_batches)?;
-            node_only(&catalog::AGENT_SPOOL_SIZE, export.spool_bytes)?;
-            node_only(&catalog::AGENT_SPOOL_EVICTED, export.spool_evicted)?;
-            node_only(&catalog::AGENT_SPOOL_CORRUPT, export.spool_corrupt)?;
+            for (def, value) in [
+                (&catalog::AGENT_OTLP_REJECTED_POINTS, export.rejected_points),
+                (&catalog::AGENT_SPOOL_BATCHES, export.spool_batches),
+                (&catalog::AGENT_SPOOL_SIZE, export.spool_bytes),
+                (&catalog::AGENT_SPOOL_EVICTED, export.spool_evicted),
+                (&catalog::AGENT_SPOOL_CORRUPT, export.spool_corrupt),
+            ] {
+                family(e, def, [([("node", node)], value as f64)])?;
+            }
         }
 
         // === Node ===
@@ -262,23 +299,16 @@ impl Collector for SnapshotCollector {
             node_gauge(e, &catalog::NODE_MEMORY_FREE, host.memory_free as f64)?;
             node_gauge(e, &catalog::NODE_SWAP_TOTAL, host.swap_total as f64)?;
             node_gauge(e, &catalog::NODE_SWAP_FREE, host.swap_free as f64)?;
-            let fs_labels = |f: &'_ crate::sources::host::Filesystem| {
-                [
-                    ("node", node),
-                    ("device", f.device.as_str()),
-                    ("mountpoint", f.mountpoint.as_str()),
-                    ("fstype", f.fstype.as_str()),
-                ]
-            };
+            let fs_labels = |f| fs_labels(node, f);
             family(e, &catalog::NODE_FILESYSTEM_SIZE, host.filesystems.iter().map(|f| (fs_labels(f), f.size_bytes as f64)))?;
             family(e, &catalog::NODE_FILESYSTEM_AVAIL, host.filesystems.iter().map(|f| (fs_labels(f), f.avail_bytes as f64)))?;
-            let disk = |d: &'_ crate::sources::host::DiskIo| [("node", node), ("device", d.device.as_str())];
+            let disk = |d| disk_labels(node, d);
             family(e, &catalog::NODE_DISK_READ, host.disks.iter().map(|d| (disk(d), d.read_bytes as f64)))?;
             family(e, &catalog::NODE_DISK_WRITTEN, host.disks.iter().map(|d| (disk(d), d.written_bytes as f64)))?;
             family(e, &catalog::NODE_DISK_READS, host.disks.iter().map(|d| (disk(d), d.reads as f64)))?;
             family(e, &catalog::NODE_DISK_WRITES, host.disks.iter().map(|d| (disk(d), d.writes as f64)))?;
-            let iface = |i: &'_ crate::sources::host::Interface| [("node", node), ("interface", i.name.as_str())];
-            type Field = fn(&crate::sources::host::Interface) -> u64;
+            let iface = |i| interface_labels(node, i);
+            type Field = fn(&Interface) -> u64;
             let interface_families: [(&MetricDef, Field); 8] = [
                 (&catalog::NODE_NET_RX_BYTES, |i| i.rx_bytes),
                 (&catalog::NODE_NET_TX_BYTES, |i| i.tx_bytes),
@@ -336,40 +366,8 @@ impl Collector for SnapshotCollector {
                 (row, 1.0)
             }),
         )?;
-        let secs = |v: Option<f64>| v;
-        let int = |v: Option<u64>| v.map(|v| v as f64);
-        type Value = fn(&CgroupStats) -> Option<f64>;
-        let container_families: [(&MetricDef, Value); 26] = [
-            (&catalog::CONTAINER_CPU_USAGE, |s| s.fast.cpu_usage_seconds),
-            (&catalog::CONTAINER_CPU_USER, |s| s.cpu_user_seconds),
-            (&catalog::CONTAINER_CPU_SYSTEM, |s| s.cpu_system_seconds),
-            (&catalog::CONTAINER_CPU_PERIODS, |s| s.cpu_periods.map(|v| v as f64)),
-            (&catalog::CONTAINER_CPU_THROTTLED_PERIODS, |s| s.cpu_throttled_periods.map(|v| v as f64)),
-            (&catalog::CONTAINER_CPU_THROTTLED, |s| s.cpu_throttled_seconds),
-            (&catalog::CONTAINER_CPU_LIMIT, |s| s.cpu_limit_cores),
-            (&catalog::CONTAINER_CPU_WEIGHT, |s| s.cpu_weight.map(|v| v as f64)),
-            (&catalog::CONTAINER_MEMORY_USAGE, |s| s.fast.memory_usage_bytes.map(|v| v as f64)),
-            (&catalog::CONTAINER_MEMORY_WORKING_SET, |s| s.fast.memory_working_set_bytes.map(|v| v as f64)),
-            (&catalog::CONTAINER_MEMORY_RSS, |s| s.memory_rss_bytes.map(|v| v as f64)),
-            (&catalog::CONTAINER_MEMORY_CACHE, |s| s.memory_cache_bytes.map(|v| v as f64)),
-            (&catalog::CONTAINER_MEMORY_PEAK, |s| s.memory_peak_bytes.map(|v| v as f64)),
-            (&catalog::CONTAINER_MEMORY_LIMIT, |s| s.memory_limit_bytes.map(|v| v as f64)),
-            (&catalog::CONTAINER_MEMORY_OOM_EVENTS, |s| s.oom_events.map(|v| v as f64)),
-            (&catalog::CONTAINER_MEMORY_OOM_KILLS, |s| s.oom_kills.map(|v| v as f64)),
-            (&catalog::CONTAINER_IO_READ, |s| s.io.map(|io| io.read_bytes as f64)),
-            (&catalog::CONTAINER_IO_WRITTEN, |s| s.io.map(|io| io.write_bytes as f64)),
-            (&catalog::CONTAINER_IO_READS, |s| s.io.map(|io| io.reads as f64)),
-            (&catalog::CONTAINER_IO_WRITES, |s| s.io.map(|io| io.writes as f64)),
-            (&catalog::CONTAINER_PRESSURE_CPU_WAITING, |s| s.pressure_cpu.map(|p| p.some_us as f64 / 1e6)),
-            (&catalog::CONTAINER_PRESSURE_CPU_STALLED, |s| s.pressure_cpu.and_then(|p| p.full_us).map(|us| us as f64 / 1e6)),
-            (&catalog::CONTAINER_PRESSURE_MEMORY_WAITING, |s| s.pressure_memory.map(|p| p.some_us as f64 / 1e6)),
-            (&catalog::CONTAINER_PRESSURE_MEMORY_STALLED, |s| s.pressure_memory.and_then(|p| p.full_us).map(|us| us as f64 / 1e6)),
-            (&catalog::CONTAINER_PRESSURE_IO_WAITING, |s| s.pressure_io.map(|p| p.some_us as f64 / 1e6)),
-            (&catalog::CONTAINER_PRESSURE_IO_STALLED, |s| s.pressure_io.and_then(|p| p.full_us).map(|us| us as f64 / 1e6)),
-        ];
-        let _ = (secs, int);
-        for (def, value) in container_families {
-            container_family(e, def, &labels, containers, value)?;
+        for (def, value) in CONTAINER_VALUES {
+            container_family(e, def, &labels, containers, *value)?;
         }
         for (def, pick) in [
             (&catalog::CONTAINER_RESOURCE_REQUESTS, true),
@@ -391,6 +389,23 @@ impl Collector for SnapshotCollector {
         }
         Ok(())
     }
+}
+
+fn fs_labels<'a>(node: &'a str, f: &'a Filesystem) -> [Pair<'a>; 4] {
+    [
+        ("node", node),
+        ("device", f.device.as_str()),
+        ("mountpoint", f.mountpoint.as_str()),
+        ("fstype", f.fstype.as_str()),
+    ]
+}
+
+fn disk_labels<'a>(node: &'a str, d: &'a DiskIo) -> [Pair<'a>; 2] {
+    [("node", node), ("device", d.device.as_str())]
+}
+
+fn interface_labels<'a>(node: &'a str, i: &'a Interface) -> [Pair<'a>; 2] {
+    [("node", node), ("interface", i.name.as_str())]
 }
 
 /// The unit label kube-state-metrics uses for a resource.

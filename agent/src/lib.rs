@@ -9,5 +9,7 @@ pub mod config;
 pub mod export;
 pub mod exposition;
 pub mod snapshot;
+pub mod runtime;
+pub mod server;
 pub mod sources;
 pub mod telemetry;

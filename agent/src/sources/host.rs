@@ -199,7 +199,6 @@ impl HostSource {
         if let Some(disks) = &mut self.disks {
             disks.refresh(true);
             stats.filesystems = disks
-                .list()
                 .iter()
                 .map(|d| Filesystem {
                     device: d.name().to_string_lossy().into_owned(),

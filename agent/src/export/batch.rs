@@ -1,0 +1,223 @@
+//! Building one OTLP batch from a snapshot and the histograms folded since
+//! the last export.
+//!
+//! One resource for the node (host metrics) and one per container with the
+//! semantic-convention attributes of both node and container, so the
+//! collector can attribute every point without a lookup. Counters go as
+//! cumulative sums, gauges as gauges, sampled distributions as delta
+//! exponential histograms.
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::metrics::v1::Metric;
+use tally_schema::catalog::{self, MetricDef, MetricKind};
+use tally_schema::exphist::ExpHistogram;
+use tally_schema::otlp::{self, ExportMetricsServiceRequest, string_attribute};
+
+use crate::exposition::CONTAINER_VALUES;
+use crate::snapshot::Snapshot;
+use crate::sources::cgroups::discovery::DiscoveredCgroup;
+
+/// Nanoseconds since the Unix epoch.
+pub fn unix_nanos(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// Histograms of one container for one export window.
+#[derive(Debug, Clone)]
+pub struct WindowHistograms {
+    /// The container's cgroup.
+    pub cgroup: DiscoveredCgroup,
+    /// CPU cores per sample.
+    pub cpu_cores: ExpHistogram,
+    /// Working set per sample.
+    pub working_set: ExpHistogram,
+}
+
+/// Timing of one export.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// Agent start (start time of cumulative series).
+    pub process_start: SystemTime,
+    /// Start of this delta window (the previous export).
+    pub window_start: SystemTime,
+    /// Now.
+    pub now: SystemTime,
+}
+
+fn number(def: &MetricDef, points: Vec<(Vec<KeyValue>, f64)>, window: &Window) -> Option<Metric> {
+    if points.is_empty() {
+        return None;
+    }
+    let start = unix_nanos(window.process_start);
+    let now = unix_nanos(window.now);
+    let points = points
+        .into_iter()
+        .map(|(attributes, value)| otlp::number_point(attributes, start, now, value))
+        .collect();
+    Some(match def.kind {
+        MetricKind::Counter => otlp::cumulative_sum(def, points),
+        _ => otlp::gauge(def, points),
+    })
+}
+
+fn one(def: &MetricDef, value: Option<f64>, window: &Window) -> Option<Metric> {
+    number(def, value.map(|v| vec![(Vec::new(), v)]).unwrap_or_default(), window)
+}
+
+/// Builds the request for one export.
+pub fn build_request(
+    snapshot: &Snapshot,
+    node_name: &str,
+    histograms: Vec<WindowHistograms>,
+    window: &Window,
+    version: &str,
+) -> ExportMetricsServiceRequest {
+    let mut node_attributes = snapshot.node.resource_attributes();
+    if !node_attributes.iter().any(|(k, _)| *k == "k8s.node.name") {
+        node_attributes.push(("k8s.node.name", node_name.to_owned()));
+    }
+    node_attributes.push(("service.name", "tally-agent".to_owned()));
+    let mut resource_metrics = Vec::new();
+
+    if let Some(host) = &snapshot.host {
+        let mut metrics = Vec::new();
+        let attr = |key: &str, value: &str| vec![string_attribute(key, value)];
+        metrics.extend(number(
+            &catalog::NODE_CPU,
+            host.cpu_seconds.iter().map(|(mode, s)| (attr("mode", mode), *s)).collect(),
+            window,
+        ));
+        metrics.extend(one(&catalog::NODE_CPU_COUNT, Some(host.cpu_count as f64), window));
+        if let Some([one_min, five, fifteen]) = host.load {
+            metrics.extend(one(&catalog::NODE_LOAD1, Some(one_min), window));
+            metrics.extend(one(&catalog::NODE_LOAD5, Some(five), window));
+            metrics.extend(one(&catalog::NODE_LOAD15, Some(fifteen), window));
+        }
+        for (def, value) in [
+            (&catalog::NODE_MEMORY_TOTAL, host.memory_total),
+            (&catalog::NODE_MEMORY_AVAILABLE, host.memory_available),
+            (&catalog::NODE_MEMORY_FREE, host.memory_free),
+            (&catalog::NODE_SWAP_TOTAL, host.swap_total),
+            (&catalog::NODE_SWAP_FREE, host.swap_free),
+        ] {
+            metrics.extend(one(def, Some(value as f64), window));
+        }
+        let fs = |f: &crate::sources::host::Filesystem| {
+            vec![
+                string_attribute("device", f.device.clone()),
+                string_attribute("mountpoint", f.mountpoint.clone()),
+                string_attribute("fstype", f.fstype.clone()),
+            ]
+        };
+        metrics.extend(number(
+            &catalog::NODE_FILESYSTEM_SIZE,
+            host.filesystems.iter().map(|f| (fs(f), f.size_bytes as f64)).collect(),
+            window,
+        ));
+        metrics.extend(number(
+            &catalog::NODE_FILESYSTEM_AVAIL,
+            host.filesystems.iter().map(|f| (fs(f), f.avail_bytes as f64)).collect(),
+            window,
+        ));
+        type DiskField = fn(&crate::sources::host::DiskIo) -> u64;
+        let disk_families: [(&MetricDef, DiskField); 4] = [
+            (&catalog::NODE_DISK_READ, |d| d.read_bytes),
+            (&catalog::NODE_DISK_WRITTEN, |d| d.written_bytes),
+            (&catalog::NODE_DISK_READS, |d| d.reads),
+            (&catalog::NODE_DISK_WRITES, |d| d.writes),
+        ];
+        for (def, field) in disk_families {
+            metrics.extend(number(
+                def,
+                host.disks.iter().map(|d| (attr("device", &d.device), field(d) as f64)).collect(),
+                window,
+            ));
+        }
+        type NetField = fn(&crate::sources::host::Interface) -> u64;
+        let net_families: [(&MetricDef, NetField); 8] = [
+            (&catalog::NODE_NET_RX_BYTES, |i| i.rx_bytes),
+            (&catalog::NODE_NET_TX_BYTES, |i| i.tx_bytes),
+            (&catalog::NODE_NET_RX_PACKETS, |i| i.rx_packets),
+            (&catalog::NODE_NET_TX_PACKETS, |i| i.tx_packets),
+            (&catalog::NODE_NET_RX_ERRORS, |i| i.rx_errors),
+            (&catalog::NODE_NET_TX_ERRORS, |i| i.tx_errors),
+            (&catalog::NODE_NET_RX_DROPS, |i| i.rx_drops),
+            (&catalog::NODE_NET_TX_DROPS, |i| i.tx_drops),
+        ];
+        for (def, field) in net_families {
+            metrics.extend(number(
+                def,
+                host.interfaces.iter().map(|i| (attr("interface", &i.name), field(i) as f64)).collect(),
+                window,
+            ));
+        }
+        metrics.extend(one(&catalog::NODE_BOOT_TIME, host.boot_time.map(|b| b as f64), window));
+        metrics.extend(one(&catalog::NODE_UPTIME, host.uptime.map(|u| u as f64), window));
+        resource_metrics.push(otlp::resource_metrics(
+            otlp::resource(node_attributes.clone()),
+            metrics,
+            version,
+        ));
+    }
+
+    let mut by_id: HashMap<&str, &WindowHistograms> = HashMap::new();
+    for h in &histograms {
+        by_id.insert(h.cgroup.relative.as_str(), h);
+    }
+    let window_start = unix_nanos(window.window_start);
+    let now = unix_nanos(window.now);
+    for container in &snapshot.containers {
+        let mut metrics = Vec::new();
+        for (def, value) in CONTAINER_VALUES {
+            metrics.extend(one(def, value(&container.stats), window));
+        }
+        for (def, map) in [
+            (&catalog::CONTAINER_RESOURCE_REQUESTS, &container.requests),
+            (&catalog::CONTAINER_RESOURCE_LIMITS, &container.limits),
+        ] {
+            metrics.extend(number(
+                def,
+                map.iter()
+                    .map(|(resource, value)| (vec![string_attribute("resource", resource.clone())], *value))
+                    .collect(),
+                window,
+            ));
+        }
+        if let Some(h) = by_id.get(container.cgroup.as_str()) {
+            if !h.cpu_cores.is_empty() {
+                metrics.push(otlp::exp_histogram(
+                    &catalog::CONTAINER_CPU_USAGE_SAMPLED,
+                    vec![otlp::exp_histogram_point(Vec::new(), window_start, now, &h.cpu_cores)],
+                ));
+            }
+            if !h.working_set.is_empty() {
+                metrics.push(otlp::exp_histogram(
+                    &catalog::CONTAINER_MEMORY_WORKING_SET_SAMPLED,
+                    vec![otlp::exp_histogram_point(Vec::new(), window_start, now, &h.working_set)],
+                ));
+            }
+        }
+        let mut attributes = node_attributes.clone();
+        attributes.extend(container.identity.resource_attributes());
+        attributes.push(("container.runtime", container.runtime.as_str().to_owned()));
+        attributes.push(("tally.cgroup.path", container.cgroup.clone()));
+        resource_metrics.push(otlp::resource_metrics(otlp::resource(attributes), metrics, version));
+    }
+    ExportMetricsServiceRequest { resource_metrics }
+}
+
+/// Protobuf-encodes and gzips a request for the spool.
+pub fn encode_gzip(request: &ExportMetricsServiceRequest) -> std::io::Result<Vec<u8>> {
+    let body = otlp::encode_metrics(request);
+    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
+    encoder.write_all(&body)?;
+    encoder.finish()
+}

@@ -13,7 +13,11 @@ use tokio::sync::watch;
 const EXIT_BAD_CONFIG: u8 = 2;
 
 #[derive(Debug, Parser)]
-#[command(name = "tally", version, about = "See, and cut, what AI infrastructure costs")]
+#[command(
+    name = "tally",
+    version,
+    about = "See, and cut, what AI infrastructure costs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

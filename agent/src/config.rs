@@ -542,9 +542,9 @@ pub mod duration_text {
     /// The shortest exact text for a duration.
     pub fn format(duration: Duration) -> String {
         let millis = duration.as_millis();
-        if millis % 1000 != 0 {
+        if !millis.is_multiple_of(1000) {
             format!("{millis}ms")
-        } else if millis % 60_000 != 0 || millis == 0 {
+        } else if !millis.is_multiple_of(60_000) || millis == 0 {
             format!("{}s", millis / 1000)
         } else {
             format!("{}m", millis / 60_000)
@@ -591,7 +591,9 @@ mod tests {
 
     #[test]
     fn precedence_is_file_then_env_then_flags() {
-        let file = write("version: 1\nlisten: 127.0.0.1:1000\nsampling:\n  interval: 2s\ncollector: http://file:4318\n");
+        let file = write(
+            "version: 1\nlisten: 127.0.0.1:1000\nsampling:\n  interval: 2s\ncollector: http://file:4318\n",
+        );
         let env = env(&[
             ("TALLY_LISTEN", "127.0.0.1:2000"),
             ("TALLY_SAMPLING_INTERVAL", "500ms"),
@@ -620,18 +622,32 @@ mod tests {
             .expect_err("bad duration");
         assert!(error.to_string().contains("\"fast\""), "{error}");
 
-        let error = AgentConfig::load(None, &env(&[("TALLY_LISTEN", "nowhere")]), &FlagOverrides::default())
-            .expect_err("bad listen");
-        assert!(error.to_string().contains("listen = \"nowhere\""), "{error}");
+        let error = AgentConfig::load(
+            None,
+            &env(&[("TALLY_LISTEN", "nowhere")]),
+            &FlagOverrides::default(),
+        )
+        .expect_err("bad listen");
+        assert!(
+            error.to_string().contains("listen = \"nowhere\""),
+            "{error}"
+        );
 
         let file = write("version: 2\n");
         let error = AgentConfig::load(Some(file.path()), &[], &FlagOverrides::default())
             .expect_err("bad version");
         assert!(error.to_string().contains("version"), "{error}");
 
-        let error = AgentConfig::load(None, &env(&[("TALLY_SPOOL_MAX_BYTES", "lots")]), &FlagOverrides::default())
-            .expect_err("bad number");
-        assert!(error.to_string().contains("TALLY_SPOOL_MAX_BYTES"), "{error}");
+        let error = AgentConfig::load(
+            None,
+            &env(&[("TALLY_SPOOL_MAX_BYTES", "lots")]),
+            &FlagOverrides::default(),
+        )
+        .expect_err("bad number");
+        assert!(
+            error.to_string().contains("TALLY_SPOOL_MAX_BYTES"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -647,7 +663,10 @@ mod tests {
             "TALLY_SPOOL_DIR",
             "TALLY_LOG_FORMAT",
         ] {
-            assert!(names.iter().any(|n| n == expected), "{expected} in {names:?}");
+            assert!(
+                names.iter().any(|n| n == expected),
+                "{expected} in {names:?}"
+            );
         }
     }
 
@@ -658,13 +677,17 @@ mod tests {
             ..Default::default()
         };
         let file = write(&config.to_yaml());
-        let loaded = AgentConfig::load(Some(file.path()), &[], &FlagOverrides::default()).expect("loads");
+        let loaded =
+            AgentConfig::load(Some(file.path()), &[], &FlagOverrides::default()).expect("loads");
         assert_eq!(loaded, config);
     }
 
     #[test]
     fn durations() {
-        assert_eq!(duration_text::parse("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(
+            duration_text::parse("250ms"),
+            Ok(Duration::from_millis(250))
+        );
         assert_eq!(duration_text::parse("2m"), Ok(Duration::from_secs(120)));
         assert!(duration_text::parse("5").is_err());
         assert!(duration_text::parse("x s").is_err());

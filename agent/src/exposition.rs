@@ -21,7 +21,8 @@ use crate::sources::host::{DiskIo, Filesystem, Interface};
 use crate::telemetry::DURATION_BUCKETS;
 
 /// OpenMetrics content type.
-pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 /// Classic Prometheus text content type.
 pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
@@ -59,32 +60,82 @@ pub type ContainerValue = fn(&CgroupStats) -> Option<f64>;
 /// Every numeric container family and how to read it, shared by
 /// `/metrics` and the OTLP exporter so the two cannot disagree.
 pub const CONTAINER_VALUES: &[(&MetricDef, ContainerValue)] = &[
-        (&catalog::CONTAINER_CPU_USAGE, |s| s.fast.cpu_usage_seconds),
-        (&catalog::CONTAINER_CPU_USER, |s| s.cpu_user_seconds),
-        (&catalog::CONTAINER_CPU_SYSTEM, |s| s.cpu_system_seconds),
-        (&catalog::CONTAINER_CPU_PERIODS, |s| s.cpu_periods.map(|v| v as f64)),
-        (&catalog::CONTAINER_CPU_THROTTLED_PERIODS, |s| s.cpu_throttled_periods.map(|v| v as f64)),
-        (&catalog::CONTAINER_CPU_THROTTLED, |s| s.cpu_throttled_seconds),
-        (&catalog::CONTAINER_CPU_LIMIT, |s| s.cpu_limit_cores),
-        (&catalog::CONTAINER_CPU_WEIGHT, |s| s.cpu_weight.map(|v| v as f64)),
-        (&catalog::CONTAINER_MEMORY_USAGE, |s| s.fast.memory_usage_bytes.map(|v| v as f64)),
-        (&catalog::CONTAINER_MEMORY_WORKING_SET, |s| s.fast.memory_working_set_bytes.map(|v| v as f64)),
-        (&catalog::CONTAINER_MEMORY_RSS, |s| s.memory_rss_bytes.map(|v| v as f64)),
-        (&catalog::CONTAINER_MEMORY_CACHE, |s| s.memory_cache_bytes.map(|v| v as f64)),
-        (&catalog::CONTAINER_MEMORY_PEAK, |s| s.memory_peak_bytes.map(|v| v as f64)),
-        (&catalog::CONTAINER_MEMORY_LIMIT, |s| s.memory_limit_bytes.map(|v| v as f64)),
-        (&catalog::CONTAINER_MEMORY_OOM_EVENTS, |s| s.oom_events.map(|v| v as f64)),
-        (&catalog::CONTAINER_MEMORY_OOM_KILLS, |s| s.oom_kills.map(|v| v as f64)),
-        (&catalog::CONTAINER_IO_READ, |s| s.io.map(|io| io.read_bytes as f64)),
-        (&catalog::CONTAINER_IO_WRITTEN, |s| s.io.map(|io| io.write_bytes as f64)),
-        (&catalog::CONTAINER_IO_READS, |s| s.io.map(|io| io.reads as f64)),
-        (&catalog::CONTAINER_IO_WRITES, |s| s.io.map(|io| io.writes as f64)),
-        (&catalog::CONTAINER_PRESSURE_CPU_WAITING, |s| s.pressure_cpu.map(|p| p.some_us as f64 / 1e6)),
-        (&catalog::CONTAINER_PRESSURE_CPU_STALLED, |s| s.pressure_cpu.and_then(|p| p.full_us).map(|us| us as f64 / 1e6)),
-        (&catalog::CONTAINER_PRESSURE_MEMORY_WAITING, |s| s.pressure_memory.map(|p| p.some_us as f64 / 1e6)),
-        (&catalog::CONTAINER_PRESSURE_MEMORY_STALLED, |s| s.pressure_memory.and_then(|p| p.full_us).map(|us| us as f64 / 1e6)),
-        (&catalog::CONTAINER_PRESSURE_IO_WAITING, |s| s.pressure_io.map(|p| p.some_us as f64 / 1e6)),
-        (&catalog::CONTAINER_PRESSURE_IO_STALLED, |s| s.pressure_io.and_then(|p| p.full_us).map(|us| us as f64 / 1e6)),
+    (&catalog::CONTAINER_CPU_USAGE, |s| s.fast.cpu_usage_seconds),
+    (&catalog::CONTAINER_CPU_USER, |s| s.cpu_user_seconds),
+    (&catalog::CONTAINER_CPU_SYSTEM, |s| s.cpu_system_seconds),
+    (&catalog::CONTAINER_CPU_PERIODS, |s| {
+        s.cpu_periods.map(|v| v as f64)
+    }),
+    (&catalog::CONTAINER_CPU_THROTTLED_PERIODS, |s| {
+        s.cpu_throttled_periods.map(|v| v as f64)
+    }),
+    (&catalog::CONTAINER_CPU_THROTTLED, |s| {
+        s.cpu_throttled_seconds
+    }),
+    (&catalog::CONTAINER_CPU_LIMIT, |s| s.cpu_limit_cores),
+    (&catalog::CONTAINER_CPU_WEIGHT, |s| {
+        s.cpu_weight.map(|v| v as f64)
+    }),
+    (&catalog::CONTAINER_MEMORY_USAGE, |s| {
+        s.fast.memory_usage_bytes.map(|v| v as f64)
+    }),
+    (&catalog::CONTAINER_MEMORY_WORKING_SET, |s| {
+        s.fast.memory_working_set_bytes.map(|v| v as f64)
+    }),
+    (&catalog::CONTAINER_MEMORY_RSS, |s| {
+        s.memory_rss_bytes.map(|v| v as f64)
+    }),
+    (&catalog::CONTAINER_MEMORY_CACHE, |s| {
+        s.memory_cache_bytes.map(|v| v as f64)
+    }),
+    (&catalog::CONTAINER_MEMORY_PEAK, |s| {
+        s.memory_peak_bytes.map(|v| v as f64)
+    }),
+    (&catalog::CONTAINER_MEMORY_LIMIT, |s| {
+        s.memory_limit_bytes.map(|v| v as f64)
+    }),
+    (&catalog::CONTAINER_MEMORY_OOM_EVENTS, |s| {
+        s.oom_events.map(|v| v as f64)
+    }),
+    (&catalog::CONTAINER_MEMORY_OOM_KILLS, |s| {
+        s.oom_kills.map(|v| v as f64)
+    }),
+    (&catalog::CONTAINER_IO_READ, |s| {
+        s.io.map(|io| io.read_bytes as f64)
+    }),
+    (&catalog::CONTAINER_IO_WRITTEN, |s| {
+        s.io.map(|io| io.write_bytes as f64)
+    }),
+    (&catalog::CONTAINER_IO_READS, |s| {
+        s.io.map(|io| io.reads as f64)
+    }),
+    (&catalog::CONTAINER_IO_WRITES, |s| {
+        s.io.map(|io| io.writes as f64)
+    }),
+    (&catalog::CONTAINER_PRESSURE_CPU_WAITING, |s| {
+        s.pressure_cpu.map(|p| p.some_us as f64 / 1e6)
+    }),
+    (&catalog::CONTAINER_PRESSURE_CPU_STALLED, |s| {
+        s.pressure_cpu
+            .and_then(|p| p.full_us)
+            .map(|us| us as f64 / 1e6)
+    }),
+    (&catalog::CONTAINER_PRESSURE_MEMORY_WAITING, |s| {
+        s.pressure_memory.map(|p| p.some_us as f64 / 1e6)
+    }),
+    (&catalog::CONTAINER_PRESSURE_MEMORY_STALLED, |s| {
+        s.pressure_memory
+            .and_then(|p| p.full_us)
+            .map(|us| us as f64 / 1e6)
+    }),
+    (&catalog::CONTAINER_PRESSURE_IO_WAITING, |s| {
+        s.pressure_io.map(|p| p.some_us as f64 / 1e6)
+    }),
+    (&catalog::CONTAINER_PRESSURE_IO_STALLED, |s| {
+        s.pressure_io
+            .and_then(|p| p.full_us)
+            .map(|us| us as f64 / 1e6)
+    }),
 ];
 
 /// Renders the snapshot at scrape time.
@@ -182,21 +233,35 @@ impl Collector for SnapshotCollector {
         let e = &mut encoder;
 
         // === Agent ===
-        family(e, &catalog::AGENT_BUILD_INFO, [([("node", node), ("version", shared.version)], 1.0)])?;
+        family(
+            e,
+            &catalog::AGENT_BUILD_INFO,
+            [([("node", node), ("version", shared.version)], 1.0)],
+        )?;
         let health: Vec<_> = shared.sources.iter().map(|s| s.snapshot()).collect();
         family(
             e,
             &catalog::AGENT_SOURCE_UP,
-            health
-                .iter()
-                .map(|h| ([("node", node), ("source", h.source)], if h.up { 1.0 } else { 0.0 })),
+            health.iter().map(|h| {
+                (
+                    [("node", node), ("source", h.source)],
+                    if h.up { 1.0 } else { 0.0 },
+                )
+            }),
         )?;
         family(
             e,
             &catalog::AGENT_SOURCE_ERRORS,
             health.iter().flat_map(|h| {
                 h.errors.iter().map(move |(kind, count)| {
-                    ([("node", node), ("source", h.source), ("kind", kind.as_str())], *count as f64)
+                    (
+                        [
+                            ("node", node),
+                            ("source", h.source),
+                            ("kind", kind.as_str()),
+                        ],
+                        *count as f64,
+                    )
                 })
             }),
         )?;
@@ -220,20 +285,29 @@ impl Collector for SnapshotCollector {
                     .collect();
                 buckets.push((f64::INFINITY, h.duration_count - previous));
                 let labels = [("node", node), ("source", h.source)];
-                metric.encode_family(&labels)?.encode_histogram::<NoLabelSet>(
-                    h.duration_sum,
-                    h.duration_count,
-                    &buckets,
-                    None,
-                )?;
+                metric
+                    .encode_family(&labels)?
+                    .encode_histogram::<NoLabelSet>(
+                        h.duration_sum,
+                        h.duration_count,
+                        &buckets,
+                        None,
+                    )?;
             }
         }
         family(
             e,
             &catalog::AGENT_CGROUPS,
             Runtime::ALL.iter().map(|runtime| {
-                let count = snapshot.cgroups_by_runtime.get(runtime).copied().unwrap_or(0);
-                ([("node", node), ("runtime", runtime.as_str())], count as f64)
+                let count = snapshot
+                    .cgroups_by_runtime
+                    .get(runtime)
+                    .copied()
+                    .unwrap_or(0);
+                (
+                    [("node", node), ("runtime", runtime.as_str())],
+                    count as f64,
+                )
             }),
         )?;
         if let Some(export) = shared.export_telemetry() {
@@ -283,7 +357,9 @@ impl Collector for SnapshotCollector {
             family(
                 e,
                 &catalog::NODE_CPU,
-                host.cpu_seconds.iter().map(|(mode, s)| ([("node", node), ("mode", *mode)], *s)),
+                host.cpu_seconds
+                    .iter()
+                    .map(|(mode, s)| ([("node", node), ("mode", *mode)], *s)),
             )?;
             let node_gauge = |e: &mut DescriptorEncoder, def, value: f64| {
                 family(e, def, [([("node", node)], value)])
@@ -295,18 +371,50 @@ impl Collector for SnapshotCollector {
                 node_gauge(e, &catalog::NODE_LOAD15, fifteen)?;
             }
             node_gauge(e, &catalog::NODE_MEMORY_TOTAL, host.memory_total as f64)?;
-            node_gauge(e, &catalog::NODE_MEMORY_AVAILABLE, host.memory_available as f64)?;
+            node_gauge(
+                e,
+                &catalog::NODE_MEMORY_AVAILABLE,
+                host.memory_available as f64,
+            )?;
             node_gauge(e, &catalog::NODE_MEMORY_FREE, host.memory_free as f64)?;
             node_gauge(e, &catalog::NODE_SWAP_TOTAL, host.swap_total as f64)?;
             node_gauge(e, &catalog::NODE_SWAP_FREE, host.swap_free as f64)?;
             let fs_labels = |f| fs_labels(node, f);
-            family(e, &catalog::NODE_FILESYSTEM_SIZE, host.filesystems.iter().map(|f| (fs_labels(f), f.size_bytes as f64)))?;
-            family(e, &catalog::NODE_FILESYSTEM_AVAIL, host.filesystems.iter().map(|f| (fs_labels(f), f.avail_bytes as f64)))?;
+            family(
+                e,
+                &catalog::NODE_FILESYSTEM_SIZE,
+                host.filesystems
+                    .iter()
+                    .map(|f| (fs_labels(f), f.size_bytes as f64)),
+            )?;
+            family(
+                e,
+                &catalog::NODE_FILESYSTEM_AVAIL,
+                host.filesystems
+                    .iter()
+                    .map(|f| (fs_labels(f), f.avail_bytes as f64)),
+            )?;
             let disk = |d| disk_labels(node, d);
-            family(e, &catalog::NODE_DISK_READ, host.disks.iter().map(|d| (disk(d), d.read_bytes as f64)))?;
-            family(e, &catalog::NODE_DISK_WRITTEN, host.disks.iter().map(|d| (disk(d), d.written_bytes as f64)))?;
-            family(e, &catalog::NODE_DISK_READS, host.disks.iter().map(|d| (disk(d), d.reads as f64)))?;
-            family(e, &catalog::NODE_DISK_WRITES, host.disks.iter().map(|d| (disk(d), d.writes as f64)))?;
+            family(
+                e,
+                &catalog::NODE_DISK_READ,
+                host.disks.iter().map(|d| (disk(d), d.read_bytes as f64)),
+            )?;
+            family(
+                e,
+                &catalog::NODE_DISK_WRITTEN,
+                host.disks.iter().map(|d| (disk(d), d.written_bytes as f64)),
+            )?;
+            family(
+                e,
+                &catalog::NODE_DISK_READS,
+                host.disks.iter().map(|d| (disk(d), d.reads as f64)),
+            )?;
+            family(
+                e,
+                &catalog::NODE_DISK_WRITES,
+                host.disks.iter().map(|d| (disk(d), d.writes as f64)),
+            )?;
             let iface = |i| interface_labels(node, i);
             type Field = fn(&Interface) -> u64;
             let interface_families: [(&MetricDef, Field); 8] = [
@@ -320,7 +428,11 @@ impl Collector for SnapshotCollector {
                 (&catalog::NODE_NET_TX_DROPS, |i| i.tx_drops),
             ];
             for (def, field) in interface_families {
-                family(e, def, host.interfaces.iter().map(|i| (iface(i), field(i) as f64)))?;
+                family(
+                    e,
+                    def,
+                    host.interfaces.iter().map(|i| (iface(i), field(i) as f64)),
+                )?;
             }
             if let Some(boot) = host.boot_time {
                 node_gauge(e, &catalog::NODE_BOOT_TIME, boot as f64)?;
@@ -353,18 +465,28 @@ impl Collector for SnapshotCollector {
 
         // === Containers ===
         let containers = &snapshot.containers;
-        let labels: Vec<[Pair<'_>; 8]> = containers.iter().map(|c| container_labels(node, c)).collect();
-        let versions: Vec<String> = containers.iter().map(|c| c.cgroup_version.to_string()).collect();
+        let labels: Vec<[Pair<'_>; 8]> = containers
+            .iter()
+            .map(|c| container_labels(node, c))
+            .collect();
+        let versions: Vec<String> = containers
+            .iter()
+            .map(|c| c.cgroup_version.to_string())
+            .collect();
         family(
             e,
             &catalog::CONTAINER_INFO,
-            labels.iter().zip(containers).zip(&versions).map(|((l, c), version)| {
-                let mut row: Vec<Pair<'_>> = l.to_vec();
-                row.push(("runtime", c.runtime.as_str()));
-                row.push(("cgroup", c.cgroup.as_str()));
-                row.push(("cgroup_version", version.as_str()));
-                (row, 1.0)
-            }),
+            labels
+                .iter()
+                .zip(containers)
+                .zip(&versions)
+                .map(|((l, c), version)| {
+                    let mut row: Vec<Pair<'_>> = l.to_vec();
+                    row.push(("runtime", c.runtime.as_str()));
+                    row.push(("cgroup", c.cgroup.as_str()));
+                    row.push(("cgroup_version", version.as_str()));
+                    (row, 1.0)
+                }),
         )?;
         for (def, value) in CONTAINER_VALUES {
             container_family(e, def, &labels, containers, *value)?;

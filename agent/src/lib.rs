@@ -8,8 +8,8 @@
 pub mod config;
 pub mod export;
 pub mod exposition;
-pub mod snapshot;
 pub mod runtime;
 pub mod server;
+pub mod snapshot;
 pub mod sources;
 pub mod telemetry;

@@ -65,7 +65,12 @@ struct Exporter {
 }
 
 impl Sampler {
-    fn new(config: AgentConfig, shared: Arc<Shared>, pods: SharedPodStore, health: &Health) -> Self {
+    fn new(
+        config: AgentConfig,
+        shared: Arc<Shared>,
+        pods: SharedPodStore,
+        health: &Health,
+    ) -> Self {
         let host = HostSource::new(&config.host.proc_root, Arc::clone(&health.host));
         let cgroups = match CgroupSource::new(
             &config.cgroups.root,
@@ -122,15 +127,20 @@ impl Sampler {
         };
         let mut snapshot = Snapshot {
             taken_at: Some(SystemTime::now()),
-            node: pods.node().cloned().unwrap_or_else(|| tally_schema::identity::NodeIdentity {
-                name: self.shared.node_name.clone(),
-                ..Default::default()
-            }),
+            node: pods
+                .node()
+                .cloned()
+                .unwrap_or_else(|| tally_schema::identity::NodeIdentity {
+                    name: self.shared.node_name.clone(),
+                    ..Default::default()
+                }),
             host: host.or_else(|| previous.host.clone()),
             pods: pods.pods().cloned().collect(),
             ..Default::default()
         };
-        snapshot.pods.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        snapshot
+            .pods
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         if let Some(cgroups) = &self.cgroups {
             snapshot.cgroups_by_runtime = cgroups.discovered_by_runtime().clone();
             snapshot.containers = cgroups
@@ -179,7 +189,13 @@ impl Sampler {
         };
         self.last_export = now;
         let snapshot = self.shared.snapshot();
-        let request = batch::build_request(&snapshot, &self.shared.node_name, histograms, &window, self.shared.version);
+        let request = batch::build_request(
+            &snapshot,
+            &self.shared.node_name,
+            histograms,
+            &window,
+            self.shared.version,
+        );
         let payload = match batch::encode_gzip(&request) {
             Ok(payload) => payload,
             Err(error) => {
@@ -300,9 +316,13 @@ pub async fn run(
         .flatten();
     match (&pod_watch, config.kubernetes.mode) {
         (Some(_), _) => sources.push(Arc::clone(&health.pods)),
-        (None, KubernetesMode::Off) => tracing::info!("pod identity disabled (kubernetes.mode: off)"),
+        (None, KubernetesMode::Off) => {
+            tracing::info!("pod identity disabled (kubernetes.mode: off)")
+        }
         (None, _) => {
-            tracing::warn!("pod identity unavailable: no Kubernetes service account or api_url; series carry pod_uid and container_id only");
+            tracing::warn!(
+                "pod identity unavailable: no Kubernetes service account or api_url; series carry pod_uid and container_id only"
+            );
             if config.kubernetes.mode == KubernetesMode::On {
                 sources.push(Arc::clone(&health.pods));
             }
@@ -315,9 +335,14 @@ pub async fn run(
     let registry = Arc::new(exposition::registry(Arc::clone(&shared)));
     let ready = Arc::new(AtomicBool::new(false));
 
-    let listener = server::bind(&config.listen).await.map_err(AgentError::Listen)?;
+    let listener = server::bind(&config.listen)
+        .await
+        .map_err(AgentError::Listen)?;
     tracing::info!(listen = %config.listen, "admin server listening");
-    let router = server::router(server::AdminState::new(Arc::clone(&registry), Arc::clone(&ready)));
+    let router = server::router(server::AdminState::new(
+        Arc::clone(&registry),
+        Arc::clone(&ready),
+    ));
     let mut server_shutdown = shutdown.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, router)
@@ -335,10 +360,18 @@ pub async fn run(
         tokio::spawn(async move { pods::run_pod_watch(client, node, store, health, stop).await });
     }
 
-    let mut sampler = Sampler::new(config.clone(), Arc::clone(&shared), Arc::clone(&pods), &health);
+    let mut sampler = Sampler::new(
+        config.clone(),
+        Arc::clone(&shared),
+        Arc::clone(&pods),
+        &health,
+    );
     let mut sender_task = None;
     if let Some(collector) = &config.collector {
-        let spool = Arc::new(Mutex::new(Spool::open(&config.spool.dir, config.spool.max_bytes)?));
+        let spool = Arc::new(Mutex::new(Spool::open(
+            &config.spool.dir,
+            config.spool.max_bytes,
+        )?));
         let stats = Arc::new(ExportStats::default());
         let wake = Arc::new(Notify::new());
         let sender_config = SenderConfig {
@@ -383,12 +416,20 @@ pub async fn run(
     }
 }
 
-fn sampling_loop(mut sampler: Sampler, stop: mpsc::Receiver<()>, ready: Arc<AtomicBool>, started: Instant) {
+fn sampling_loop(
+    mut sampler: Sampler,
+    stop: mpsc::Receiver<()>,
+    ready: Arc<AtomicBool>,
+    started: Instant,
+) {
     let interval = sampler.config.sampling.interval;
     let export_interval = sampler.config.sampling.export_interval;
     sampler.collect_full(Instant::now());
     ready.store(true, Ordering::Release);
-    tracing::info!(ready_after_ms = started.elapsed().as_millis() as u64, "first collection complete");
+    tracing::info!(
+        ready_after_ms = started.elapsed().as_millis() as u64,
+        "first collection complete"
+    );
     let mut next_tick = Instant::now() + interval;
     let mut next_export = Instant::now() + export_interval;
     loop {

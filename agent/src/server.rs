@@ -60,6 +60,10 @@ async fn readyz(State(state): State<AdminState>) -> Response {
     if state.ready.load(Ordering::Acquire) {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "waiting for the first complete collection\n").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "waiting for the first complete collection\n",
+        )
+            .into_response()
     }
 }

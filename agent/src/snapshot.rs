@@ -142,7 +142,11 @@ pub fn resolve_identity(
     pods: &PodStore,
     pod_uid: &str,
     container_id: &str,
-) -> (ContainerIdentity, BTreeMap<String, f64>, BTreeMap<String, f64>) {
+) -> (
+    ContainerIdentity,
+    BTreeMap<String, f64>,
+    BTreeMap<String, f64>,
+) {
     let mut identity = ContainerIdentity {
         pod_uid: pod_uid.to_owned(),
         container_id: container_id.to_owned(),
@@ -158,7 +162,11 @@ pub fn resolve_identity(
     match container {
         Some(container) => {
             identity.container = container.name.clone();
-            (identity, container.requests.clone(), container.limits.clone())
+            (
+                identity,
+                container.requests.clone(),
+                container.limits.clone(),
+            )
         }
         None => {
             identity.container = "POD".to_owned();

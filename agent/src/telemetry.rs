@@ -158,7 +158,9 @@ impl SourceHealth {
     fn lock(&self) -> std::sync::MutexGuard<'_, HealthState> {
         // A panic while holding this lock cannot leave the counters in a
         // state worse than stale, so recover rather than propagate.
-        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -124,173 +124,699 @@ macro_rules! def {
 }
 
 // === Node ===
-def!(NODE_INFO, "tally_node_info", Info, None,
-    &["node", "zone", "region", "instance_type", "capacity_type", "boot_id", "kernel_version", "os"],
-    "Node identity: cloud placement, capacity type and boot id.");
-def!(NODE_CPU, "tally_node_cpu", Counter, Seconds, &["node", "mode"],
-    "CPU time spent in each mode, summed over all CPUs.");
-def!(NODE_CPU_COUNT, "tally_node_cpu_count", Gauge, None, NODE,
-    "Logical CPUs on the node.");
-def!(NODE_LOAD1, "tally_node_load1", Gauge, None, NODE, "1-minute load average.");
-def!(NODE_LOAD5, "tally_node_load5", Gauge, None, NODE, "5-minute load average.");
-def!(NODE_LOAD15, "tally_node_load15", Gauge, None, NODE, "15-minute load average.");
-def!(NODE_MEMORY_TOTAL, "tally_node_memory_total", Gauge, Bytes, NODE, "Physical memory.");
-def!(NODE_MEMORY_AVAILABLE, "tally_node_memory_available", Gauge, Bytes, NODE,
-    "Memory available for new work without swapping (MemAvailable).");
-def!(NODE_MEMORY_FREE, "tally_node_memory_free", Gauge, Bytes, NODE, "Unused memory (MemFree).");
-def!(NODE_SWAP_TOTAL, "tally_node_swap_total", Gauge, Bytes, NODE, "Swap space.");
-def!(NODE_SWAP_FREE, "tally_node_swap_free", Gauge, Bytes, NODE, "Unused swap space.");
-def!(NODE_FILESYSTEM_SIZE, "tally_node_filesystem_size", Gauge, Bytes,
-    &["node", "device", "mountpoint", "fstype"], "Filesystem size.");
-def!(NODE_FILESYSTEM_AVAIL, "tally_node_filesystem_avail", Gauge, Bytes,
-    &["node", "device", "mountpoint", "fstype"], "Filesystem space available to unprivileged users.");
-def!(NODE_DISK_READ, "tally_node_disk_read", Counter, Bytes, &["node", "device"],
-    "Bytes read from a block device.");
-def!(NODE_DISK_WRITTEN, "tally_node_disk_written", Counter, Bytes, &["node", "device"],
-    "Bytes written to a block device.");
-def!(NODE_DISK_READS, "tally_node_disk_reads_completed", Counter, None, &["node", "device"],
-    "Reads completed on a block device.");
-def!(NODE_DISK_WRITES, "tally_node_disk_writes_completed", Counter, None, &["node", "device"],
-    "Writes completed on a block device.");
-def!(NODE_NET_RX_BYTES, "tally_node_network_receive", Counter, Bytes, &["node", "interface"],
-    "Bytes received on a network interface.");
-def!(NODE_NET_TX_BYTES, "tally_node_network_transmit", Counter, Bytes, &["node", "interface"],
-    "Bytes transmitted on a network interface.");
-def!(NODE_NET_RX_PACKETS, "tally_node_network_receive_packets", Counter, None, &["node", "interface"],
-    "Packets received on a network interface.");
-def!(NODE_NET_TX_PACKETS, "tally_node_network_transmit_packets", Counter, None, &["node", "interface"],
-    "Packets transmitted on a network interface.");
-def!(NODE_NET_RX_ERRORS, "tally_node_network_receive_errors", Counter, None, &["node", "interface"],
-    "Receive errors on a network interface.");
-def!(NODE_NET_TX_ERRORS, "tally_node_network_transmit_errors", Counter, None, &["node", "interface"],
-    "Transmit errors on a network interface.");
-def!(NODE_NET_RX_DROPS, "tally_node_network_receive_drops", Counter, None, &["node", "interface"],
-    "Received packets dropped on a network interface.");
-def!(NODE_NET_TX_DROPS, "tally_node_network_transmit_drops", Counter, None, &["node", "interface"],
-    "Transmitted packets dropped on a network interface.");
-def!(NODE_BOOT_TIME, "tally_node_boot_time", Gauge, Seconds, NODE,
-    "Boot time, in seconds since the Unix epoch.");
-def!(NODE_UPTIME, "tally_node_uptime", Gauge, Seconds, NODE, "Seconds since boot.");
+def!(
+    NODE_INFO,
+    "tally_node_info",
+    Info,
+    None,
+    &[
+        "node",
+        "zone",
+        "region",
+        "instance_type",
+        "capacity_type",
+        "boot_id",
+        "kernel_version",
+        "os"
+    ],
+    "Node identity: cloud placement, capacity type and boot id."
+);
+def!(
+    NODE_CPU,
+    "tally_node_cpu",
+    Counter,
+    Seconds,
+    &["node", "mode"],
+    "CPU time spent in each mode, summed over all CPUs."
+);
+def!(
+    NODE_CPU_COUNT,
+    "tally_node_cpu_count",
+    Gauge,
+    None,
+    NODE,
+    "Logical CPUs on the node."
+);
+def!(
+    NODE_LOAD1,
+    "tally_node_load1",
+    Gauge,
+    None,
+    NODE,
+    "1-minute load average."
+);
+def!(
+    NODE_LOAD5,
+    "tally_node_load5",
+    Gauge,
+    None,
+    NODE,
+    "5-minute load average."
+);
+def!(
+    NODE_LOAD15,
+    "tally_node_load15",
+    Gauge,
+    None,
+    NODE,
+    "15-minute load average."
+);
+def!(
+    NODE_MEMORY_TOTAL,
+    "tally_node_memory_total",
+    Gauge,
+    Bytes,
+    NODE,
+    "Physical memory."
+);
+def!(
+    NODE_MEMORY_AVAILABLE,
+    "tally_node_memory_available",
+    Gauge,
+    Bytes,
+    NODE,
+    "Memory available for new work without swapping (MemAvailable)."
+);
+def!(
+    NODE_MEMORY_FREE,
+    "tally_node_memory_free",
+    Gauge,
+    Bytes,
+    NODE,
+    "Unused memory (MemFree)."
+);
+def!(
+    NODE_SWAP_TOTAL,
+    "tally_node_swap_total",
+    Gauge,
+    Bytes,
+    NODE,
+    "Swap space."
+);
+def!(
+    NODE_SWAP_FREE,
+    "tally_node_swap_free",
+    Gauge,
+    Bytes,
+    NODE,
+    "Unused swap space."
+);
+def!(
+    NODE_FILESYSTEM_SIZE,
+    "tally_node_filesystem_size",
+    Gauge,
+    Bytes,
+    &["node", "device", "mountpoint", "fstype"],
+    "Filesystem size."
+);
+def!(
+    NODE_FILESYSTEM_AVAIL,
+    "tally_node_filesystem_avail",
+    Gauge,
+    Bytes,
+    &["node", "device", "mountpoint", "fstype"],
+    "Filesystem space available to unprivileged users."
+);
+def!(
+    NODE_DISK_READ,
+    "tally_node_disk_read",
+    Counter,
+    Bytes,
+    &["node", "device"],
+    "Bytes read from a block device."
+);
+def!(
+    NODE_DISK_WRITTEN,
+    "tally_node_disk_written",
+    Counter,
+    Bytes,
+    &["node", "device"],
+    "Bytes written to a block device."
+);
+def!(
+    NODE_DISK_READS,
+    "tally_node_disk_reads_completed",
+    Counter,
+    None,
+    &["node", "device"],
+    "Reads completed on a block device."
+);
+def!(
+    NODE_DISK_WRITES,
+    "tally_node_disk_writes_completed",
+    Counter,
+    None,
+    &["node", "device"],
+    "Writes completed on a block device."
+);
+def!(
+    NODE_NET_RX_BYTES,
+    "tally_node_network_receive",
+    Counter,
+    Bytes,
+    &["node", "interface"],
+    "Bytes received on a network interface."
+);
+def!(
+    NODE_NET_TX_BYTES,
+    "tally_node_network_transmit",
+    Counter,
+    Bytes,
+    &["node", "interface"],
+    "Bytes transmitted on a network interface."
+);
+def!(
+    NODE_NET_RX_PACKETS,
+    "tally_node_network_receive_packets",
+    Counter,
+    None,
+    &["node", "interface"],
+    "Packets received on a network interface."
+);
+def!(
+    NODE_NET_TX_PACKETS,
+    "tally_node_network_transmit_packets",
+    Counter,
+    None,
+    &["node", "interface"],
+    "Packets transmitted on a network interface."
+);
+def!(
+    NODE_NET_RX_ERRORS,
+    "tally_node_network_receive_errors",
+    Counter,
+    None,
+    &["node", "interface"],
+    "Receive errors on a network interface."
+);
+def!(
+    NODE_NET_TX_ERRORS,
+    "tally_node_network_transmit_errors",
+    Counter,
+    None,
+    &["node", "interface"],
+    "Transmit errors on a network interface."
+);
+def!(
+    NODE_NET_RX_DROPS,
+    "tally_node_network_receive_drops",
+    Counter,
+    None,
+    &["node", "interface"],
+    "Received packets dropped on a network interface."
+);
+def!(
+    NODE_NET_TX_DROPS,
+    "tally_node_network_transmit_drops",
+    Counter,
+    None,
+    &["node", "interface"],
+    "Transmitted packets dropped on a network interface."
+);
+def!(
+    NODE_BOOT_TIME,
+    "tally_node_boot_time",
+    Gauge,
+    Seconds,
+    NODE,
+    "Boot time, in seconds since the Unix epoch."
+);
+def!(
+    NODE_UPTIME,
+    "tally_node_uptime",
+    Gauge,
+    Seconds,
+    NODE,
+    "Seconds since boot."
+);
 
 // === Pods ===
-def!(POD_INFO, "tally_pod_info", Info, None,
-    &["node", "namespace", "pod", "pod_uid", "workload_kind", "workload_name", "qos_class", "phase"],
-    "Pod identity from the node-scoped pod watch.");
+def!(
+    POD_INFO,
+    "tally_pod_info",
+    Info,
+    None,
+    &[
+        "node",
+        "namespace",
+        "pod",
+        "pod_uid",
+        "workload_kind",
+        "workload_name",
+        "qos_class",
+        "phase"
+    ],
+    "Pod identity from the node-scoped pod watch."
+);
 
 // === Containers ===
-def!(CONTAINER_INFO, "tally_container_info", Info, None,
-    &["node", "namespace", "pod", "container", "workload_kind", "workload_name", "pod_uid", "container_id", "runtime", "cgroup", "cgroup_version"],
-    "Container identity: runtime and cgroup path. runtime=\"unknown\" marks cgroups Tally could not map to a container.");
-def!(CONTAINER_CPU_USAGE, "tally_container_cpu_usage", Counter, Seconds, C,
-    "CPU time consumed by the container.");
-def!(CONTAINER_CPU_USER, "tally_container_cpu_user", Counter, Seconds, C,
-    "CPU time the container spent in user mode.");
-def!(CONTAINER_CPU_SYSTEM, "tally_container_cpu_system", Counter, Seconds, C,
-    "CPU time the container spent in kernel mode.");
-def!(CONTAINER_CPU_PERIODS, "tally_container_cpu_cfs_periods", Counter, None, C,
-    "Elapsed CFS enforcement periods.");
-def!(CONTAINER_CPU_THROTTLED_PERIODS, "tally_container_cpu_cfs_throttled_periods", Counter, None, C,
-    "CFS periods in which the container was throttled.");
-def!(CONTAINER_CPU_THROTTLED, "tally_container_cpu_cfs_throttled", Counter, Seconds, C,
-    "Time the container was throttled by its CPU limit.");
-def!(CONTAINER_CPU_LIMIT, "tally_container_cpu_limit", Gauge, Cores, C,
-    "CPU limit (CFS quota / period); absent when unlimited.");
-def!(CONTAINER_CPU_WEIGHT, "tally_container_cpu_weight", Gauge, None, C,
-    "CPU weight in cgroup v2 units (1-10000); v1 shares are converted as runc does.");
-def!(CONTAINER_MEMORY_USAGE, "tally_container_memory_usage", Gauge, Bytes, C,
-    "Memory charged to the container, page cache included.");
-def!(CONTAINER_MEMORY_WORKING_SET, "tally_container_memory_working_set", Gauge, Bytes, C,
-    "Working set: usage minus inactive file cache, floored at 0, as kubelet computes it.");
-def!(CONTAINER_MEMORY_RSS, "tally_container_memory_rss", Gauge, Bytes, C,
-    "Anonymous memory (v2 anon, v1 total_rss).");
-def!(CONTAINER_MEMORY_CACHE, "tally_container_memory_cache", Gauge, Bytes, C,
-    "Page cache (v2 file, v1 total_cache).");
-def!(CONTAINER_MEMORY_PEAK, "tally_container_memory_peak", Gauge, Bytes, C,
-    "Highest memory usage the kernel recorded (v2 memory.peak, v1 max_usage_in_bytes).");
-def!(CONTAINER_MEMORY_LIMIT, "tally_container_memory_limit", Gauge, Bytes, C,
-    "Memory limit; absent when unlimited.");
-def!(CONTAINER_MEMORY_OOM_EVENTS, "tally_container_memory_oom_events", Counter, None, C,
-    "Times the container hit its memory limit and the OOM path ran (cgroup v2 only).");
-def!(CONTAINER_MEMORY_OOM_KILLS, "tally_container_memory_oom_kills", Counter, None, C,
-    "Processes in the container killed by the OOM killer.");
-def!(CONTAINER_IO_READ, "tally_container_io_read", Counter, Bytes, C,
-    "Bytes read from block devices.");
-def!(CONTAINER_IO_WRITTEN, "tally_container_io_written", Counter, Bytes, C,
-    "Bytes written to block devices.");
-def!(CONTAINER_IO_READS, "tally_container_io_reads", Counter, None, C,
-    "Read operations on block devices.");
-def!(CONTAINER_IO_WRITES, "tally_container_io_writes", Counter, None, C,
-    "Write operations on block devices.");
-def!(CONTAINER_PRESSURE_CPU_WAITING, "tally_container_pressure_cpu_waiting", Counter, Seconds, C,
-    "PSI: time some task waited for CPU.");
-def!(CONTAINER_PRESSURE_CPU_STALLED, "tally_container_pressure_cpu_stalled", Counter, Seconds, C,
-    "PSI: time all non-idle tasks were stalled on CPU.");
-def!(CONTAINER_PRESSURE_MEMORY_WAITING, "tally_container_pressure_memory_waiting", Counter, Seconds, C,
-    "PSI: time some task waited for memory.");
-def!(CONTAINER_PRESSURE_MEMORY_STALLED, "tally_container_pressure_memory_stalled", Counter, Seconds, C,
-    "PSI: time all non-idle tasks were stalled on memory.");
-def!(CONTAINER_PRESSURE_IO_WAITING, "tally_container_pressure_io_waiting", Counter, Seconds, C,
-    "PSI: time some task waited for IO.");
-def!(CONTAINER_PRESSURE_IO_STALLED, "tally_container_pressure_io_stalled", Counter, Seconds, C,
-    "PSI: time all non-idle tasks were stalled on IO.");
-def!(CONTAINER_RESOURCE_REQUESTS, "tally_container_resource_requests", Gauge, None,
-    &["node", "namespace", "pod", "container", "workload_kind", "workload_name", "pod_uid", "container_id", "resource", "unit"],
-    "Resource requests from the pod spec (cpu in cores, memory in bytes, GPUs and MIG slices in devices).");
-def!(CONTAINER_RESOURCE_LIMITS, "tally_container_resource_limits", Gauge, None,
-    &["node", "namespace", "pod", "container", "workload_kind", "workload_name", "pod_uid", "container_id", "resource", "unit"],
-    "Resource limits from the pod spec (cpu in cores, memory in bytes, GPUs and MIG slices in devices).");
-def!(CONTAINER_CPU_USAGE_SAMPLED, "tally_container_cpu_usage_sampled", ExponentialHistogram, Cores, C,
-    "Distribution of per-sample CPU usage between exports (default 1 s samples).", OtlpOnly);
-def!(CONTAINER_MEMORY_WORKING_SET_SAMPLED, "tally_container_memory_working_set_sampled", ExponentialHistogram, Bytes, C,
-    "Distribution of per-sample working set between exports (default 1 s samples).", OtlpOnly);
+def!(
+    CONTAINER_INFO,
+    "tally_container_info",
+    Info,
+    None,
+    &[
+        "node",
+        "namespace",
+        "pod",
+        "container",
+        "workload_kind",
+        "workload_name",
+        "pod_uid",
+        "container_id",
+        "runtime",
+        "cgroup",
+        "cgroup_version"
+    ],
+    "Container identity: runtime and cgroup path. runtime=\"unknown\" marks cgroups Tally could not map to a container."
+);
+def!(
+    CONTAINER_CPU_USAGE,
+    "tally_container_cpu_usage",
+    Counter,
+    Seconds,
+    C,
+    "CPU time consumed by the container."
+);
+def!(
+    CONTAINER_CPU_USER,
+    "tally_container_cpu_user",
+    Counter,
+    Seconds,
+    C,
+    "CPU time the container spent in user mode."
+);
+def!(
+    CONTAINER_CPU_SYSTEM,
+    "tally_container_cpu_system",
+    Counter,
+    Seconds,
+    C,
+    "CPU time the container spent in kernel mode."
+);
+def!(
+    CONTAINER_CPU_PERIODS,
+    "tally_container_cpu_cfs_periods",
+    Counter,
+    None,
+    C,
+    "Elapsed CFS enforcement periods."
+);
+def!(
+    CONTAINER_CPU_THROTTLED_PERIODS,
+    "tally_container_cpu_cfs_throttled_periods",
+    Counter,
+    None,
+    C,
+    "CFS periods in which the container was throttled."
+);
+def!(
+    CONTAINER_CPU_THROTTLED,
+    "tally_container_cpu_cfs_throttled",
+    Counter,
+    Seconds,
+    C,
+    "Time the container was throttled by its CPU limit."
+);
+def!(
+    CONTAINER_CPU_LIMIT,
+    "tally_container_cpu_limit",
+    Gauge,
+    Cores,
+    C,
+    "CPU limit (CFS quota / period); absent when unlimited."
+);
+def!(
+    CONTAINER_CPU_WEIGHT,
+    "tally_container_cpu_weight",
+    Gauge,
+    None,
+    C,
+    "CPU weight in cgroup v2 units (1-10000); v1 shares are converted as runc does."
+);
+def!(
+    CONTAINER_MEMORY_USAGE,
+    "tally_container_memory_usage",
+    Gauge,
+    Bytes,
+    C,
+    "Memory charged to the container, page cache included."
+);
+def!(
+    CONTAINER_MEMORY_WORKING_SET,
+    "tally_container_memory_working_set",
+    Gauge,
+    Bytes,
+    C,
+    "Working set: usage minus inactive file cache, floored at 0, as kubelet computes it."
+);
+def!(
+    CONTAINER_MEMORY_RSS,
+    "tally_container_memory_rss",
+    Gauge,
+    Bytes,
+    C,
+    "Anonymous memory (v2 anon, v1 total_rss)."
+);
+def!(
+    CONTAINER_MEMORY_CACHE,
+    "tally_container_memory_cache",
+    Gauge,
+    Bytes,
+    C,
+    "Page cache (v2 file, v1 total_cache)."
+);
+def!(
+    CONTAINER_MEMORY_PEAK,
+    "tally_container_memory_peak",
+    Gauge,
+    Bytes,
+    C,
+    "Highest memory usage the kernel recorded (v2 memory.peak, v1 max_usage_in_bytes)."
+);
+def!(
+    CONTAINER_MEMORY_LIMIT,
+    "tally_container_memory_limit",
+    Gauge,
+    Bytes,
+    C,
+    "Memory limit; absent when unlimited."
+);
+def!(
+    CONTAINER_MEMORY_OOM_EVENTS,
+    "tally_container_memory_oom_events",
+    Counter,
+    None,
+    C,
+    "Times the container hit its memory limit and the OOM path ran (cgroup v2 only)."
+);
+def!(
+    CONTAINER_MEMORY_OOM_KILLS,
+    "tally_container_memory_oom_kills",
+    Counter,
+    None,
+    C,
+    "Processes in the container killed by the OOM killer."
+);
+def!(
+    CONTAINER_IO_READ,
+    "tally_container_io_read",
+    Counter,
+    Bytes,
+    C,
+    "Bytes read from block devices."
+);
+def!(
+    CONTAINER_IO_WRITTEN,
+    "tally_container_io_written",
+    Counter,
+    Bytes,
+    C,
+    "Bytes written to block devices."
+);
+def!(
+    CONTAINER_IO_READS,
+    "tally_container_io_reads",
+    Counter,
+    None,
+    C,
+    "Read operations on block devices."
+);
+def!(
+    CONTAINER_IO_WRITES,
+    "tally_container_io_writes",
+    Counter,
+    None,
+    C,
+    "Write operations on block devices."
+);
+def!(
+    CONTAINER_PRESSURE_CPU_WAITING,
+    "tally_container_pressure_cpu_waiting",
+    Counter,
+    Seconds,
+    C,
+    "PSI: time some task waited for CPU."
+);
+def!(
+    CONTAINER_PRESSURE_CPU_STALLED,
+    "tally_container_pressure_cpu_stalled",
+    Counter,
+    Seconds,
+    C,
+    "PSI: time all non-idle tasks were stalled on CPU."
+);
+def!(
+    CONTAINER_PRESSURE_MEMORY_WAITING,
+    "tally_container_pressure_memory_waiting",
+    Counter,
+    Seconds,
+    C,
+    "PSI: time some task waited for memory."
+);
+def!(
+    CONTAINER_PRESSURE_MEMORY_STALLED,
+    "tally_container_pressure_memory_stalled",
+    Counter,
+    Seconds,
+    C,
+    "PSI: time all non-idle tasks were stalled on memory."
+);
+def!(
+    CONTAINER_PRESSURE_IO_WAITING,
+    "tally_container_pressure_io_waiting",
+    Counter,
+    Seconds,
+    C,
+    "PSI: time some task waited for IO."
+);
+def!(
+    CONTAINER_PRESSURE_IO_STALLED,
+    "tally_container_pressure_io_stalled",
+    Counter,
+    Seconds,
+    C,
+    "PSI: time all non-idle tasks were stalled on IO."
+);
+def!(
+    CONTAINER_RESOURCE_REQUESTS,
+    "tally_container_resource_requests",
+    Gauge,
+    None,
+    &[
+        "node",
+        "namespace",
+        "pod",
+        "container",
+        "workload_kind",
+        "workload_name",
+        "pod_uid",
+        "container_id",
+        "resource",
+        "unit"
+    ],
+    "Resource requests from the pod spec (cpu in cores, memory in bytes, GPUs and MIG slices in devices)."
+);
+def!(
+    CONTAINER_RESOURCE_LIMITS,
+    "tally_container_resource_limits",
+    Gauge,
+    None,
+    &[
+        "node",
+        "namespace",
+        "pod",
+        "container",
+        "workload_kind",
+        "workload_name",
+        "pod_uid",
+        "container_id",
+        "resource",
+        "unit"
+    ],
+    "Resource limits from the pod spec (cpu in cores, memory in bytes, GPUs and MIG slices in devices)."
+);
+def!(
+    CONTAINER_CPU_USAGE_SAMPLED,
+    "tally_container_cpu_usage_sampled",
+    ExponentialHistogram,
+    Cores,
+    C,
+    "Distribution of per-sample CPU usage between exports (default 1 s samples).",
+    OtlpOnly
+);
+def!(
+    CONTAINER_MEMORY_WORKING_SET_SAMPLED,
+    "tally_container_memory_working_set_sampled",
+    ExponentialHistogram,
+    Bytes,
+    C,
+    "Distribution of per-sample working set between exports (default 1 s samples).",
+    OtlpOnly
+);
 
 // === Agent self-observability ===
-def!(AGENT_BUILD_INFO, "tally_agent_build_info", Info, None, &["node", "version"],
-    "The running agent's version.");
-def!(AGENT_SOURCE_UP, "tally_agent_source_up", Gauge, None, &["node", "source"],
-    "1 when the source's last collection succeeded, else 0.");
-def!(AGENT_SOURCE_DURATION, "tally_agent_source_collection_duration", Histogram, Seconds, &["node", "source"],
-    "Time one collection of the source took.");
-def!(AGENT_SOURCE_ERRORS, "tally_agent_source_errors", Counter, None, &["node", "source", "kind"],
-    "Errors met by a source, by kind. Each kind is logged once.");
-def!(AGENT_CGROUPS, "tally_agent_cgroups_discovered", Gauge, None, &["node", "runtime"],
-    "Cgroups the last discovery found, by runtime (unknown included).");
-def!(AGENT_OTLP_EXPORTS, "tally_agent_otlp_exports", Counter, None, &["node", "outcome"],
-    "OTLP export attempts by outcome: success, partial, retryable, rejected, unreachable.");
-def!(AGENT_OTLP_REJECTED_POINTS, "tally_agent_otlp_rejected_points", Counter, None, NODE,
-    "Data points the collector rejected in partial-success responses.");
-def!(AGENT_SPOOL_BATCHES, "tally_agent_spool_batches", Gauge, None, NODE,
-    "Batches waiting in the disk spool.");
-def!(AGENT_SPOOL_SIZE, "tally_agent_spool_size", Gauge, Bytes, NODE,
-    "Bytes held by the disk spool.");
-def!(AGENT_SPOOL_EVICTED, "tally_agent_spool_evicted_batches", Counter, None, NODE,
-    "Batches the spool's size bound forced out, oldest first.");
-def!(AGENT_SPOOL_CORRUPT, "tally_agent_spool_corrupt_batches", Counter, None, NODE,
-    "Spool segments that failed their checksum and were set aside.");
+def!(
+    AGENT_BUILD_INFO,
+    "tally_agent_build_info",
+    Info,
+    None,
+    &["node", "version"],
+    "The running agent's version."
+);
+def!(
+    AGENT_SOURCE_UP,
+    "tally_agent_source_up",
+    Gauge,
+    None,
+    &["node", "source"],
+    "1 when the source's last collection succeeded, else 0."
+);
+def!(
+    AGENT_SOURCE_DURATION,
+    "tally_agent_source_collection_duration",
+    Histogram,
+    Seconds,
+    &["node", "source"],
+    "Time one collection of the source took."
+);
+def!(
+    AGENT_SOURCE_ERRORS,
+    "tally_agent_source_errors",
+    Counter,
+    None,
+    &["node", "source", "kind"],
+    "Errors met by a source, by kind. Each kind is logged once."
+);
+def!(
+    AGENT_CGROUPS,
+    "tally_agent_cgroups_discovered",
+    Gauge,
+    None,
+    &["node", "runtime"],
+    "Cgroups the last discovery found, by runtime (unknown included)."
+);
+def!(
+    AGENT_OTLP_EXPORTS,
+    "tally_agent_otlp_exports",
+    Counter,
+    None,
+    &["node", "outcome"],
+    "OTLP export attempts by outcome: success, partial, retryable, rejected, unreachable."
+);
+def!(
+    AGENT_OTLP_REJECTED_POINTS,
+    "tally_agent_otlp_rejected_points",
+    Counter,
+    None,
+    NODE,
+    "Data points the collector rejected in partial-success responses."
+);
+def!(
+    AGENT_SPOOL_BATCHES,
+    "tally_agent_spool_batches",
+    Gauge,
+    None,
+    NODE,
+    "Batches waiting in the disk spool."
+);
+def!(
+    AGENT_SPOOL_SIZE,
+    "tally_agent_spool_size",
+    Gauge,
+    Bytes,
+    NODE,
+    "Bytes held by the disk spool."
+);
+def!(
+    AGENT_SPOOL_EVICTED,
+    "tally_agent_spool_evicted_batches",
+    Counter,
+    None,
+    NODE,
+    "Batches the spool's size bound forced out, oldest first."
+);
+def!(
+    AGENT_SPOOL_CORRUPT,
+    "tally_agent_spool_corrupt_batches",
+    Counter,
+    None,
+    NODE,
+    "Spool segments that failed their checksum and were set aside."
+);
 
 /// Every family, in documentation order.
 pub const CATALOG: &[MetricDef] = &[
-    NODE_INFO, NODE_CPU, NODE_CPU_COUNT, NODE_LOAD1, NODE_LOAD5, NODE_LOAD15,
-    NODE_MEMORY_TOTAL, NODE_MEMORY_AVAILABLE, NODE_MEMORY_FREE, NODE_SWAP_TOTAL, NODE_SWAP_FREE,
-    NODE_FILESYSTEM_SIZE, NODE_FILESYSTEM_AVAIL, NODE_DISK_READ, NODE_DISK_WRITTEN,
-    NODE_DISK_READS, NODE_DISK_WRITES, NODE_NET_RX_BYTES, NODE_NET_TX_BYTES,
-    NODE_NET_RX_PACKETS, NODE_NET_TX_PACKETS, NODE_NET_RX_ERRORS, NODE_NET_TX_ERRORS,
-    NODE_NET_RX_DROPS, NODE_NET_TX_DROPS, NODE_BOOT_TIME, NODE_UPTIME,
+    NODE_INFO,
+    NODE_CPU,
+    NODE_CPU_COUNT,
+    NODE_LOAD1,
+    NODE_LOAD5,
+    NODE_LOAD15,
+    NODE_MEMORY_TOTAL,
+    NODE_MEMORY_AVAILABLE,
+    NODE_MEMORY_FREE,
+    NODE_SWAP_TOTAL,
+    NODE_SWAP_FREE,
+    NODE_FILESYSTEM_SIZE,
+    NODE_FILESYSTEM_AVAIL,
+    NODE_DISK_READ,
+    NODE_DISK_WRITTEN,
+    NODE_DISK_READS,
+    NODE_DISK_WRITES,
+    NODE_NET_RX_BYTES,
+    NODE_NET_TX_BYTES,
+    NODE_NET_RX_PACKETS,
+    NODE_NET_TX_PACKETS,
+    NODE_NET_RX_ERRORS,
+    NODE_NET_TX_ERRORS,
+    NODE_NET_RX_DROPS,
+    NODE_NET_TX_DROPS,
+    NODE_BOOT_TIME,
+    NODE_UPTIME,
     POD_INFO,
-    CONTAINER_INFO, CONTAINER_CPU_USAGE, CONTAINER_CPU_USER, CONTAINER_CPU_SYSTEM,
-    CONTAINER_CPU_PERIODS, CONTAINER_CPU_THROTTLED_PERIODS, CONTAINER_CPU_THROTTLED,
-    CONTAINER_CPU_LIMIT, CONTAINER_CPU_WEIGHT, CONTAINER_MEMORY_USAGE,
-    CONTAINER_MEMORY_WORKING_SET, CONTAINER_MEMORY_RSS, CONTAINER_MEMORY_CACHE,
-    CONTAINER_MEMORY_PEAK, CONTAINER_MEMORY_LIMIT, CONTAINER_MEMORY_OOM_EVENTS,
-    CONTAINER_MEMORY_OOM_KILLS, CONTAINER_IO_READ, CONTAINER_IO_WRITTEN, CONTAINER_IO_READS,
-    CONTAINER_IO_WRITES, CONTAINER_PRESSURE_CPU_WAITING, CONTAINER_PRESSURE_CPU_STALLED,
-    CONTAINER_PRESSURE_MEMORY_WAITING, CONTAINER_PRESSURE_MEMORY_STALLED,
-    CONTAINER_PRESSURE_IO_WAITING, CONTAINER_PRESSURE_IO_STALLED,
-    CONTAINER_RESOURCE_REQUESTS, CONTAINER_RESOURCE_LIMITS,
-    CONTAINER_CPU_USAGE_SAMPLED, CONTAINER_MEMORY_WORKING_SET_SAMPLED,
-    AGENT_BUILD_INFO, AGENT_SOURCE_UP, AGENT_SOURCE_DURATION, AGENT_SOURCE_ERRORS,
-    AGENT_CGROUPS, AGENT_OTLP_EXPORTS, AGENT_OTLP_REJECTED_POINTS, AGENT_SPOOL_BATCHES,
-    AGENT_SPOOL_SIZE, AGENT_SPOOL_EVICTED, AGENT_SPOOL_CORRUPT,
+    CONTAINER_INFO,
+    CONTAINER_CPU_USAGE,
+    CONTAINER_CPU_USER,
+    CONTAINER_CPU_SYSTEM,
+    CONTAINER_CPU_PERIODS,
+    CONTAINER_CPU_THROTTLED_PERIODS,
+    CONTAINER_CPU_THROTTLED,
+    CONTAINER_CPU_LIMIT,
+    CONTAINER_CPU_WEIGHT,
+    CONTAINER_MEMORY_USAGE,
+    CONTAINER_MEMORY_WORKING_SET,
+    CONTAINER_MEMORY_RSS,
+    CONTAINER_MEMORY_CACHE,
+    CONTAINER_MEMORY_PEAK,
+    CONTAINER_MEMORY_LIMIT,
+    CONTAINER_MEMORY_OOM_EVENTS,
+    CONTAINER_MEMORY_OOM_KILLS,
+    CONTAINER_IO_READ,
+    CONTAINER_IO_WRITTEN,
+    CONTAINER_IO_READS,
+    CONTAINER_IO_WRITES,
+    CONTAINER_PRESSURE_CPU_WAITING,
+    CONTAINER_PRESSURE_CPU_STALLED,
+    CONTAINER_PRESSURE_MEMORY_WAITING,
+    CONTAINER_PRESSURE_MEMORY_STALLED,
+    CONTAINER_PRESSURE_IO_WAITING,
+    CONTAINER_PRESSURE_IO_STALLED,
+    CONTAINER_RESOURCE_REQUESTS,
+    CONTAINER_RESOURCE_LIMITS,
+    CONTAINER_CPU_USAGE_SAMPLED,
+    CONTAINER_MEMORY_WORKING_SET_SAMPLED,
+    AGENT_BUILD_INFO,
+    AGENT_SOURCE_UP,
+    AGENT_SOURCE_DURATION,
+    AGENT_SOURCE_ERRORS,
+    AGENT_CGROUPS,
+    AGENT_OTLP_EXPORTS,
+    AGENT_OTLP_REJECTED_POINTS,
+    AGENT_SPOOL_BATCHES,
+    AGENT_SPOOL_SIZE,
+    AGENT_SPOOL_EVICTED,
+    AGENT_SPOOL_CORRUPT,
 ];
 
 /// Looks a family up by its full Prometheus name.
@@ -354,13 +880,28 @@ mod tests {
             assert!(seen.insert(name.clone()), "duplicate {name}");
             assert!(name.starts_with("tally_"), "{name}");
             assert!(
-                name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                name.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
                 "{name}"
             );
-            assert!(!def.help.is_empty() && def.help.ends_with('.'), "{name} help");
-            assert_eq!(def.kind == MetricKind::Info, name.ends_with("_info"), "{name}");
-            assert_eq!(def.kind == MetricKind::Counter, name.ends_with("_total"), "{name}");
-            assert!(def.labels.first() == Some(&"node"), "{name} must carry node");
+            assert!(
+                !def.help.is_empty() && def.help.ends_with('.'),
+                "{name} help"
+            );
+            assert_eq!(
+                def.kind == MetricKind::Info,
+                name.ends_with("_info"),
+                "{name}"
+            );
+            assert_eq!(
+                def.kind == MetricKind::Counter,
+                name.ends_with("_total"),
+                "{name}"
+            );
+            assert!(
+                def.labels.first() == Some(&"node"),
+                "{name} must carry node"
+            );
             let unique: HashSet<_> = def.labels.iter().collect();
             assert_eq!(unique.len(), def.labels.len(), "{name} repeats a label");
         }

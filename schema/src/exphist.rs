@@ -240,7 +240,10 @@ mod tests {
             let i = bucket_index(*v, h.scale());
             let lower = bucket_upper_bound(i - 1, h.scale());
             let upper = bucket_upper_bound(i, h.scale());
-            assert!(*v > lower * (1.0 - 1e-12) && *v <= upper * (1.0 + 1e-12), "{v}");
+            assert!(
+                *v > lower * (1.0 - 1e-12) && *v <= upper * (1.0 + 1e-12),
+                "{v}"
+            );
             assert!(i >= h.offset() && i < h.offset() + h.bucket_counts().len() as i32);
         }
     }
@@ -281,7 +284,10 @@ mod tests {
         // The estimate is a bucket's upper bound: its relative error is at
         // most base - 1 = 2^(2^-scale) - 1 (9 % at the scale 1..1000 needs).
         let bound = 2f64.powf(2f64.powi(-h.scale())) - 1.0;
-        assert!(p95 >= 950.0 && (p95 - 950.0) / 950.0 <= bound, "{p95} {bound}");
+        assert!(
+            p95 >= 950.0 && (p95 - 950.0) / 950.0 <= bound,
+            "{p95} {bound}"
+        );
         assert_eq!(h.scale(), 3);
     }
 }

@@ -79,7 +79,12 @@ pub fn number_point(
 
 /// A gauge metric.
 pub fn gauge(def: &MetricDef, points: Vec<NumberDataPoint>) -> Metric {
-    metric(def, Data::Gauge(Gauge { data_points: points }))
+    metric(
+        def,
+        Data::Gauge(Gauge {
+            data_points: points,
+        }),
+    )
 }
 
 /// A cumulative monotonic sum (a Prometheus counter).
@@ -142,7 +147,11 @@ fn metric(def: &MetricDef, data: Data) -> Metric {
 }
 
 /// One resource's metrics under the agent's instrumentation scope.
-pub fn resource_metrics(resource: Resource, metrics: Vec<Metric>, version: &str) -> ResourceMetrics {
+pub fn resource_metrics(
+    resource: Resource,
+    metrics: Vec<Metric>,
+    version: &str,
+) -> ResourceMetrics {
     ResourceMetrics {
         resource: Some(resource),
         scope_metrics: vec![ScopeMetrics {

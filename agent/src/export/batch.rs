@@ -69,7 +69,11 @@ fn number(def: &MetricDef, points: Vec<(Vec<KeyValue>, f64)>, window: &Window) -
 }
 
 fn one(def: &MetricDef, value: Option<f64>, window: &Window) -> Option<Metric> {
-    number(def, value.map(|v| vec![(Vec::new(), v)]).unwrap_or_default(), window)
+    number(
+        def,
+        value.map(|v| vec![(Vec::new(), v)]).unwrap_or_default(),
+        window,
+    )
 }
 
 /// Builds the request for one export.
@@ -92,10 +96,17 @@ pub fn build_request(
         let attr = |key: &str, value: &str| vec![string_attribute(key, value)];
         metrics.extend(number(
             &catalog::NODE_CPU,
-            host.cpu_seconds.iter().map(|(mode, s)| (attr("mode", mode), *s)).collect(),
+            host.cpu_seconds
+                .iter()
+                .map(|(mode, s)| (attr("mode", mode), *s))
+                .collect(),
             window,
         ));
-        metrics.extend(one(&catalog::NODE_CPU_COUNT, Some(host.cpu_count as f64), window));
+        metrics.extend(one(
+            &catalog::NODE_CPU_COUNT,
+            Some(host.cpu_count as f64),
+            window,
+        ));
         if let Some([one_min, five, fifteen]) = host.load {
             metrics.extend(one(&catalog::NODE_LOAD1, Some(one_min), window));
             metrics.extend(one(&catalog::NODE_LOAD5, Some(five), window));
@@ -119,12 +130,18 @@ pub fn build_request(
         };
         metrics.extend(number(
             &catalog::NODE_FILESYSTEM_SIZE,
-            host.filesystems.iter().map(|f| (fs(f), f.size_bytes as f64)).collect(),
+            host.filesystems
+                .iter()
+                .map(|f| (fs(f), f.size_bytes as f64))
+                .collect(),
             window,
         ));
         metrics.extend(number(
             &catalog::NODE_FILESYSTEM_AVAIL,
-            host.filesystems.iter().map(|f| (fs(f), f.avail_bytes as f64)).collect(),
+            host.filesystems
+                .iter()
+                .map(|f| (fs(f), f.avail_bytes as f64))
+                .collect(),
             window,
         ));
         type DiskField = fn(&crate::sources::host::DiskIo) -> u64;
@@ -137,7 +154,10 @@ pub fn build_request(
         for (def, field) in disk_families {
             metrics.extend(number(
                 def,
-                host.disks.iter().map(|d| (attr("device", &d.device), field(d) as f64)).collect(),
+                host.disks
+                    .iter()
+                    .map(|d| (attr("device", &d.device), field(d) as f64))
+                    .collect(),
                 window,
             ));
         }
@@ -155,12 +175,23 @@ pub fn build_request(
         for (def, field) in net_families {
             metrics.extend(number(
                 def,
-                host.interfaces.iter().map(|i| (attr("interface", &i.name), field(i) as f64)).collect(),
+                host.interfaces
+                    .iter()
+                    .map(|i| (attr("interface", &i.name), field(i) as f64))
+                    .collect(),
                 window,
             ));
         }
-        metrics.extend(one(&catalog::NODE_BOOT_TIME, host.boot_time.map(|b| b as f64), window));
-        metrics.extend(one(&catalog::NODE_UPTIME, host.uptime.map(|u| u as f64), window));
+        metrics.extend(one(
+            &catalog::NODE_BOOT_TIME,
+            host.boot_time.map(|b| b as f64),
+            window,
+        ));
+        metrics.extend(one(
+            &catalog::NODE_UPTIME,
+            host.uptime.map(|u| u as f64),
+            window,
+        ));
         resource_metrics.push(otlp::resource_metrics(
             otlp::resource(node_attributes.clone()),
             metrics,
@@ -186,7 +217,9 @@ pub fn build_request(
             metrics.extend(number(
                 def,
                 map.iter()
-                    .map(|(resource, value)| (vec![string_attribute("resource", resource.clone())], *value))
+                    .map(|(resource, value)| {
+                        (vec![string_attribute("resource", resource.clone())], *value)
+                    })
                     .collect(),
                 window,
             ));
@@ -195,13 +228,23 @@ pub fn build_request(
             if !h.cpu_cores.is_empty() {
                 metrics.push(otlp::exp_histogram(
                     &catalog::CONTAINER_CPU_USAGE_SAMPLED,
-                    vec![otlp::exp_histogram_point(Vec::new(), window_start, now, &h.cpu_cores)],
+                    vec![otlp::exp_histogram_point(
+                        Vec::new(),
+                        window_start,
+                        now,
+                        &h.cpu_cores,
+                    )],
                 ));
             }
             if !h.working_set.is_empty() {
                 metrics.push(otlp::exp_histogram(
                     &catalog::CONTAINER_MEMORY_WORKING_SET_SAMPLED,
-                    vec![otlp::exp_histogram_point(Vec::new(), window_start, now, &h.working_set)],
+                    vec![otlp::exp_histogram_point(
+                        Vec::new(),
+                        window_start,
+                        now,
+                        &h.working_set,
+                    )],
                 ));
             }
         }
@@ -209,7 +252,11 @@ pub fn build_request(
         attributes.extend(container.identity.resource_attributes());
         attributes.push(("container.runtime", container.runtime.as_str().to_owned()));
         attributes.push(("tally.cgroup.path", container.cgroup.clone()));
-        resource_metrics.push(otlp::resource_metrics(otlp::resource(attributes), metrics, version));
+        resource_metrics.push(otlp::resource_metrics(
+            otlp::resource(attributes),
+            metrics,
+            version,
+        ));
     }
     ExportMetricsServiceRequest { resource_metrics }
 }

@@ -224,8 +224,11 @@ impl HostSource {
     }
 }
 
+/// CPU seconds by mode.
+pub type CpuModes = Vec<(&'static str, f64)>;
+
 /// `/proc/stat` → (seconds by mode, logical CPU count).
-pub fn parse_proc_stat(content: &str) -> Result<(Vec<(&'static str, f64)>, u64), String> {
+pub fn parse_proc_stat(content: &str) -> Result<(CpuModes, u64), String> {
     let mut modes = None;
     let mut count = 0;
     for line in content.lines() {

@@ -270,14 +270,40 @@ mod tests {
     #[test]
     fn kubernetes_layouts() {
         let cases = [
-            (format!("kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice/cri-containerd-{ID}.scope"), Runtime::Containerd),
-            (format!("kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_}.slice/crio-{ID}.scope"), Runtime::CriO),
-            (format!("kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice/docker-{ID}.scope"), Runtime::Docker),
-            (format!("kubepods.slice/kubepods-pod{UID_}.slice/cri-containerd-{ID}.scope"), Runtime::Containerd),
+            (
+                format!(
+                    "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice/cri-containerd-{ID}.scope"
+                ),
+                Runtime::Containerd,
+            ),
+            (
+                format!(
+                    "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_}.slice/crio-{ID}.scope"
+                ),
+                Runtime::CriO,
+            ),
+            (
+                format!(
+                    "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice/docker-{ID}.scope"
+                ),
+                Runtime::Docker,
+            ),
+            (
+                format!("kubepods.slice/kubepods-pod{UID_}.slice/cri-containerd-{ID}.scope"),
+                Runtime::Containerd,
+            ),
             (format!("kubepods/burstable/pod{UID}/{ID}"), Runtime::Cri),
             (format!("kubepods/pod{UID}/{ID}"), Runtime::Cri),
-            (format!("kubepods/besteffort/pod{UID}/crio-{ID}"), Runtime::CriO),
-            (format!("system.slice/containerd.service/kubepods-besteffort-pod{UID_}.slice:cri-containerd:{ID}"), Runtime::Containerd),
+            (
+                format!("kubepods/besteffort/pod{UID}/crio-{ID}"),
+                Runtime::CriO,
+            ),
+            (
+                format!(
+                    "system.slice/containerd.service/kubepods-besteffort-pod{UID_}.slice:cri-containerd:{ID}"
+                ),
+                Runtime::Containerd,
+            ),
         ];
         for (path, runtime) in cases {
             assert_eq!(classify(&path), container(runtime, UID), "{path}");
@@ -286,24 +312,50 @@ mod tests {
 
     #[test]
     fn outside_kubernetes() {
-        assert_eq!(classify(&format!("system.slice/docker-{ID}.scope")), container(Runtime::Docker, ""));
-        assert_eq!(classify(&format!("docker/{ID}")), container(Runtime::Docker, ""));
         assert_eq!(
-            classify(&format!("user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope")),
+            classify(&format!("system.slice/docker-{ID}.scope")),
+            container(Runtime::Docker, "")
+        );
+        assert_eq!(
+            classify(&format!("docker/{ID}")),
+            container(Runtime::Docker, "")
+        );
+        assert_eq!(
+            classify(&format!(
+                "user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope"
+            )),
             container(Runtime::Podman, "")
         );
-        assert_eq!(classify(&format!("machine.slice/libpod-conmon-{ID}.scope")), Classification::Structural);
-        assert_eq!(classify("system.slice/sshd.service"), Classification::Unclassified);
+        assert_eq!(
+            classify(&format!("machine.slice/libpod-conmon-{ID}.scope")),
+            Classification::Structural
+        );
+        assert_eq!(
+            classify("system.slice/sshd.service"),
+            Classification::Unclassified
+        );
     }
 
     #[test]
     fn structure_and_lookalikes() {
         assert_eq!(classify("kubepods.slice"), Classification::Structural);
-        assert_eq!(classify(&format!("kubepods.slice/kubepods-pod{UID_}.slice")), Classification::Structural);
-        assert_eq!(classify(&format!("kubepods.slice/x/crio-conmon-{ID}.scope")), Classification::Structural);
+        assert_eq!(
+            classify(&format!("kubepods.slice/kubepods-pod{UID_}.slice")),
+            Classification::Structural
+        );
+        assert_eq!(
+            classify(&format!("kubepods.slice/x/crio-conmon-{ID}.scope")),
+            Classification::Structural
+        );
         // A short ID is not a container ID.
-        assert_eq!(classify("system.slice/docker-abc.scope"), Classification::Unclassified);
+        assert_eq!(
+            classify("system.slice/docker-abc.scope"),
+            Classification::Unclassified
+        );
         // A malformed pod UID is not used.
-        assert_eq!(classify(&format!("kubepods/podnot-a-uid/{ID}")), container(Runtime::Unknown, ""));
+        assert_eq!(
+            classify(&format!("kubepods/podnot-a-uid/{ID}")),
+            container(Runtime::Unknown, "")
+        );
     }
 }

@@ -68,7 +68,10 @@ impl Layout {
             });
         }
         let unified = root.join("unified");
-        let unified = unified.join("cgroup.controllers").is_file().then_some(unified);
+        let unified = unified
+            .join("cgroup.controllers")
+            .is_file()
+            .then_some(unified);
         Ok(Layout::V1 {
             cpu,
             cpuacct,

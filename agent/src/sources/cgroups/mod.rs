@@ -66,11 +66,19 @@ impl CgroupSource {
         discovery_interval: Duration,
         health: Arc<SourceHealth>,
     ) -> Result<Self, LayoutError> {
-        Ok(Self::with_layout(Layout::detect(root)?, discovery_interval, health))
+        Ok(Self::with_layout(
+            Layout::detect(root)?,
+            discovery_interval,
+            health,
+        ))
     }
 
     /// A source over an explicit layout.
-    pub fn with_layout(layout: Layout, discovery_interval: Duration, health: Arc<SourceHealth>) -> Self {
+    pub fn with_layout(
+        layout: Layout,
+        discovery_interval: Duration,
+        health: Arc<SourceHealth>,
+    ) -> Self {
         Self {
             layout,
             health,
@@ -122,16 +130,19 @@ impl CgroupSource {
             *self.by_runtime.entry(cgroup.runtime).or_insert(0) += 1;
             seen.insert(cgroup.relative.clone(), cgroup);
         }
-        self.containers.retain(|relative, _| seen.contains_key(relative));
+        self.containers
+            .retain(|relative, _| seen.contains_key(relative));
         for (relative, cgroup) in seen {
-            self.containers.entry(relative).or_insert_with_key(|relative| TrackedContainer {
-                files: CgroupFiles::new(&self.layout, relative),
-                cgroup,
-                stats: CgroupStats::default(),
-                cpu_cores: ExpHistogram::default(),
-                working_set: ExpHistogram::default(),
-                last_cpu: None,
-            });
+            self.containers
+                .entry(relative)
+                .or_insert_with_key(|relative| TrackedContainer {
+                    files: CgroupFiles::new(&self.layout, relative),
+                    cgroup,
+                    stats: CgroupStats::default(),
+                    cpu_cores: ExpHistogram::default(),
+                    working_set: ExpHistogram::default(),
+                    last_cpu: None,
+                });
         }
     }
 

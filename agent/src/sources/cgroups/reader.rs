@@ -167,7 +167,12 @@ impl FileReader<'_, '_> {
         }
     }
 
-    fn parsed<T>(&mut self, dir: Option<&Path>, name: &str, parse: impl FnOnce(&str) -> Result<T, ParseError>) -> Option<T> {
+    fn parsed<T>(
+        &mut self,
+        dir: Option<&Path>,
+        name: &str,
+        parse: impl FnOnce(&str) -> Result<T, ParseError>,
+    ) -> Option<T> {
         let content = self.read(dir, name)?;
         match parse(&content) {
             Ok(value) => Some(value),
@@ -200,10 +205,16 @@ pub fn read_fast(files: &CgroupFiles, mut report: Report<'_>) -> Result<FastSamp
     };
     let sample = if files.version == 2 {
         let dir = files.v2.as_deref();
-        let usage_us = reader.parsed(dir, "cpu.stat", |c| parse::flat_value(c, "usage_usec")).flatten();
+        let usage_us = reader
+            .parsed(dir, "cpu.stat", |c| parse::flat_value(c, "usage_usec"))
+            .flatten();
         let usage = reader.parsed(dir, "memory.current", parse::single_u64);
         let inactive = usage
-            .and_then(|_| reader.parsed(dir, "memory.stat", |c| parse::flat_value(c, "inactive_file")))
+            .and_then(|_| {
+                reader.parsed(dir, "memory.stat", |c| {
+                    parse::flat_value(c, "inactive_file")
+                })
+            })
             .flatten();
         FastSample {
             cpu_usage_seconds: usage_us.map(|us| us as f64 / MICROS),
@@ -291,7 +302,11 @@ fn read_full_v2(files: &CgroupFiles, reader: &mut FileReader<'_, '_>) -> CgroupS
     let file = memory_field("file");
     let usage = reader.parsed(dir, "memory.current", parse::single_u64);
     let events = reader.read(dir, "memory.events");
-    let event = |key: &str| events.as_deref().and_then(|c| parse::flat_value(c, key).ok().flatten());
+    let event = |key: &str| {
+        events
+            .as_deref()
+            .and_then(|c| parse::flat_value(c, key).ok().flatten())
+    };
 
     CgroupStats {
         fast: FastSample {
@@ -309,7 +324,9 @@ fn read_full_v2(files: &CgroupFiles, reader: &mut FileReader<'_, '_>) -> CgroupS
         memory_rss_bytes: anon,
         memory_cache_bytes: file,
         memory_peak_bytes: reader.parsed(dir, "memory.peak", parse::single_u64),
-        memory_limit_bytes: reader.parsed(dir, "memory.max", parse::single_u64_or_max).flatten(),
+        memory_limit_bytes: reader
+            .parsed(dir, "memory.max", parse::single_u64_or_max)
+            .flatten(),
         oom_events: event("oom"),
         oom_kills: event("oom_kill"),
         io: reader.parsed(dir, "io.stat", parse::io_stat),
@@ -355,10 +372,24 @@ fn read_full_v1(files: &CgroupFiles, reader: &mut FileReader<'_, '_>) -> CgroupS
     let oom_control = reader.read(memory, "memory.oom_control");
 
     let service_bytes = reader
-        .parsed(blkio, "blkio.throttle.io_service_bytes_recursive", parse::blkio_read_write)
-        .or_else(|| reader.parsed(blkio, "blkio.throttle.io_service_bytes", parse::blkio_read_write));
+        .parsed(
+            blkio,
+            "blkio.throttle.io_service_bytes_recursive",
+            parse::blkio_read_write,
+        )
+        .or_else(|| {
+            reader.parsed(
+                blkio,
+                "blkio.throttle.io_service_bytes",
+                parse::blkio_read_write,
+            )
+        });
     let serviced = reader
-        .parsed(blkio, "blkio.throttle.io_serviced_recursive", parse::blkio_read_write)
+        .parsed(
+            blkio,
+            "blkio.throttle.io_serviced_recursive",
+            parse::blkio_read_write,
+        )
         .or_else(|| reader.parsed(blkio, "blkio.throttle.io_serviced", parse::blkio_read_write));
     let io = match (service_bytes, serviced) {
         (None, None) => None,

@@ -84,10 +84,18 @@ impl PodStore {
 
     /// The pod and container a cgroup belongs to. Matches by container ID
     /// first; pod-level cgroups (no container ID) match the pod alone.
-    pub fn lookup(&self, pod_uid: &str, container_id: &str) -> Option<(&PodInfo, Option<&PodContainer>)> {
+    pub fn lookup(
+        &self,
+        pod_uid: &str,
+        container_id: &str,
+    ) -> Option<(&PodInfo, Option<&PodContainer>)> {
         let pod = self.pods.get(pod_uid)?;
         let container = (!container_id.is_empty())
-            .then(|| pod.containers.iter().find(|c| c.container_id == container_id))
+            .then(|| {
+                pod.containers
+                    .iter()
+                    .find(|c| c.container_id == container_id)
+            })
             .flatten();
         Some((pod, container))
     }

@@ -151,7 +151,7 @@ def!(
 );
 def!(
     NODE_CPU_COUNT,
-    "tally_node_cpu_count",
+    "tally_node_cpus",
     Gauge,
     None,
     NODE,

@@ -1,0 +1,145 @@
+//! Helpers shared by the end-to-end suites: run the real `tally` binary,
+//! find free loopback ports, wait for readiness, find peers.
+
+#![allow(dead_code)]
+
+pub mod fixture;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// A child process killed on drop.
+pub struct Running {
+    pub child: Child,
+    pub name: &'static str,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `tally agent` with `args` and extra environment.
+pub fn start_agent(args: &[&str], env: &[(&str, &str)], log: &Path) -> Running {
+    let log_file = std::fs::File::create(log).expect("agent log");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_tally"));
+    command
+        .arg("agent")
+        .args(args)
+        .env("TALLY_LOG_FORMAT", "json")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .stdout(Stdio::null())
+        .stderr(log_file);
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    Running {
+        child: command.spawn().expect("spawn tally agent"),
+        name: "tally agent",
+    }
+}
+
+/// Polls `url` until it answers 200 or `limit` passes.
+pub fn wait_ready(url: &str, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if http_get(url)
+            .map(|(status, _)| status == 200)
+            .unwrap_or(false)
+        {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// A minimal blocking HTTP/1.1 GET on loopback: (status, body).
+pub fn http_get(url: &str) -> std::io::Result<(u16, String)> {
+    http_get_with(url, &[])
+}
+
+/// GET with extra headers.
+pub fn http_get_with(url: &str, headers: &[(&str, &str)]) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let rest = url.strip_prefix("http://").unwrap_or(url);
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let mut stream = std::net::TcpStream::connect(host)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let mut request = format!("GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes())?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response)?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Ok((status, body))
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if size == 0 || after.len() < size {
+            break;
+        }
+        out.push_str(&after[..size]);
+        rest = after[size..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Finds an executable on PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join(name))
+            .find(|path| path.is_file())
+    })
+}
+
+/// A peer binary, or a skip: `None` after printing a SKIP line, unless
+/// `TALLY_REQUIRE_PEERS=1` (set by `.ci/run`), where a missing peer fails.
+pub fn peer(name: &str, test: &str) -> Option<PathBuf> {
+    match which(name) {
+        Some(path) => Some(path),
+        None if std::env::var("TALLY_REQUIRE_PEERS").as_deref() == Ok("1") => {
+            panic!("{test}: peer {name} is not installed (run scripts/install-test-peers.sh)")
+        }
+        None => {
+            eprintln!("SKIP {test}: {name} is not installed; run scripts/install-test-peers.sh");
+            None
+        }
+    }
+}

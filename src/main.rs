@@ -52,6 +52,9 @@ struct AgentArgs {
     /// Print the effective configuration as YAML and exit.
     #[arg(long)]
     print_config: bool,
+    /// Print the configuration reference (docs/configuration.md) and exit.
+    #[arg(long)]
+    config_reference: bool,
 }
 
 fn main() -> ExitCode {
@@ -79,6 +82,10 @@ fn main() -> ExitCode {
 }
 
 fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
+    if args.config_reference {
+        print!("{}", tally_agent::config::reference_markdown());
+        return Ok(ExitCode::SUCCESS);
+    }
     let env: Vec<(String, String)> = std::env::vars().collect();
     let flags = FlagOverrides {
         listen: args.listen.clone(),

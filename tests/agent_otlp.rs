@@ -286,14 +286,3 @@ fn once_prints_an_openmetrics_page() {
     assert!(page.contains(&format!("container_id=\"{}\"", fixture::CONTAINER_ID)));
     assert!(page.contains("tally_node_memory_total_bytes{node=\"n1\"}"));
 }
-
-#[test]
-fn catalog_doc_is_current() {
-    let checked_in =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/metrics.md"))
-            .expect("docs/metrics.md");
-    assert!(
-        checked_in == tally_schema::catalog::markdown(),
-        "docs/metrics.md is stale: run `cargo run -- catalog --markdown > docs/metrics.md`"
-    );
-}

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the real third-party peers the test suites talk to:
+#   prometheus + promtool (scrape and lint the agent's /metrics),
+#   prometheus-node-exporter (the overhead baseline in the agent bench),
+#   python3 (the live cgroup tests run real python processes in cgroups).
+# Debian packages only; needs root. Safe to run repeatedly.
+set -euo pipefail
+
+need=()
+command -v prometheus >/dev/null || need+=(prometheus)
+command -v promtool >/dev/null || need+=(prometheus)
+command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporter)
+command -v python3 >/dev/null || need+=(python3)
+command -v curl >/dev/null || need+=(curl)
+
+if [ ${#need[@]} -eq 0 ]; then
+  echo "test peers: all present"
+  exit 0
+fi
+if [ "$(id -u)" != 0 ]; then
+  echo "test peers missing (${need[*]}); run this script as root to install them" >&2
+  exit 1
+fi
+echo "test peers: installing ${need[*]}"
+apt-get update -qq
+# apt starts no services here (policy-rc.d); the tests start what they need.
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+echo "test peers: installed"

@@ -2,7 +2,8 @@
 # Installs the real third-party peers the test suites talk to:
 #   prometheus + promtool (scrape and lint the agent's /metrics),
 #   prometheus-node-exporter (the overhead baseline in the agent bench),
-#   python3 (the live cgroup tests run real python processes in cgroups).
+#   python3 (the live cgroup tests run real python processes in cgroups),
+#   curl and bc (the agent bench script).
 # Debian packages only; needs root. Safe to run repeatedly.
 set -euo pipefail
 
@@ -12,6 +13,7 @@ command -v promtool >/dev/null || need+=(prometheus)
 command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporter)
 command -v python3 >/dev/null || need+=(python3)
 command -v curl >/dev/null || need+=(curl)
+command -v bc >/dev/null || need+=(bc)
 
 if [ ${#need[@]} -eq 0 ]; then
   echo "test peers: all present"

@@ -14,9 +14,10 @@ else
 fi
 
 if cargo nextest --version >/dev/null 2>&1; then
+  # nextest does not run doctests; run them first so the suite's summary
+  # is the last thing printed.
+  cargo test --workspace --doc --quiet
   cargo nextest run --workspace --profile "${NEXTEST_PROFILE:-default}" "$@"
-  # nextest does not run doctests.
-  cargo test --workspace --doc
 else
   cargo test --workspace "$@"
 fi

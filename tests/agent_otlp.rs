@@ -286,3 +286,78 @@ fn once_prints_an_openmetrics_page() {
     assert!(page.contains(&format!("container_id=\"{}\"", fixture::CONTAINER_ID)));
     assert!(page.contains("tally_node_memory_total_bytes{node=\"n1\"}"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spooled_batches_survive_an_agent_crash() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cgroups = dir.path().join("cgroup");
+    fixture::write_tree(&cgroups);
+    let port = common::free_port();
+    let collector = format!("http://127.0.0.1:{port}");
+    let spool = dir.path().join("spool");
+    let env = [
+        ("TALLY_CGROUPS_ROOT", cgroups.to_str().expect("utf8")),
+        ("TALLY_SPOOL_DIR", spool.to_str().expect("utf8")),
+        ("TALLY_SAMPLING_INTERVAL", "100ms"),
+        ("TALLY_SAMPLING_EXPORT_INTERVAL", "300ms"),
+        ("TALLY_EXPORT_MAX_BACKOFF", "200ms"),
+    ];
+    // No collector: everything the first agent produces stays spooled.
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let mut first = common::start_agent(
+        &["--listen", &listen, "--collector", &collector],
+        &env,
+        &dir.path().join("first.log"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let segments = || {
+        std::fs::read_dir(&spool)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "seg"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    while segments() < 4 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // SIGKILL: no shutdown path runs.
+    first.child.kill().expect("kill -9");
+    let _ = first.child.wait();
+    let spooled = segments();
+    assert!(spooled >= 4, "only {spooled} batches spooled");
+    let crashed_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64;
+
+    let received = Received::default();
+    let stop = start_receiver(port, received.clone()).await;
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let _second = common::start_agent(
+        &["--listen", &listen, "--collector", &collector],
+        &env,
+        &dir.path().join("second.log"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let times = export_times(&received.0.lock().expect("lock"));
+        let before_crash = times.iter().filter(|t| **t < crashed_at).count();
+        if before_crash >= spooled {
+            // Everything from before the crash arrived first, in order.
+            assert!(
+                times[..spooled].windows(2).all(|w| w[0] < w[1]),
+                "{times:?}"
+            );
+            assert!(times[..spooled].iter().all(|t| *t < crashed_at));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {before_crash} of {spooled} spooled batches arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = stop.send(());
+}

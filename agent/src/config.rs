@@ -461,24 +461,75 @@ impl AgentConfig {
 /// (`docs/configuration.md`). A test fails when a key lacks one.
 pub const KEY_DOCS: &[(&str, &str)] = &[
     ("version", "Config schema version; must be 1."),
-    ("listen", "Admin address serving /metrics, /healthz and /readyz."),
-    ("collector", "Collector OTLP/HTTP base URL (http://collector:4318); no push when unset."),
-    ("node_name", "Node name; defaults to $NODE_NAME (downward API), then the host name."),
-    ("sampling.interval", "How often CPU and memory are sampled into per-container distributions."),
-    ("sampling.export_interval", "How often full stats and distributions are exported (and the spool written)."),
-    ("sampling.discovery_interval", "How often the cgroup tree is walked for new and gone containers."),
-    ("host.proc_root", "procfs mount; the host's /proc is mounted at /host/proc in the DaemonSet."),
-    ("cgroups.root", "cgroup mount root holding the v1 controllers or the v2 tree."),
-    ("kubernetes.mode", "auto (use the service account when present), on, or off."),
-    ("kubernetes.api_url", "API server URL; in-cluster discovery when unset."),
-    ("kubernetes.token_path", "Bearer token file; the service account's when unset."),
-    ("kubernetes.ca_path", "CA bundle for the API server; the service account's when unset."),
-    ("spool.dir", "Directory of batches not yet acknowledged by the collector."),
-    ("spool.max_bytes", "Spool size bound; the oldest batches are evicted (and counted) beyond it."),
+    (
+        "listen",
+        "Admin address serving /metrics, /healthz and /readyz.",
+    ),
+    (
+        "collector",
+        "Collector OTLP/HTTP base URL (http://collector:4318); no push when unset.",
+    ),
+    (
+        "node_name",
+        "Node name; defaults to $NODE_NAME (downward API), then the host name.",
+    ),
+    (
+        "sampling.interval",
+        "How often CPU and memory are sampled into per-container distributions.",
+    ),
+    (
+        "sampling.export_interval",
+        "How often full stats and distributions are exported (and the spool written).",
+    ),
+    (
+        "sampling.discovery_interval",
+        "How often the cgroup tree is walked for new and gone containers.",
+    ),
+    (
+        "host.proc_root",
+        "procfs mount; the host's /proc is mounted at /host/proc in the DaemonSet.",
+    ),
+    (
+        "cgroups.root",
+        "cgroup mount root holding the v1 controllers or the v2 tree.",
+    ),
+    (
+        "kubernetes.mode",
+        "auto (use the service account when present), on, or off.",
+    ),
+    (
+        "kubernetes.api_url",
+        "API server URL; in-cluster discovery when unset.",
+    ),
+    (
+        "kubernetes.token_path",
+        "Bearer token file; the service account's when unset.",
+    ),
+    (
+        "kubernetes.ca_path",
+        "CA bundle for the API server; the service account's when unset.",
+    ),
+    (
+        "spool.dir",
+        "Directory of batches not yet acknowledged by the collector.",
+    ),
+    (
+        "spool.max_bytes",
+        "Spool size bound; the oldest batches are evicted (and counted) beyond it.",
+    ),
     ("export.timeout", "Timeout of one OTLP request."),
-    ("export.max_backoff", "Longest wait between retries when the collector is unreachable."),
-    ("log.format", "auto (pretty on a terminal, JSON otherwise), json or pretty."),
-    ("log.level", "tracing filter such as info or tally_agent=debug; RUST_LOG wins."),
+    (
+        "export.max_backoff",
+        "Longest wait between retries when the collector is unreachable.",
+    ),
+    (
+        "log.format",
+        "auto (pretty on a terminal, JSON otherwise), json or pretty.",
+    ),
+    (
+        "log.level",
+        "tracing filter such as info or tally_agent=debug; RUST_LOG wins.",
+    ),
 ];
 
 /// The configuration reference page, generated from the defaults and
@@ -511,7 +562,10 @@ pub fn reference_markdown() -> String {
             .find(|(k, _)| *k == key)
             .map(|(_, d)| *d)
             .unwrap_or("");
-        out.push_str(&format!("| `{key}` | `{}` | `{default}` | {doc} |\n", env_name(&path)));
+        out.push_str(&format!(
+            "| `{key}` | `{}` | `{default}` | {doc} |\n",
+            env_name(&path)
+        ));
     }
     out
 }
@@ -733,9 +787,16 @@ mod tests {
     fn every_key_is_documented() {
         for path in env_key_paths() {
             let key = path.join(".");
-            assert!(KEY_DOCS.iter().any(|(k, _)| *k == key), "{key} has no entry in KEY_DOCS");
+            assert!(
+                KEY_DOCS.iter().any(|(k, _)| *k == key),
+                "{key} has no entry in KEY_DOCS"
+            );
         }
-        assert_eq!(KEY_DOCS.len(), env_key_paths().len(), "KEY_DOCS lists a key that no longer exists");
+        assert_eq!(
+            KEY_DOCS.len(),
+            env_key_paths().len(),
+            "KEY_DOCS lists a key that no longer exists"
+        );
     }
 
     #[test]

@@ -213,6 +213,7 @@ pub async fn run_sender(
         };
 
         let SpoolEntry { seq, payload } = entry;
+        let sent_at = std::time::Instant::now();
         let outcome = tokio::select! {
             outcome = send(&client, &url, payload) => outcome,
             () = wait_shutdown(&mut shutdown) => break,
@@ -278,7 +279,7 @@ pub async fn run_sender(
             }
             Outcome::Unreachable(why) => {
                 bump(&stats.unreachable);
-                health.set_up(false);
+                health.record_degraded(sent_at.elapsed());
                 let delay = backoff.next_delay();
                 health.error(
                     "unreachable",
@@ -294,8 +295,9 @@ pub async fn run_sender(
                 }
             }
             None => {
-                // Every 2xx lands here.
-                health.set_up(true);
+                // Every 2xx lands here; the request is the source's
+                // "collection", so its duration is what is timed.
+                health.record_success(sent_at.elapsed());
                 backoff.reset();
                 pending_ack = Some(seq);
             }

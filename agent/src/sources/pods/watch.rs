@@ -136,11 +136,12 @@ impl PodWatch {
     }
 
     async fn relist(&mut self) -> Option<Duration> {
+        let started = Instant::now();
         self.refresh_node().await;
         let list: PodList = match self.client.get_json(&self.pods_path()).await {
             Ok(list) => list,
             Err(e) => {
-                self.health.set_up(false);
+                self.health.record_degraded(started.elapsed());
                 self.health.error("list", &e);
                 return Some(self.backoff.next_delay());
             }
@@ -165,7 +166,8 @@ impl PodWatch {
         );
         lock(&self.store).replace_all(pods);
         self.resource_version = Some(list.metadata.resource_version);
-        self.health.set_up(true);
+        // The list is the source's "collection": time it.
+        self.health.record_success(started.elapsed());
         self.backoff.reset();
         None
     }

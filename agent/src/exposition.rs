@@ -155,7 +155,18 @@ pub fn registry(shared: Arc<Shared>) -> Registry {
 
 /// Renders `registry` in `format`.
 pub fn render(registry: &Registry, format: Format) -> Result<String, fmt::Error> {
-    let mut out = String::with_capacity(64 * 1024);
+    render_sized(registry, format, 64 * 1024)
+}
+
+/// Renders into a buffer of `capacity` bytes: sized from the previous page,
+/// the buffer is allocated once instead of doubling (and copying) its way
+/// up to half a megabyte on every scrape.
+pub fn render_sized(
+    registry: &Registry,
+    format: Format,
+    capacity: usize,
+) -> Result<String, fmt::Error> {
+    let mut out = String::with_capacity(capacity);
     match format {
         Format::OpenMetrics => prometheus_client::encoding::text::encode(&mut out, registry)?,
         Format::Prometheus => {

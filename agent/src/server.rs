@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -19,12 +19,18 @@ use crate::exposition::{self, Format};
 pub struct AdminState {
     registry: Arc<Registry>,
     ready: Arc<AtomicBool>,
+    /// Size of the last page, to size the next buffer.
+    last_page: Arc<AtomicUsize>,
 }
 
 impl AdminState {
     /// State over a registry and a readiness flag.
     pub fn new(registry: Arc<Registry>, ready: Arc<AtomicBool>) -> Self {
-        Self { registry, ready }
+        Self {
+            registry,
+            ready,
+            last_page: Arc::new(AtomicUsize::new(64 * 1024)),
+        }
     }
 }
 
@@ -50,8 +56,13 @@ pub async fn bind(addr: &str) -> Result<TcpListener, std::io::Error> {
 async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Response {
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let format = Format::negotiate(accept);
-    match exposition::render(&state.registry, format) {
-        Ok(body) => ([(header::CONTENT_TYPE, format.content_type())], body).into_response(),
+    // 1/16 headroom: the page grows a little as containers come and go.
+    let capacity = state.last_page.load(Ordering::Relaxed);
+    match exposition::render_sized(&state.registry, format, capacity + capacity / 16) {
+        Ok(body) => {
+            state.last_page.store(body.len(), Ordering::Relaxed);
+            ([(header::CONTENT_TYPE, format.content_type())], body).into_response()
+        }
         Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "rendering failed\n").into_response(),
     }
 }

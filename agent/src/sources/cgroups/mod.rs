@@ -21,13 +21,13 @@ use tally_schema::exphist::ExpHistogram;
 use crate::telemetry::SourceHealth;
 use discovery::{DiscoveredCgroup, Runtime};
 use layout::{Layout, LayoutError};
-use reader::{CgroupFiles, CgroupStats};
+use reader::{CgroupFiles, CgroupStats, FastHandles};
 
 /// Deepest nesting discovery walks (kubepods.slice/…/container is 4).
 const MAX_DEPTH: usize = 12;
 
 /// One container being tracked.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct TrackedContainer {
     /// Where it was found and what it is.
     pub cgroup: DiscoveredCgroup,
@@ -39,6 +39,9 @@ pub struct TrackedContainer {
     /// Per-sample working set in bytes since the last export.
     pub working_set: ExpHistogram,
     last_cpu: Option<(Instant, f64)>,
+    /// Kept-open files for the 1 s loop; `None` once the descriptor budget
+    /// is spent (those containers are read with open + read + close).
+    handles: Option<FastHandles>,
 }
 
 impl TrackedContainer {
@@ -57,6 +60,24 @@ pub struct CgroupSource {
     discovery_interval: Duration,
     last_discovery: Option<Instant>,
     by_runtime: BTreeMap<Runtime, u64>,
+    /// Containers that may keep handles open, from the open-files limit.
+    handle_budget: usize,
+}
+
+/// Containers whose fast-path files may stay open: half the soft
+/// open-files limit (the rest is for sockets and the spool), at most 4096.
+fn handle_budget() -> usize {
+    let soft_limit = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3).map(str::to_owned))
+        })
+        .and_then(|soft| soft.parse::<usize>().ok())
+        .unwrap_or(1024);
+    (soft_limit / 2 / FastHandles::FDS).min(4096)
 }
 
 impl CgroupSource {
@@ -86,6 +107,7 @@ impl CgroupSource {
             discovery_interval,
             last_discovery: None,
             by_runtime: BTreeMap::new(),
+            handle_budget: handle_budget(),
         }
     }
 
@@ -132,17 +154,29 @@ impl CgroupSource {
         }
         self.containers
             .retain(|relative, _| seen.contains_key(relative));
+        let mut with_handles = self
+            .containers
+            .values()
+            .filter(|c| c.handles.is_some())
+            .count();
         for (relative, cgroup) in seen {
-            self.containers
-                .entry(relative)
-                .or_insert_with_key(|relative| TrackedContainer {
-                    files: CgroupFiles::new(&self.layout, relative),
+            if self.containers.contains_key(&relative) {
+                continue;
+            }
+            let handles = (with_handles < self.handle_budget).then(FastHandles::default);
+            with_handles += usize::from(handles.is_some());
+            self.containers.insert(
+                relative.clone(),
+                TrackedContainer {
+                    files: CgroupFiles::new(&self.layout, &relative),
                     cgroup,
                     stats: CgroupStats::default(),
                     cpu_cores: ExpHistogram::default(),
                     working_set: ExpHistogram::default(),
                     last_cpu: None,
-                });
+                    handles,
+                },
+            );
         }
     }
 
@@ -154,7 +188,7 @@ impl CgroupSource {
         let mut report = |kind: &'static str, message: String| health.error(kind, &message);
         let mut vanished = Vec::new();
         for (relative, container) in &mut self.containers {
-            match reader::read_fast(&container.files, &mut report) {
+            match reader::read_fast(&container.files, container.handles.as_mut(), &mut report) {
                 Ok(fast) => {
                     if let Some(usage) = fast.cpu_usage_seconds {
                         if let Some((then, previous)) = container.last_cpu {

@@ -3,7 +3,12 @@
 #
 #   sudo bash scripts/bench-agent.sh            # 120 s, 100 containers
 #   BENCH_SECONDS=30 BENCH_CONTAINERS=50 sudo bash scripts/bench-agent.sh
+#   BENCH_WORKLOAD=busy sudo bash scripts/bench-agent.sh
 #
+# BENCH_WORKLOAD=idle (default) puts a `sleep` in each container; busy puts
+# a python loop that allocates and frees memory and burns a little CPU
+# every second, so every container's memory changes between samples (the
+# agent's worst case: it re-reads memory.stat for each of them).
 # Creates BENCH_CONTAINERS real cgroups (Kubernetes cgroupfs naming) each
 # holding a live process, runs the release `tally agent` at 1 s sampling
 # and 15 s export (to a local OTLP sink) and Debian's
@@ -57,7 +62,14 @@ for ((i=0; i<CONTAINERS; i++)); do
   uid=$(printf '%08x-0000-4000-8000-%012x' $$ "$i")
   id=$(printf '%064x' $((0xbe0c0000 + i)))
   rel="$TOP/kubepods/burstable/pod$uid/$id"
-  sleep 100000 &
+  if [ "${BENCH_WORKLOAD:-idle}" = busy ]; then
+    python3 -c 'import time
+while True:
+    b = bytearray(int((1 + time.time() % 2) * 1048576)); b[::4096] = b"x" * len(b[::4096])
+    time.sleep(1)' &
+  else
+    sleep 100000 &
+  fi
   pid=$!
   PIDS+=("$pid")
   for h in "${HIERARCHIES[@]}"; do
@@ -121,8 +133,8 @@ ne_ms=$(echo "($n1 - $n0) * 1000 / $HZ / $elapsed" | bc -l)
 agent_rss=$(hwm_kb "$AGENT"); ne_rss=$(hwm_kb "$NE")
 exports=$(curl -s "http://127.0.0.1:$AGENT_PORT/metrics" | awk '/^tally_agent_otlp_exports_total\{.*outcome="success"/{print $2}')
 
-printf '\n== tally agent vs node_exporter: %d containers, %.0f s, 1 s sampling, 15 s export, 1 s scrapes (%s)\n' \
-  "$CONTAINERS" "$elapsed" "$(uname -r)"
+printf '\n== tally agent vs node_exporter: %d %s containers, %.0f s, 1 s sampling, 15 s export, 1 s scrapes (%s)\n' \
+  "$CONTAINERS" "${BENCH_WORKLOAD:-idle}" "$elapsed" "$(uname -r)"
 printf '%-22s %12s %12s %16s %14s\n' process "CPU ms/s" "peak RSS MiB" "scrape ms (mean)" "body bytes"
 printf '%-22s %12.2f %12.1f %16.2f %14d\n' "tally agent" "$agent_ms" "$(echo "$agent_rss/1024" | bc -l)" "$(echo "$agent_time*1000/$scrapes" | bc -l)" "$agent_bytes"
 printf '%-22s %12.2f %12.1f %16.2f %14d\n' "node_exporter" "$ne_ms" "$(echo "$ne_rss/1024" | bc -l)" "$(echo "$ne_time*1000/$scrapes" | bc -l)" "$ne_bytes"

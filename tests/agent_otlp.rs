@@ -212,8 +212,30 @@ async fn push_survives_a_collector_outage() {
         wait_for(expected + 2, Duration::from_secs(20)).await >= expected + 2,
         "batches produced during the outage did not all arrive"
     );
-    let _ = stop.send(());
 
+    // Let the spool drain, then compare what the agent says it delivered
+    // with what arrived: nothing lost, nothing twice, in order.
+    let metric = |page: &str, prefix: &str| -> Option<f64> {
+        page.lines()
+            .find(|l| l.starts_with(prefix))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (delivered, page) = loop {
+        let (_, page) = common::http_get(&format!("http://{listen}/metrics")).expect("metrics");
+        let spooled = metric(&page, "tally_agent_spool_batches{");
+        let delivered = metric(
+            &page,
+            "tally_agent_otlp_exports_total{node=\"e2e-node\",outcome=\"success\"}",
+        );
+        if spooled == Some(0.0) {
+            break (delivered.unwrap_or(0.0) as usize, page);
+        }
+        assert!(Instant::now() < deadline, "spool never drained: {page}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let _ = stop.send(());
     let batches = received.0.lock().expect("lock").clone();
     let times = export_times(&batches);
     assert_eq!(
@@ -221,15 +243,20 @@ async fn push_survives_a_collector_outage() {
         batches.len(),
         "every batch carries node metrics"
     );
-    for pair in times.windows(2) {
-        assert!(pair[0] < pair[1], "out of order or duplicated: {times:?}");
-        let gap = Duration::from_nanos(pair[1] - pair[0]);
-        assert!(
-            gap < Duration::from_millis(900),
-            "a batch is missing ({gap:?} between exports): {times:?}"
-        );
-    }
-    let (_, page) = common::http_get(&format!("http://{listen}/metrics")).expect("metrics");
+    // The receiver may already hold the batch after the one counted.
+    assert!(
+        batches.len() == delivered || batches.len() == delivered + 1,
+        "agent delivered {delivered}, receiver got {}",
+        batches.len()
+    );
+    assert!(
+        times.windows(2).all(|w| w[0] < w[1]),
+        "out of order or duplicated: {times:?}"
+    );
+    assert_eq!(
+        metric(&page, "tally_agent_spool_evicted_batches_total{"),
+        Some(0.0)
+    );
     assert!(
         page.contains("tally_agent_otlp_exports_total{node=\"e2e-node\",outcome=\"unreachable\"}"),
         "outage not counted"

@@ -350,6 +350,28 @@ fn v1_cpu_and_memory_agree_with_the_kernel() {
     assert_eq!(container.stats.cpu_limit_cores, Some(0.5));
     assert_eq!(container.stats.memory_limit_bytes, Some(512 << 20));
 
+    // Samples go through kept-open handles: they must see new CPU time.
+    source.sample(Instant::now());
+    let before = source
+        .containers()
+        .find(|c| c.cgroup.relative == cgroup.relative)
+        .and_then(|c| c.stats.fast.cpu_usage_seconds)
+        .expect("sampled cpu");
+    let second = cgroup.run_python(
+        "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.2: pass\ntime.sleep(60)\n",
+    );
+    assert!(wait_for_burn(second, 0.2));
+    source.sample(Instant::now());
+    let after = source
+        .containers()
+        .find(|c| c.cgroup.relative == cgroup.relative)
+        .and_then(|c| c.stats.fast.cpu_usage_seconds)
+        .expect("sampled cpu");
+    assert!(
+        after - before >= 0.2,
+        "handles returned stale values: {before} then {after}"
+    );
+
     // Sampling folds per-second CPU into the histogram.
     source.sample(Instant::now());
     std::thread::sleep(Duration::from_millis(200));

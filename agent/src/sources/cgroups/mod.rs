@@ -188,7 +188,12 @@ impl CgroupSource {
         let mut report = |kind: &'static str, message: String| health.error(kind, &message);
         let mut vanished = Vec::new();
         for (relative, container) in &mut self.containers {
-            match reader::read_fast(&container.files, container.handles.as_mut(), &mut report) {
+            match reader::read_fast(
+                &container.files,
+                container.handles.as_mut(),
+                &container.stats.fast,
+                &mut report,
+            ) {
                 Ok(fast) => {
                     if let Some(usage) = fast.cpu_usage_seconds {
                         if let Some((then, previous)) = container.last_cpu {

@@ -277,9 +277,15 @@ fn working_set(usage: Option<u64>, inactive_file: Option<u64>) -> Option<u64> {
 
 /// Reads CPU usage, memory usage and working set, through `handles` when
 /// given (kept open between samples).
+///
+/// `memory.stat` (for inactive_file) is the costly read: the kernel formats
+/// some forty counters. When memory usage is exactly what `previous` saw,
+/// the previous working set is kept instead of re-reading it; the full read
+/// at every export refreshes it regardless.
 pub fn read_fast(
     files: &CgroupFiles,
     handles: Option<&mut FastHandles>,
+    previous: &FastSample,
     mut report: Report<'_>,
 ) -> Result<FastSample, Vanished> {
     let mut reader = FileReader {
@@ -300,18 +306,22 @@ pub fn read_fast(
             .parsed_kept(cpu, dir, "cpu.stat", |c| parse::flat_value(c, "usage_usec"))
             .flatten();
         let usage = reader.parsed_kept(memory_slot, dir, "memory.current", parse::single_u64);
-        let inactive = match usage {
-            Some(_) => reader
-                .parsed_kept(stat, dir, "memory.stat", |c| {
-                    parse::flat_value(c, "inactive_file")
-                })
-                .flatten(),
-            None => None,
+        let working_set = match (usage, unchanged_working_set(usage, previous)) {
+            (_, Some(kept)) => Some(kept),
+            (Some(_), None) => {
+                let inactive = reader
+                    .parsed_kept(stat, dir, "memory.stat", |c| {
+                        parse::flat_value(c, "inactive_file")
+                    })
+                    .flatten();
+                working_set(usage, inactive)
+            }
+            (None, None) => None,
         };
         FastSample {
             cpu_usage_seconds: usage_us.map(|us| us as f64 / MICROS),
             memory_usage_bytes: usage,
-            memory_working_set_bytes: working_set(usage, inactive),
+            memory_working_set_bytes: working_set,
         }
     } else {
         let usage_ns = reader.parsed_kept(
@@ -327,19 +337,31 @@ pub fn read_fast(
             "memory.usage_in_bytes",
             parse::single_u64,
         );
-        let inactive = match usage {
-            Some(_) => reader
-                .parsed_kept(stat, memory, "memory.stat", v1_inactive_file)
-                .flatten(),
-            None => None,
+        let working_set = match (usage, unchanged_working_set(usage, previous)) {
+            (_, Some(kept)) => Some(kept),
+            (Some(_), None) => {
+                let inactive = reader
+                    .parsed_kept(stat, memory, "memory.stat", v1_inactive_file)
+                    .flatten();
+                working_set(usage, inactive)
+            }
+            (None, None) => None,
         };
         FastSample {
             cpu_usage_seconds: usage_ns.map(|ns| ns as f64 / NANOS),
             memory_usage_bytes: usage,
-            memory_working_set_bytes: working_set(usage, inactive),
+            memory_working_set_bytes: working_set,
         }
     };
     finish(files, &reader, sample)
+}
+
+/// The previous working set when usage has not moved by a single byte.
+fn unchanged_working_set(usage: Option<u64>, previous: &FastSample) -> Option<u64> {
+    match (usage, previous.memory_usage_bytes) {
+        (Some(now), Some(before)) if now == before => previous.memory_working_set_bytes,
+        _ => None,
+    }
 }
 
 fn v1_inactive_file(content: &str) -> Result<Option<u64>, ParseError> {

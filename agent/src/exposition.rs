@@ -19,7 +19,7 @@ use tally_schema::catalog::{self, MetricDef, MetricKind, MetricUnit};
 use crate::snapshot::{ContainerSnapshot, Shared};
 use crate::sources::cgroups::discovery::Runtime;
 use crate::sources::cgroups::reader::CgroupStats;
-use crate::sources::host::{DiskIo, Filesystem, Interface};
+use crate::sources::host::{DISK_VALUES, DiskIo, Filesystem, INTERFACE_VALUES, Interface};
 use crate::telemetry::DURATION_BUCKETS;
 
 /// OpenMetrics content type.
@@ -430,20 +430,23 @@ impl Collector for SnapshotCollector {
                 e,
                 &catalog::AGENT_OTLP_EXPORTS,
                 [
-                    ("success", export.success),
-                    ("partial", export.partial),
-                    ("retryable", export.retryable),
-                    ("rejected", export.rejected),
-                    ("unreachable", export.unreachable),
+                    ("success", export.counts.success),
+                    ("partial", export.counts.partial),
+                    ("retryable", export.counts.retryable),
+                    ("rejected", export.counts.rejected),
+                    ("unreachable", export.counts.unreachable),
                 ]
                 .map(|(outcome, n)| ([("node", node), ("outcome", outcome)], n as f64)),
             )?;
             for (def, value) in [
-                (&catalog::AGENT_OTLP_REJECTED_POINTS, export.rejected_points),
-                (&catalog::AGENT_SPOOL_BATCHES, export.spool_batches),
-                (&catalog::AGENT_SPOOL_SIZE, export.spool_bytes),
-                (&catalog::AGENT_SPOOL_EVICTED, export.spool_evicted),
-                (&catalog::AGENT_SPOOL_CORRUPT, export.spool_corrupt),
+                (
+                    &catalog::AGENT_OTLP_REJECTED_POINTS,
+                    export.counts.rejected_points,
+                ),
+                (&catalog::AGENT_SPOOL_BATCHES, export.spool.batches),
+                (&catalog::AGENT_SPOOL_SIZE, export.spool.bytes),
+                (&catalog::AGENT_SPOOL_EVICTED, export.spool.evicted_total),
+                (&catalog::AGENT_SPOOL_CORRUPT, export.spool.corrupt_total),
             ] {
                 family(e, def, [([("node", node)], value as f64)])?;
             }
@@ -509,45 +512,19 @@ impl Collector for SnapshotCollector {
                     .iter()
                     .map(|f| (fs_labels(f), f.avail_bytes as f64)),
             )?;
-            let disk = |d| disk_labels(node, d);
-            family(
-                e,
-                &catalog::NODE_DISK_READ,
-                host.disks.iter().map(|d| (disk(d), d.read_bytes as f64)),
-            )?;
-            family(
-                e,
-                &catalog::NODE_DISK_WRITTEN,
-                host.disks.iter().map(|d| (disk(d), d.written_bytes as f64)),
-            )?;
-            family(
-                e,
-                &catalog::NODE_DISK_READS,
-                host.disks.iter().map(|d| (disk(d), d.reads as f64)),
-            )?;
-            family(
-                e,
-                &catalog::NODE_DISK_WRITES,
-                host.disks.iter().map(|d| (disk(d), d.writes as f64)),
-            )?;
-            let iface = |i| interface_labels(node, i);
-            type Field = fn(&Interface) -> u64;
-            let interface_families: [(&MetricDef, Field); 8] = [
-                (&catalog::NODE_NET_RX_BYTES, |i| i.rx_bytes),
-                (&catalog::NODE_NET_TX_BYTES, |i| i.tx_bytes),
-                (&catalog::NODE_NET_RX_PACKETS, |i| i.rx_packets),
-                (&catalog::NODE_NET_TX_PACKETS, |i| i.tx_packets),
-                (&catalog::NODE_NET_RX_ERRORS, |i| i.rx_errors),
-                (&catalog::NODE_NET_TX_ERRORS, |i| i.tx_errors),
-                (&catalog::NODE_NET_RX_DROPS, |i| i.rx_drops),
-                (&catalog::NODE_NET_TX_DROPS, |i| i.tx_drops),
-            ];
-            for (def, field) in interface_families {
-                family(
-                    e,
-                    def,
-                    host.interfaces.iter().map(|i| (iface(i), field(i) as f64)),
-                )?;
+            for (def, field) in DISK_VALUES {
+                let rows = host
+                    .disks
+                    .iter()
+                    .map(|d| (disk_labels(node, d), field(d) as f64));
+                family(e, def, rows)?;
+            }
+            for (def, field) in INTERFACE_VALUES {
+                let rows = host
+                    .interfaces
+                    .iter()
+                    .map(|i| (interface_labels(node, i), field(i) as f64));
+                family(e, def, rows)?;
             }
             if let Some(boot) = host.boot_time {
                 node_gauge(e, &catalog::NODE_BOOT_TIME, boot as f64)?;

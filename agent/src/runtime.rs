@@ -103,8 +103,7 @@ impl Sampler {
     fn collect_full(&mut self, now: Instant) {
         if let Some(cgroups) = &mut self.cgroups {
             cgroups.discover_if_due(now);
-            cgroups.sample(now);
-            cgroups.collect_full();
+            cgroups.collect_full(now);
         }
         let host = self.host.collect();
         self.publish(Some(host));
@@ -218,22 +217,13 @@ impl Sampler {
         let Some(exporter) = &self.exporter else {
             return;
         };
-        let counts = exporter.stats.snapshot();
         let spool = match exporter.spool.lock() {
             Ok(spool) => spool.stats(),
             Err(poisoned) => poisoned.into_inner().stats(),
         };
         self.shared.set_export_telemetry(ExportTelemetry {
-            success: counts.success,
-            partial: counts.partial,
-            retryable: counts.retryable,
-            rejected: counts.rejected,
-            unreachable: counts.unreachable,
-            rejected_points: counts.rejected_points,
-            spool_batches: spool.batches,
-            spool_bytes: spool.bytes,
-            spool_evicted: spool.evicted_total,
-            spool_corrupt: spool.corrupt_total,
+            counts: exporter.stats.snapshot(),
+            spool,
         });
     }
 }

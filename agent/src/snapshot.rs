@@ -7,6 +7,8 @@ use std::time::SystemTime;
 
 use tally_schema::identity::{ContainerIdentity, NodeIdentity};
 
+use crate::export::sender::ExportCounts;
+use crate::export::spool::SpoolStats;
 use crate::sources::cgroups::discovery::Runtime;
 use crate::sources::cgroups::reader::CgroupStats;
 use crate::sources::host::HostStats;
@@ -35,26 +37,10 @@ pub struct ContainerSnapshot {
 /// Export and spool counters, copied in by the runtime.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ExportTelemetry {
-    /// Exports acknowledged in full.
-    pub success: u64,
-    /// Exports acknowledged with a partial success.
-    pub partial: u64,
-    /// Retryable responses (429, 502, 503, 504).
-    pub retryable: u64,
-    /// Non-retryable responses; the batch was dropped.
-    pub rejected: u64,
-    /// Connection failures and timeouts.
-    pub unreachable: u64,
-    /// Points rejected inside partial successes.
-    pub rejected_points: u64,
-    /// Batches in the spool.
-    pub spool_batches: u64,
-    /// Bytes in the spool.
-    pub spool_bytes: u64,
-    /// Batches evicted by the size bound.
-    pub spool_evicted: u64,
-    /// Segments set aside as corrupt.
-    pub spool_corrupt: u64,
+    /// Export outcomes.
+    pub counts: ExportCounts,
+    /// Spool occupancy and losses.
+    pub spool: SpoolStats,
 }
 
 /// The whole picture at one instant.

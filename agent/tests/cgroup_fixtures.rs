@@ -120,7 +120,7 @@ fn v2_systemd_tree_with_every_runtime() {
         }
     );
     source.discover(Instant::now());
-    source.collect_full();
+    source.collect_full(Instant::now());
 
     let by_runtime = source.discovered_by_runtime();
     for runtime in [
@@ -262,7 +262,7 @@ fn v1_cgroupfs_and_hybrid_psi() {
 
     let (mut source, health) = source_for(root);
     source.discover(Instant::now());
-    source.collect_full();
+    source.collect_full(Instant::now());
     assert_eq!(source.containers().count(), 4);
 
     let a = source
@@ -335,7 +335,7 @@ fn malformed_and_truncated_files_are_counted_not_guessed() {
 
     let (mut source, health) = source_for(root);
     source.discover(Instant::now());
-    source.collect_full();
+    source.collect_full(Instant::now());
     let c = source.containers().next().expect("container");
     assert_eq!(c.stats.fast.memory_usage_bytes, None);
     assert_eq!(c.stats.fast.memory_working_set_bytes, None);
@@ -350,7 +350,7 @@ fn malformed_and_truncated_files_are_counted_not_guessed() {
     // Missing files (a controller that is not enabled) are not errors.
     std::fs::remove_file(container.join("io.stat")).expect("rm");
     std::fs::remove_file(container.join("memory.peak")).expect("rm");
-    source.collect_full();
+    source.collect_full(Instant::now());
     let c = source.containers().next().expect("container");
     assert_eq!(c.stats.memory_peak_bytes, None);
     assert_eq!(
@@ -387,7 +387,7 @@ fn vanished_cgroups_are_dropped() {
 
     // Vanishing during a full read too.
     std::fs::remove_dir_all(root.join(&stays)).expect("rm");
-    source.collect_full();
+    source.collect_full(Instant::now());
     assert_eq!(source.containers().count(), 0);
 }
 

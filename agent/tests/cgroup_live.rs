@@ -288,7 +288,7 @@ fn v1_cpu_and_memory_agree_with_the_kernel() {
         "child never burned its CPU or held its memory"
     );
     source.discover(Instant::now());
-    source.collect_full();
+    source.collect_full(Instant::now());
     let container = source
         .containers()
         .find(|c| c.cgroup.relative == cgroup.relative)
@@ -342,7 +342,7 @@ fn v1_cpu_and_memory_agree_with_the_kernel() {
     // A limit set on the cgroup is read back.
     cgroup.write("cpu.cfs_quota_us", "50000");
     cgroup.write("memory.limit_in_bytes", &(512u64 << 20).to_string());
-    source.collect_full();
+    source.collect_full(Instant::now());
     let container = source
         .containers()
         .find(|c| c.cgroup.relative == cgroup.relative)
@@ -411,7 +411,7 @@ fn v1_oom_kill_is_reported() {
     let mut source =
         CgroupSource::new(Path::new(ROOT), Duration::from_secs(60), health).expect("layout");
     source.discover(Instant::now());
-    source.collect_full();
+    source.collect_full(Instant::now());
     let before = source
         .containers()
         .find(|c| c.cgroup.relative == cgroup.relative)
@@ -437,7 +437,7 @@ fn v1_oom_kill_is_reported() {
         "expected SIGKILL from the OOM killer, got {status:?}"
     );
 
-    source.collect_full();
+    source.collect_full(Instant::now());
     let container = source
         .containers()
         .find(|c| c.cgroup.relative == cgroup.relative)
@@ -479,7 +479,7 @@ fn v2_cpu_usage_agrees_with_the_kernel() {
         Arc::clone(&health),
     );
     source.discover(Instant::now());
-    source.collect_full();
+    source.collect_full(Instant::now());
     let container = source
         .containers()
         .find(|c| c.cgroup.relative == cgroup.relative)

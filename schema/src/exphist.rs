@@ -117,6 +117,80 @@ impl ExpHistogram {
         self.scale -= change;
     }
 
+    /// Merges another histogram into this one (the collector folds OTLP
+    /// exponential-histogram points into hourly sketches this way). The
+    /// result has the coarser of the two scales, coarsened further if the
+    /// combined range would exceed the bucket budget.
+    pub fn merge(&mut self, other: &ExpHistogram) {
+        self.merge_parts(&Parts {
+            scale: other.scale,
+            offset: other.offset,
+            counts: &other.counts,
+            zero_count: other.zero_count,
+            count: other.count,
+            sum: other.sum,
+            min: other.min(),
+            max: other.max(),
+        });
+    }
+
+    /// Merges raw OTLP parts (positive buckets only; Tally's quantities are
+    /// non-negative, and negative buckets are the caller's to reject).
+    pub fn merge_parts(&mut self, other: &Parts<'_>) {
+        if other.count == 0 {
+            return;
+        }
+        let mut target = self.scale.min(other.scale).clamp(-10, MAX_SCALE);
+        if !other.counts.is_empty() {
+            let shift = other.scale - target;
+            let mut low = other.offset >> shift;
+            let mut high = (other.offset + other.counts.len() as i32 - 1) >> shift;
+            if !self.counts.is_empty() {
+                let own_shift = self.scale - target;
+                low = low.min(self.offset >> own_shift);
+                high = high.max((self.offset + self.counts.len() as i32 - 1) >> own_shift);
+            }
+            target -= self.scale_change(low, high);
+        }
+        if self.counts.is_empty() {
+            self.scale = target;
+        } else if self.scale > target {
+            self.downscale(self.scale - target);
+        }
+        let shift = other.scale - target;
+        for (position, count) in other.counts.iter().enumerate() {
+            if *count == 0 {
+                continue;
+            }
+            let index = (other.offset + position as i32) >> shift;
+            if self.counts.is_empty() {
+                self.offset = index;
+                self.counts.push(0);
+            }
+            if index < self.offset {
+                let grow = (self.offset - index) as usize;
+                let mut counts = vec![0; grow];
+                counts.extend_from_slice(&self.counts);
+                self.counts = counts;
+                self.offset = index;
+            }
+            let slot = (index - self.offset) as usize;
+            if slot >= self.counts.len() {
+                self.counts.resize(slot + 1, 0);
+            }
+            self.counts[slot] += count;
+        }
+        self.zero_count += other.zero_count;
+        self.count += other.count;
+        self.sum += other.sum;
+        if let Some(min) = other.min {
+            self.min = self.min.min(min);
+        }
+        if let Some(max) = other.max {
+            self.max = self.max.max(max);
+        }
+    }
+
     /// Number of recorded values.
     pub fn count(&self) -> u64 {
         self.count
@@ -174,6 +248,27 @@ impl ExpHistogram {
         }
         Some(self.max)
     }
+}
+
+/// The parts of an OTLP exponential-histogram point, for merging.
+#[derive(Debug, Clone, Copy)]
+pub struct Parts<'a> {
+    /// Scale.
+    pub scale: i32,
+    /// Index of the first positive bucket.
+    pub offset: i32,
+    /// Positive bucket counts.
+    pub counts: &'a [u64],
+    /// Values in the zero bucket.
+    pub zero_count: u64,
+    /// Total values.
+    pub count: u64,
+    /// Sum of values.
+    pub sum: f64,
+    /// Smallest value, when known.
+    pub min: Option<f64>,
+    /// Largest value, when known.
+    pub max: Option<f64>,
 }
 
 /// Bucket index of a positive, finite value at `scale`.
@@ -259,6 +354,41 @@ mod tests {
         assert_eq!(h.sum(), 1055.0);
         assert_eq!(h.min(), Some(1.0));
         assert_eq!(h.max(), Some(1024.0));
+    }
+
+    #[test]
+    fn merging_equals_recording_everything_in_one() {
+        let mut whole = ExpHistogram::new(64);
+        let mut left = ExpHistogram::new(64);
+        let mut right = ExpHistogram::new(64);
+        for i in 0..500 {
+            let v = 0.001 * 1.05_f64.powi(i);
+            whole.record(v);
+            if i % 3 == 0 {
+                left.record(v)
+            } else {
+                right.record(v)
+            }
+        }
+        left.record(0.0);
+        whole.record(0.0);
+        let mut merged = ExpHistogram::new(64);
+        merged.merge(&left);
+        merged.merge(&right);
+        assert_eq!(merged.count(), whole.count());
+        assert_eq!(merged.zero_count(), whole.zero_count());
+        assert_eq!(merged.scale(), whole.scale());
+        assert_eq!(merged.offset(), whole.offset());
+        assert_eq!(merged.bucket_counts(), whole.bucket_counts());
+        assert!((merged.sum() - whole.sum()).abs() < 1e-9);
+        assert_eq!(merged.min(), whole.min());
+        assert_eq!(merged.max(), whole.max());
+        // Merging into a fine-scale histogram with few values coarsens it.
+        let mut fine = ExpHistogram::new(64);
+        fine.record(1.0);
+        fine.merge(&whole);
+        assert!(fine.scale() <= whole.scale());
+        assert_eq!(fine.count(), whole.count() + 1);
     }
 
     #[test]

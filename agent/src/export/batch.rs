@@ -22,6 +22,7 @@ use tally_schema::otlp::{self, ExportMetricsServiceRequest, string_attribute};
 use crate::exposition::CONTAINER_VALUES;
 use crate::snapshot::Snapshot;
 use crate::sources::cgroups::discovery::DiscoveredCgroup;
+use crate::sources::host::{DISK_VALUES, INTERFACE_VALUES};
 
 /// Nanoseconds since the Unix epoch.
 pub fn unix_nanos(time: SystemTime) -> u64 {
@@ -144,43 +145,19 @@ pub fn build_request(
                 .collect(),
             window,
         ));
-        type DiskField = fn(&crate::sources::host::DiskIo) -> u64;
-        let disk_families: [(&MetricDef, DiskField); 4] = [
-            (&catalog::NODE_DISK_READ, |d| d.read_bytes),
-            (&catalog::NODE_DISK_WRITTEN, |d| d.written_bytes),
-            (&catalog::NODE_DISK_READS, |d| d.reads),
-            (&catalog::NODE_DISK_WRITES, |d| d.writes),
-        ];
-        for (def, field) in disk_families {
-            metrics.extend(number(
-                def,
-                host.disks
-                    .iter()
-                    .map(|d| (attr("device", &d.device), field(d) as f64))
-                    .collect(),
-                window,
-            ));
+        for (def, field) in DISK_VALUES {
+            let points = host
+                .disks
+                .iter()
+                .map(|d| (attr("device", &d.device), field(d) as f64));
+            metrics.extend(number(def, points.collect(), window));
         }
-        type NetField = fn(&crate::sources::host::Interface) -> u64;
-        let net_families: [(&MetricDef, NetField); 8] = [
-            (&catalog::NODE_NET_RX_BYTES, |i| i.rx_bytes),
-            (&catalog::NODE_NET_TX_BYTES, |i| i.tx_bytes),
-            (&catalog::NODE_NET_RX_PACKETS, |i| i.rx_packets),
-            (&catalog::NODE_NET_TX_PACKETS, |i| i.tx_packets),
-            (&catalog::NODE_NET_RX_ERRORS, |i| i.rx_errors),
-            (&catalog::NODE_NET_TX_ERRORS, |i| i.tx_errors),
-            (&catalog::NODE_NET_RX_DROPS, |i| i.rx_drops),
-            (&catalog::NODE_NET_TX_DROPS, |i| i.tx_drops),
-        ];
-        for (def, field) in net_families {
-            metrics.extend(number(
-                def,
-                host.interfaces
-                    .iter()
-                    .map(|i| (attr("interface", &i.name), field(i) as f64))
-                    .collect(),
-                window,
-            ));
+        for (def, field) in INTERFACE_VALUES {
+            let points = host
+                .interfaces
+                .iter()
+                .map(|i| (attr("interface", &i.name), field(i) as f64));
+            metrics.extend(number(def, points.collect(), window));
         }
         metrics.extend(one(
             &catalog::NODE_BOOT_TIME,

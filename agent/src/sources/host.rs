@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use sysinfo::{Disks, System};
+use tally_schema::catalog::{self, MetricDef};
 
 use crate::telemetry::SourceHealth;
 
@@ -113,6 +114,31 @@ pub struct HostStats {
     /// OS name and version.
     pub os: String,
 }
+
+/// Reads one counter of a block device.
+pub type DiskValue = fn(&DiskIo) -> u64;
+/// Reads one counter of a network interface.
+pub type InterfaceValue = fn(&Interface) -> u64;
+
+/// Every disk family and how to read it, shared by `/metrics` and OTLP.
+pub const DISK_VALUES: &[(&MetricDef, DiskValue)] = &[
+    (&catalog::NODE_DISK_READ, |d| d.read_bytes),
+    (&catalog::NODE_DISK_WRITTEN, |d| d.written_bytes),
+    (&catalog::NODE_DISK_READS, |d| d.reads),
+    (&catalog::NODE_DISK_WRITES, |d| d.writes),
+];
+
+/// Every interface family and how to read it, shared by `/metrics` and OTLP.
+pub const INTERFACE_VALUES: &[(&MetricDef, InterfaceValue)] = &[
+    (&catalog::NODE_NET_RX_BYTES, |i| i.rx_bytes),
+    (&catalog::NODE_NET_TX_BYTES, |i| i.tx_bytes),
+    (&catalog::NODE_NET_RX_PACKETS, |i| i.rx_packets),
+    (&catalog::NODE_NET_TX_PACKETS, |i| i.tx_packets),
+    (&catalog::NODE_NET_RX_ERRORS, |i| i.rx_errors),
+    (&catalog::NODE_NET_TX_ERRORS, |i| i.tx_errors),
+    (&catalog::NODE_NET_RX_DROPS, |i| i.rx_drops),
+    (&catalog::NODE_NET_TX_DROPS, |i| i.tx_drops),
+];
 
 /// The host source.
 pub struct HostSource {

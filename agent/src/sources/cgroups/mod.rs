@@ -45,6 +45,23 @@ pub struct TrackedContainer {
 }
 
 impl TrackedContainer {
+    /// Folds one reading into the histograms: CPU as the rate since the
+    /// previous reading, memory as the working set itself.
+    fn record(&mut self, now: Instant, fast: &reader::FastSample) {
+        if let Some(usage) = fast.cpu_usage_seconds {
+            if let Some((then, previous)) = self.last_cpu {
+                let elapsed = now.duration_since(then).as_secs_f64();
+                if elapsed > 0.0 && usage >= previous {
+                    self.cpu_cores.record((usage - previous) / elapsed);
+                }
+            }
+            self.last_cpu = Some((now, usage));
+        }
+        if let Some(bytes) = fast.memory_working_set_bytes {
+            self.working_set.record(bytes as f64);
+        }
+    }
+
     /// 1 or 2.
     pub fn cgroup_version(&self) -> u8 {
         self.files.version()
@@ -195,18 +212,7 @@ impl CgroupSource {
                 &mut report,
             ) {
                 Ok(fast) => {
-                    if let Some(usage) = fast.cpu_usage_seconds {
-                        if let Some((then, previous)) = container.last_cpu {
-                            let elapsed = now.duration_since(then).as_secs_f64();
-                            if elapsed > 0.0 && usage >= previous {
-                                container.cpu_cores.record((usage - previous) / elapsed);
-                            }
-                        }
-                        container.last_cpu = Some((now, usage));
-                    }
-                    if let Some(bytes) = fast.memory_working_set_bytes {
-                        container.working_set.record(bytes as f64);
-                    }
+                    container.record(now, &fast);
                     container.stats.fast = fast;
                 }
                 Err(reader::Vanished) => vanished.push(relative.clone()),
@@ -219,15 +225,19 @@ impl CgroupSource {
         self.health.record_success(started.elapsed());
     }
 
-    /// Reads the full stat set of every container.
-    pub fn collect_full(&mut self) {
+    /// Reads the full stat set of every container; its CPU and memory
+    /// readings count as this tick's sample too.
+    pub fn collect_full(&mut self, now: Instant) {
         let started = Instant::now();
         let health = &self.health;
         let mut report = |kind: &'static str, message: String| health.error(kind, &message);
         let mut vanished = Vec::new();
         for (relative, container) in &mut self.containers {
             match reader::read_full(&container.files, &mut report) {
-                Ok(stats) => container.stats = stats,
+                Ok(stats) => {
+                    container.record(now, &stats.fast);
+                    container.stats = stats;
+                }
                 Err(reader::Vanished) => vanished.push(relative.clone()),
             }
         }

@@ -27,6 +27,11 @@ struct Cli {
 enum Command {
     /// Run the node agent: host, container and pod telemetry on /metrics and over OTLP.
     Agent(AgentArgs),
+    /// Run the collector: OTLP ingest, embedded store, JSON API.
+    Collector(CollectorArgs),
+    /// Run Tally on this machine: the collector on the embedded store plus
+    /// an agent for this machine, in one process.
+    Up(UpArgs),
     /// Print the metric catalog.
     Catalog {
         /// Render as the Markdown page checked in at docs/metrics.md.
@@ -57,6 +62,51 @@ struct AgentArgs {
     config_reference: bool,
 }
 
+#[derive(Debug, clap::Args)]
+struct CollectorArgs {
+    /// Address for OTLP/HTTP ingest, the API and /metrics.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "TALLY_COLLECTOR_LISTEN",
+        default_value = "127.0.0.1:4318"
+    )]
+    listen: String,
+    /// Data directory (write-ahead log).
+    #[arg(
+        long,
+        value_name = "DIR",
+        env = "TALLY_COLLECTOR_DATA_DIR",
+        default_value = "/var/lib/tally/collector"
+    )]
+    data_dir: PathBuf,
+    /// File holding the bearer token required to push (and to read, unless --read-token-file).
+    #[arg(long, value_name = "FILE", env = "TALLY_COLLECTOR_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// File holding the bearer token required by the read API.
+    #[arg(long, value_name = "FILE", env = "TALLY_COLLECTOR_READ_TOKEN_FILE")]
+    read_token_file: Option<PathBuf>,
+    /// Allow listening on a non-loopback address without a token.
+    #[arg(long)]
+    insecure: bool,
+    /// Largest request body accepted, compressed or decompressed (bytes).
+    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
+    max_body_bytes: usize,
+}
+
+#[derive(Debug, clap::Args)]
+struct UpArgs {
+    /// Collector address (the agent's admin port is the next one up from 9470).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:4318")]
+    listen: String,
+    /// Data directory; defaults to $XDG_DATA_HOME/tally or ~/.local/share/tally.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The agent's admin address (/metrics, /healthz, /readyz).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9470")]
+    agent_listen: String,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -70,6 +120,20 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
+        Command::Collector(args) => match collector(args) {
+            Ok(code) => code,
+            Err(error) => {
+                eprintln!("tally collector: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Up(args) => match up(args) {
+            Ok(code) => code,
+            Err(error) => {
+                eprintln!("tally up: {error:#}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Agent(args) => match agent(args) {
             Ok(code) => code,
             Err(error) => {
@@ -126,6 +190,117 @@ fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
             let _ = stop.send(true);
         });
         tally_agent::runtime::run(config, node_name, shutdown).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn read_token(path: Option<&PathBuf>, env: &str) -> anyhow::Result<Option<String>> {
+    if let Some(path) = path {
+        let token = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read token file {}", path.display()))?;
+        let token = token.trim().to_owned();
+        anyhow::ensure!(!token.is_empty(), "token file {} is empty", path.display());
+        return Ok(Some(token));
+    }
+    Ok(std::env::var(env).ok().filter(|t| !t.is_empty()))
+}
+
+fn single_thread_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn collector(args: CollectorArgs) -> anyhow::Result<ExitCode> {
+    init_logging(&LogConfig::default());
+    let options = tally_collector::server::CollectorOptions {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        max_body_bytes: args.max_body_bytes,
+        token: read_token(args.token_file.as_ref(), "TALLY_COLLECTOR_TOKEN")?,
+        read_token: read_token(args.read_token_file.as_ref(), "TALLY_COLLECTOR_READ_TOKEN")?,
+        insecure: args.insecure,
+        ..Default::default()
+    };
+    let collector = match tally_collector::server::Collector::open(options) {
+        Ok(collector) => collector,
+        Err(error) => {
+            eprintln!("tally collector: {error}");
+            return Ok(ExitCode::from(EXIT_BAD_CONFIG));
+        }
+    };
+    // Ingest is fsync-bound and runs on blocking threads; the API is light.
+    let runtime = single_thread_runtime()?;
+    runtime.block_on(async move {
+        let (stop, shutdown) = watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            let _ = stop.send(true);
+        });
+        tally_collector::server::serve(collector, shutdown).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let data_dir = match args.data_dir {
+        Some(dir) => dir,
+        None => std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("."))
+            .join("tally"),
+    };
+    let mut agent_config = match AgentConfig::load(
+        None,
+        &env,
+        &FlagOverrides {
+            listen: Some(args.agent_listen.clone()),
+            collector: Some(format!("http://{}", args.listen)),
+        },
+    ) {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("tally up: {error}");
+            return Ok(ExitCode::from(EXIT_BAD_CONFIG));
+        }
+    };
+    agent_config.spool.dir = data_dir.join("spool");
+    init_logging(&agent_config.log);
+    let options = tally_collector::server::CollectorOptions {
+        listen: args.listen.clone(),
+        data_dir: data_dir.join("collector"),
+        ..Default::default()
+    };
+    let collector = match tally_collector::server::Collector::open(options) {
+        Ok(collector) => collector,
+        Err(error) => {
+            eprintln!("tally up: {error}");
+            return Ok(ExitCode::from(EXIT_BAD_CONFIG));
+        }
+    };
+    let node_name = agent_config.resolved_node_name(&env);
+    let runtime = single_thread_runtime()?;
+    runtime.block_on(async move {
+        let (stop, shutdown) = watch::channel(false);
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            let _ = stop.send(true);
+        });
+        let collector_task = tokio::spawn(tally_collector::server::serve(collector, shutdown.clone()));
+        eprintln!("tally up: data in {}", data_dir.display());
+        eprintln!("  collector  http://{}  (OTLP /v1/metrics, API /api/v1/containers, /api/v1/openapi.json)", args.listen);
+        eprintln!("  agent      http://{}/metrics", args.agent_listen);
+        eprintln!("  press Ctrl-C to stop");
+        let agent = tally_agent::runtime::run(agent_config, node_name, shutdown).await;
+        let collector = collector_task.await;
+        agent?;
+        match collector {
+            Ok(result) => result.map_err(anyhow::Error::from),
+            Err(error) => Err(anyhow::anyhow!("collector task failed: {error}")),
+        }
     })?;
     Ok(ExitCode::SUCCESS)
 }

@@ -415,6 +415,9 @@ fn sampling_loop(
     let interval = sampler.config.sampling.interval;
     let export_interval = sampler.config.sampling.export_interval;
     sampler.collect_full(Instant::now());
+    // Ship the first picture at once rather than an export interval later,
+    // so a fresh collector (`tally up`) has data immediately.
+    sampler.export();
     ready.store(true, Ordering::Release);
     tracing::info!(
         ready_after_ms = started.elapsed().as_millis() as u64,

@@ -1,8 +1,10 @@
-//! The Tally collector: receives OTLP from agents and SDKs, keeps the
-//! embedded store and serves the analyzer's results.
-//!
-//! This crate is laid out now so the workspace has its final shape; the
-//! ingest path, store and API arrive with their own issue (#3).
+//! The Tally collector: receives OTLP from agents and any OpenTelemetry
+//! SDK, keeps the embedded store (write-ahead log + hourly aggregates) and
+//! serves the JSON API.
+
+pub mod ingest;
+pub mod server;
+pub mod store;
 
 /// Default OTLP/HTTP port, as the OpenTelemetry specification fixes it.
 pub const DEFAULT_OTLP_HTTP_PORT: u16 = 4318;

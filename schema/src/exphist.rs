@@ -54,22 +54,27 @@ impl ExpHistogram {
     /// means a counter reset and is better counted than lost). NaN is
     /// ignored.
     pub fn record(&mut self, value: f64) {
-        if value.is_nan() {
+        self.record_n(value, 1);
+    }
+
+    /// Records `n` copies of one value (an explicit-histogram bucket).
+    pub fn record_n(&mut self, value: f64, n: u64) {
+        if value.is_nan() || n == 0 {
             return;
         }
         let value = value.clamp(0.0, f64::MAX);
-        self.count += 1;
-        self.sum += value;
+        self.count += n;
+        self.sum += value * n as f64;
         self.min = self.min.min(value);
         self.max = self.max.max(value);
         if value == 0.0 {
-            self.zero_count += 1;
+            self.zero_count += n;
             return;
         }
         let mut index = bucket_index(value, self.scale);
         if self.counts.is_empty() {
             self.offset = index;
-            self.counts.push(1);
+            self.counts.push(n);
             return;
         }
         let low = self.offset.min(index);
@@ -90,7 +95,7 @@ impl ExpHistogram {
         if position >= self.counts.len() {
             self.counts.resize(position + 1, 0);
         }
-        self.counts[position] += 1;
+        self.counts[position] += n;
     }
 
     /// How many halvings make `[low, high]` fit the bucket budget.

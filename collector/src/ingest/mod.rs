@@ -1,0 +1,4 @@
+//! OTLP ingest: body decoding and flattening into store samples.
+
+pub mod decode;
+pub mod points;

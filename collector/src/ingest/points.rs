@@ -1,0 +1,342 @@
+//! Flattening OTLP metrics into samples the store understands, rejecting
+//! (and counting, with a reason) points the store must not keep.
+//!
+//! A series is identified by the metric name plus the resource and
+//! data-point attributes. Gauges, sums (delta or cumulative), explicit
+//! histograms, exponential histograms and summaries are accepted.
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{
+    AggregationTemporality, metric::Data, number_data_point,
+};
+use tally_schema::exphist::ExpHistogram;
+
+/// Sorted `(key, value)` attributes identifying a series.
+pub type Labels = Vec<(String, String)>;
+
+/// What one sample carries.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SampleValue {
+    /// A point-in-time value.
+    Gauge(f64),
+    /// An increment since the previous point.
+    Delta(f64),
+    /// A running total since `start_ns` (converted to deltas by the store).
+    Cumulative {
+        /// The total.
+        value: f64,
+        /// When the total started counting.
+        start_ns: u64,
+    },
+    /// A distribution (histograms of any kind become this).
+    Distribution(Box<ExpHistogram>),
+}
+
+/// One sample of one series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Metric name.
+    pub metric: String,
+    /// Resource plus point attributes, sorted by key.
+    pub labels: Labels,
+    /// Observation time.
+    pub time_ns: u64,
+    /// The value.
+    pub value: SampleValue,
+}
+
+/// The result of flattening one request.
+#[derive(Debug, Default)]
+pub struct Flattened {
+    /// Accepted samples.
+    pub samples: Vec<Sample>,
+    /// Points refused.
+    pub rejected: u64,
+    /// Distinct reasons for refusals (for the partial-success message).
+    pub reasons: Vec<String>,
+}
+
+impl Flattened {
+    fn reject(&mut self, count: u64, reason: String) {
+        self.rejected += count;
+        if !self.reasons.contains(&reason) && self.reasons.len() < 8 {
+            self.reasons.push(reason);
+        }
+    }
+}
+
+/// Limits on acceptable timestamps.
+#[derive(Debug, Clone, Copy)]
+pub struct TimeWindow {
+    /// Oldest acceptable time (now − retention).
+    pub oldest_ns: u64,
+    /// Newest acceptable time (now + allowed clock skew).
+    pub newest_ns: u64,
+}
+
+/// Renders an attribute value as a label value.
+pub fn attribute_text(value: Option<&AnyValue>) -> String {
+    match value.and_then(|v| v.value.as_ref()) {
+        Some(any_value::Value::StringValue(s)) => s.clone(),
+        Some(any_value::Value::BoolValue(b)) => b.to_string(),
+        Some(any_value::Value::IntValue(i)) => i.to_string(),
+        Some(any_value::Value::DoubleValue(d)) => d.to_string(),
+        Some(any_value::Value::BytesValue(b)) => b.iter().map(|x| format!("{x:02x}")).collect(),
+        Some(any_value::Value::ArrayValue(a)) => {
+            let items: Vec<String> = a.values.iter().map(|v| attribute_text(Some(v))).collect();
+            format!("[{}]", items.join(","))
+        }
+        Some(any_value::Value::KvlistValue(kv)) => {
+            let items: Vec<String> = kv
+                .values
+                .iter()
+                .map(|kv| format!("{}={}", kv.key, attribute_text(kv.value.as_ref())))
+                .collect();
+            format!("{{{}}}", items.join(","))
+        }
+        _ => String::new(),
+    }
+}
+
+fn labels_of(resource: &[KeyValue], point: &[KeyValue]) -> Labels {
+    let mut labels: Labels = resource
+        .iter()
+        .chain(point)
+        .map(|kv| (kv.key.clone(), attribute_text(kv.value.as_ref())))
+        .collect();
+    labels.sort();
+    // Point attributes win over resource attributes of the same key.
+    labels.dedup_by(|later, earlier| later.0 == earlier.0);
+    labels
+}
+
+fn number(value: Option<&number_data_point::Value>) -> Option<f64> {
+    match value? {
+        number_data_point::Value::AsDouble(d) => Some(*d),
+        number_data_point::Value::AsInt(i) => Some(*i as f64),
+    }
+}
+
+/// Flattens a request, validating every point.
+pub fn flatten(request: &ExportMetricsServiceRequest, window: TimeWindow) -> Flattened {
+    let mut out = Flattened::default();
+    for resource_metrics in &request.resource_metrics {
+        let resource: &[KeyValue] = resource_metrics
+            .resource
+            .as_ref()
+            .map(|r| r.attributes.as_slice())
+            .unwrap_or(&[]);
+        for scope in &resource_metrics.scope_metrics {
+            for metric in &scope.metrics {
+                if metric.name.is_empty() {
+                    out.reject(points_in(metric).max(1), "metric without a name".to_owned());
+                    continue;
+                }
+                flatten_metric(&mut out, metric, resource, window);
+            }
+        }
+    }
+    out
+}
+
+fn points_in(metric: &opentelemetry_proto::tonic::metrics::v1::Metric) -> u64 {
+    (match &metric.data {
+        Some(Data::Gauge(g)) => g.data_points.len(),
+        Some(Data::Sum(s)) => s.data_points.len(),
+        Some(Data::Histogram(h)) => h.data_points.len(),
+        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
+        Some(Data::Summary(s)) => s.data_points.len(),
+        None => 0,
+    }) as u64
+}
+
+fn check_time(out: &mut Flattened, metric: &str, time_ns: u64, window: TimeWindow) -> bool {
+    if time_ns == 0 {
+        out.reject(1, format!("{metric}: point without a timestamp"));
+        false
+    } else if time_ns < window.oldest_ns {
+        out.reject(
+            1,
+            format!("{metric}: timestamp older than the retention window"),
+        );
+        false
+    } else if time_ns > window.newest_ns {
+        out.reject(1, format!("{metric}: timestamp in the future"));
+        false
+    } else {
+        true
+    }
+}
+
+fn flatten_metric(
+    out: &mut Flattened,
+    metric: &opentelemetry_proto::tonic::metrics::v1::Metric,
+    resource: &[KeyValue],
+    window: TimeWindow,
+) {
+    let name = &metric.name;
+    let push = |out: &mut Flattened, labels: Labels, time_ns: u64, value: SampleValue| {
+        out.samples.push(Sample {
+            metric: name.clone(),
+            labels,
+            time_ns,
+            value,
+        });
+    };
+    match &metric.data {
+        Some(Data::Gauge(gauge)) => {
+            for p in &gauge.data_points {
+                if !check_time(out, name, p.time_unix_nano, window) {
+                    continue;
+                }
+                match number(p.value.as_ref()) {
+                    Some(v) if v.is_finite() => push(
+                        out,
+                        labels_of(resource, &p.attributes),
+                        p.time_unix_nano,
+                        SampleValue::Gauge(v),
+                    ),
+                    _ => out.reject(1, format!("{name}: NaN, infinite or missing value")),
+                }
+            }
+        }
+        Some(Data::Sum(sum)) => {
+            let cumulative =
+                sum.aggregation_temporality == AggregationTemporality::Cumulative as i32;
+            for p in &sum.data_points {
+                if !check_time(out, name, p.time_unix_nano, window) {
+                    continue;
+                }
+                let Some(v) = number(p.value.as_ref()).filter(|v| v.is_finite()) else {
+                    out.reject(1, format!("{name}: NaN, infinite or missing value"));
+                    continue;
+                };
+                let value = if !sum.is_monotonic {
+                    // A non-monotonic sum (an up-down counter) is a level.
+                    SampleValue::Gauge(v)
+                } else if cumulative {
+                    SampleValue::Cumulative {
+                        value: v,
+                        start_ns: p.start_time_unix_nano,
+                    }
+                } else {
+                    SampleValue::Delta(v)
+                };
+                push(
+                    out,
+                    labels_of(resource, &p.attributes),
+                    p.time_unix_nano,
+                    value,
+                );
+            }
+        }
+        Some(Data::ExponentialHistogram(h)) => {
+            for p in &h.data_points {
+                if !check_time(out, name, p.time_unix_nano, window) {
+                    continue;
+                }
+                if !p.sum.unwrap_or(0.0).is_finite() {
+                    out.reject(1, format!("{name}: NaN or infinite sum"));
+                    continue;
+                }
+                let positive = p.positive.as_ref();
+                let negative: u64 = p
+                    .negative
+                    .as_ref()
+                    .map(|n| n.bucket_counts.iter().sum())
+                    .unwrap_or(0);
+                let mut sketch = ExpHistogram::default();
+                sketch.merge_parts(&tally_schema::exphist::Parts {
+                    scale: p.scale,
+                    offset: positive.map(|b| b.offset).unwrap_or(0),
+                    counts: positive.map(|b| b.bucket_counts.as_slice()).unwrap_or(&[]),
+                    // Tally's quantities are not negative; values below zero
+                    // are folded into the zero bucket rather than dropped.
+                    zero_count: p.zero_count + negative,
+                    count: p.count,
+                    sum: p.sum.unwrap_or(0.0),
+                    min: p.min.filter(|m| m.is_finite()),
+                    max: p.max.filter(|m| m.is_finite()),
+                });
+                let value = SampleValue::Distribution(Box::new(sketch));
+                push(
+                    out,
+                    labels_of(resource, &p.attributes),
+                    p.time_unix_nano,
+                    value,
+                );
+            }
+        }
+        Some(Data::Histogram(h)) => {
+            for p in &h.data_points {
+                if !check_time(out, name, p.time_unix_nano, window) {
+                    continue;
+                }
+                if !p.sum.unwrap_or(0.0).is_finite()
+                    || p.explicit_bounds.iter().any(|b| !b.is_finite())
+                {
+                    out.reject(1, format!("{name}: NaN or infinite sum or bound"));
+                    continue;
+                }
+                // Each bucket's count is recorded at its upper bound (the
+                // first at its bound, the overflow bucket at the max or the
+                // last bound), the same estimate histogram_quantile makes.
+                let mut sketch = ExpHistogram::default();
+                for (i, count) in p.bucket_counts.iter().enumerate() {
+                    let at = p
+                        .explicit_bounds
+                        .get(i)
+                        .copied()
+                        .or(p.max)
+                        .or(p.explicit_bounds.last().copied())
+                        .unwrap_or(0.0);
+                    sketch.record_n(at, *count);
+                }
+                push(
+                    out,
+                    labels_of(resource, &p.attributes),
+                    p.time_unix_nano,
+                    SampleValue::Distribution(Box::new(sketch)),
+                );
+            }
+        }
+        Some(Data::Summary(summary)) => {
+            for p in &summary.data_points {
+                if !check_time(out, name, p.time_unix_nano, window) {
+                    continue;
+                }
+                let labels = labels_of(resource, &p.attributes);
+                for q in &p.quantile_values {
+                    if q.value.is_finite() {
+                        let mut labels = labels.clone();
+                        labels.push(("quantile".to_owned(), q.quantile.to_string()));
+                        labels.sort();
+                        push(out, labels, p.time_unix_nano, SampleValue::Gauge(q.value));
+                    }
+                }
+                if p.sum.is_finite() {
+                    out.samples.push(Sample {
+                        metric: format!("{name}_sum"),
+                        labels: labels.clone(),
+                        time_ns: p.time_unix_nano,
+                        value: SampleValue::Cumulative {
+                            value: p.sum,
+                            start_ns: p.start_time_unix_nano,
+                        },
+                    });
+                }
+                out.samples.push(Sample {
+                    metric: format!("{name}_count"),
+                    labels,
+                    time_ns: p.time_unix_nano,
+                    value: SampleValue::Cumulative {
+                        value: p.count as f64,
+                        start_ns: p.start_time_unix_nano,
+                    },
+                });
+            }
+        }
+        None => out.reject(1, format!("{name}: metric without data")),
+    }
+}

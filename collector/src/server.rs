@@ -1,0 +1,915 @@
+//! The collector's HTTP surface: OTLP/HTTP ingest, the JSON API, its own
+//! `/metrics`, `/healthz` and `/readyz`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use prost::Message;
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::ingest::decode::{self, DecodeError, Format};
+use crate::ingest::points::{self, TimeWindow, attribute_text};
+use crate::store::wal::{RecordKind, Wal, WalError};
+use crate::store::{AgentSeen, LogRecord, Stat, Store, StoreLimits};
+
+/// Allowed clock skew for points from the future.
+const FUTURE_SKEW_NS: u64 = 3_600_000_000_000;
+
+/// How the collector runs.
+#[derive(Debug, Clone)]
+pub struct CollectorOptions {
+    /// Address for OTLP ingest, the API and `/metrics`.
+    pub listen: String,
+    /// Where the write-ahead log lives.
+    pub data_dir: PathBuf,
+    /// Largest accepted body, compressed or not.
+    pub max_body_bytes: usize,
+    /// How long aggregates are kept.
+    pub retention: Duration,
+    /// How long raw points are kept.
+    pub raw_window: Duration,
+    /// Bearer token required on ingest (and on reads without a read token).
+    pub token: Option<String>,
+    /// Bearer token required on API reads.
+    pub read_token: Option<String>,
+    /// Allow a non-loopback address without a token.
+    pub insecure: bool,
+}
+
+impl Default for CollectorOptions {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:4318".to_owned(),
+            data_dir: PathBuf::from("/var/lib/tally/collector"),
+            max_body_bytes: 16 << 20,
+            retention: Duration::from_secs(14 * 86_400),
+            raw_window: Duration::from_secs(6 * 3600),
+            token: None,
+            read_token: None,
+            insecure: false,
+        }
+    }
+}
+
+/// Why the collector cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    /// Bad address.
+    #[error("listen address {0:?} is not HOST:PORT with a numeric IP")]
+    Address(String),
+    /// Refusing to expose an unauthenticated endpoint.
+    #[error(
+        "refusing to listen on {0} without a token: set --token-file (or TALLY_COLLECTOR_TOKEN), or pass --insecure"
+    )]
+    Unauthenticated(String),
+    /// The WAL could not be opened.
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    /// Binding or serving failed.
+    #[error("cannot serve on {addr}: {source}")]
+    Serve {
+        /// The address.
+        addr: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    requests_ok: AtomicU64,
+    requests_partial: AtomicU64,
+    requests_rejected: AtomicU64,
+    points_rejected: AtomicU64,
+    wal_errors: AtomicU64,
+    wal_truncated_bytes: AtomicU64,
+    replayed_records: AtomicU64,
+}
+
+/// Shared state of a running collector.
+#[derive(Debug)]
+pub struct Collector {
+    options: CollectorOptions,
+    /// Store and WAL under one lock so replay order equals apply order.
+    inner: Mutex<(Wal, Store)>,
+    counters: Counters,
+    ready: AtomicBool,
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+impl Collector {
+    /// Opens the store, replaying the write-ahead log.
+    pub fn open(options: CollectorOptions) -> Result<Arc<Collector>, CollectorError> {
+        let addr: SocketAddr = options
+            .listen
+            .parse()
+            .map_err(|_| CollectorError::Address(options.listen.clone()))?;
+        if options.token.is_none() && !addr.ip().is_loopback() && !options.insecure {
+            return Err(CollectorError::Unauthenticated(options.listen.clone()));
+        }
+        if options.token.is_none() {
+            tracing::warn!(listen = %options.listen, "no ingest token configured; anyone who can reach this address can write");
+        }
+        let limits = StoreLimits {
+            retention_ns: options.retention.as_nanos() as u64,
+            raw_window_ns: options.raw_window.as_nanos() as u64,
+            raw_points: 1440,
+            log_records: 10_000,
+        };
+        let mut store = Store::new(limits);
+        let window = TimeWindow {
+            oldest_ns: now_ns().saturating_sub(limits.retention_ns),
+            newest_ns: u64::MAX,
+        };
+        let (wal, recovery) = Wal::open(
+            &options.data_dir.join("wal"),
+            options.retention,
+            |kind, payload| {
+                apply_record(&mut store, kind, payload, window);
+            },
+        )?;
+        tracing::info!(
+            records = recovery.records,
+            truncated_bytes = recovery.truncated_bytes,
+            series = store.series_count(),
+            "store recovered from the write-ahead log"
+        );
+        let collector = Collector {
+            options,
+            inner: Mutex::new((wal, store)),
+            counters: Counters::default(),
+            ready: AtomicBool::new(true),
+        };
+        collector
+            .counters
+            .wal_truncated_bytes
+            .store(recovery.truncated_bytes, Ordering::Relaxed);
+        collector
+            .counters
+            .replayed_records
+            .store(recovery.records, Ordering::Relaxed);
+        Ok(Arc::new(collector))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, (Wal, Store)> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs the store closure under the lock.
+    pub fn with_store<T>(&self, f: impl FnOnce(&Store) -> T) -> T {
+        f(&self.lock().1)
+    }
+}
+
+/// Applies one WAL record (at ingest and at replay).
+fn apply_record(store: &mut Store, kind: RecordKind, payload: &[u8], window: TimeWindow) {
+    match kind {
+        RecordKind::Metrics => {
+            if let Ok(request) = ExportMetricsServiceRequest::decode(payload) {
+                apply_metrics(store, &request, window);
+            }
+        }
+        RecordKind::Logs => {
+            if let Ok(request) = ExportLogsServiceRequest::decode(payload) {
+                apply_logs(store, &request);
+            }
+        }
+    }
+}
+
+fn apply_metrics(
+    store: &mut Store,
+    request: &ExportMetricsServiceRequest,
+    window: TimeWindow,
+) -> points::Flattened {
+    let mut flattened = points::flatten(request, window);
+    for rm in &request.resource_metrics {
+        let attributes = rm
+            .resource
+            .as_ref()
+            .map(|r| r.attributes.as_slice())
+            .unwrap_or(&[]);
+        let find = |key: &str| {
+            attributes
+                .iter()
+                .find(|kv| kv.key == key)
+                .map(|kv| attribute_text(kv.value.as_ref()))
+        };
+        // One entry per pushing process: the node resource of an agent
+        // batch, or any SDK resource.
+        if find("container.id").is_some() {
+            continue;
+        }
+        let last_point_ns = flattened
+            .samples
+            .iter()
+            .map(|s| s.time_ns)
+            .max()
+            .unwrap_or(0);
+        store.saw_agent(AgentSeen {
+            service: find("service.name").unwrap_or_default(),
+            node: find("k8s.node.name")
+                .or_else(|| find("host.name"))
+                .unwrap_or_default(),
+            version: rm
+                .scope_metrics
+                .first()
+                .and_then(|s| s.scope.as_ref())
+                .map(|s| s.version.clone())
+                .unwrap_or_default(),
+            last_push_ns: now_ns(),
+            last_point_ns,
+            batches: 0,
+            simulated: find("tally.simulated").as_deref() == Some("true"),
+        });
+    }
+    for sample in flattened.samples.drain(..) {
+        store.apply(sample);
+    }
+    flattened
+}
+
+fn apply_logs(store: &mut Store, request: &ExportLogsServiceRequest) {
+    for rl in &request.resource_logs {
+        let resource = rl
+            .resource
+            .as_ref()
+            .map(|r| r.attributes.as_slice())
+            .unwrap_or(&[]);
+        for scope in &rl.scope_logs {
+            for record in &scope.log_records {
+                let mut attributes: Vec<(String, String)> = resource
+                    .iter()
+                    .chain(&record.attributes)
+                    .map(|kv| (kv.key.clone(), attribute_text(kv.value.as_ref())))
+                    .collect();
+                attributes.sort();
+                store.push_log(LogRecord {
+                    time_ns: if record.time_unix_nano > 0 {
+                        record.time_unix_nano
+                    } else {
+                        record.observed_time_unix_nano
+                    },
+                    severity: record.severity_text.clone(),
+                    body: attribute_text(record.body.as_ref()),
+                    attributes,
+                });
+            }
+        }
+    }
+}
+
+/// Constant-time comparison of bearer tokens.
+fn token_matches(headers: &HeaderMap, expected: &str) -> bool {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    let (a, b) = (given.as_bytes(), expected.as_bytes());
+    let mut difference = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        difference |= usize::from(a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0));
+    }
+    difference == 0
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        [(header::WWW_AUTHENTICATE, "Bearer")],
+        "missing or wrong bearer token\n",
+    )
+        .into_response()
+}
+
+/// The router.
+pub fn router(collector: Arc<Collector>) -> Router {
+    Router::new()
+        .route("/v1/metrics", post(ingest_metrics))
+        .route("/v1/logs", post(ingest_logs))
+        .route("/api/v1/status", get(api_status))
+        .route("/api/v1/agents", get(api_agents))
+        .route("/api/v1/metrics", get(api_metric_names))
+        .route("/api/v1/series", get(api_series))
+        .route("/api/v1/query", get(api_query))
+        .route("/api/v1/containers", get(api_containers))
+        .route("/api/v1/logs", get(api_logs))
+        .route("/api/v1/recommendations", get(api_recommendations))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/metrics", get(own_metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(collector)
+}
+
+/// Serves until `shutdown` turns true.
+pub async fn serve(
+    collector: Arc<Collector>,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), CollectorError> {
+    let addr = collector.options.listen.clone();
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|source| CollectorError::Serve {
+            addr: addr.clone(),
+            source,
+        })?;
+    tracing::info!(listen = %addr, "collector listening (OTLP/HTTP /v1/metrics, /v1/logs; API /api/v1)");
+    axum::serve(listener, router(collector))
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await
+        .map_err(|source| CollectorError::Serve { addr, source })
+}
+
+struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+impl From<DecodeError> for Refusal {
+    fn from(error: DecodeError) -> Self {
+        Refusal {
+            status: StatusCode::from_u16(error.status()).unwrap_or(StatusCode::BAD_REQUEST),
+            message: error.to_string(),
+        }
+    }
+}
+
+fn refuse(collector: &Collector, refusal: Refusal) -> Response {
+    collector
+        .counters
+        .requests_rejected
+        .fetch_add(1, Ordering::Relaxed);
+    (
+        refusal.status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{}\n", refusal.message),
+    )
+        .into_response()
+}
+
+/// Reads the body, stopping (413) as soon as it passes the limit, so a
+/// hostile client cannot make the collector buffer more than that.
+async fn read_body(collector: &Collector, body: Body) -> Result<Bytes, Refusal> {
+    let limit = collector.options.max_body_bytes;
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| Refusal {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: format!("request body exceeds the {limit}-byte limit (or was cut off)"),
+        })
+}
+
+fn body_of(
+    collector: &Collector,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Format, Vec<u8>), Refusal> {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let format = decode::format_of(content_type)?;
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok());
+    let raw = decode::decompress(encoding, body, collector.options.max_body_bytes)?;
+    Ok((format, raw))
+}
+
+fn respond<M: Message + serde::Serialize>(format: Format, message: &M) -> Response {
+    match format {
+        Format::Protobuf => (
+            [(header::CONTENT_TYPE, "application/x-protobuf")],
+            message.encode_to_vec(),
+        )
+            .into_response(),
+        Format::Json => (
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::to_vec(message).unwrap_or_default(),
+        )
+            .into_response(),
+    }
+}
+
+/// Appends to the WAL (fsync) and applies, off the async threads.
+async fn commit<T: Send + 'static>(
+    collector: &Arc<Collector>,
+    kind: RecordKind,
+    payload: Vec<u8>,
+    apply: impl FnOnce(&mut Store) -> T + Send + 'static,
+) -> Result<T, Response> {
+    let collector = Arc::clone(collector);
+    let joined = tokio::task::spawn_blocking(move || {
+        let mut guard = collector.lock();
+        let (wal, store) = &mut *guard;
+        match wal.append(kind, &payload) {
+            Ok(()) => Ok(apply(store)),
+            Err(error) => {
+                collector
+                    .counters
+                    .wal_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, "cannot write the write-ahead log; refusing data");
+                Err(())
+            }
+        }
+    })
+    .await;
+    match joined {
+        Ok(Ok(value)) => Ok(value),
+        // The client retries 503s; nothing was acknowledged.
+        _ => Err((
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            "store unavailable\n",
+        )
+            .into_response()),
+    }
+}
+
+async fn ingest_metrics(
+    State(collector): State<Arc<Collector>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Some(token) = &collector.options.token
+        && !token_matches(&headers, token)
+    {
+        return unauthorized();
+    }
+    let body = match read_body(&collector, body).await {
+        Ok(body) => body,
+        Err(refusal) => return refuse(&collector, refusal),
+    };
+    let (format, raw) = match body_of(&collector, &headers, &body) {
+        Ok(parts) => parts,
+        Err(refusal) => return refuse(&collector, refusal),
+    };
+    let request = match decode::metrics(format, &raw) {
+        Ok(request) => request,
+        Err(error) => return refuse(&collector, error.into()),
+    };
+    let now = now_ns();
+    let window = TimeWindow {
+        oldest_ns: now.saturating_sub(collector.options.retention.as_nanos() as u64),
+        newest_ns: now + FUTURE_SKEW_NS,
+    };
+    // Validate before writing anything, so a request that is entirely
+    // invalid leaves no trace in the log.
+    let check = points::flatten(&request, window);
+    if check.samples.is_empty() && check.rejected > 0 {
+        return refuse(
+            &collector,
+            Refusal {
+                status: StatusCode::BAD_REQUEST,
+                message: format!("no valid data points: {}", check.reasons.join("; ")),
+            },
+        );
+    }
+    let (rejected, reasons) = (check.rejected, check.reasons);
+    let payload = match format {
+        Format::Protobuf => raw,
+        Format::Json => request.encode_to_vec(),
+    };
+    let result = commit(&collector, RecordKind::Metrics, payload, move |store| {
+        apply_metrics(store, &request, window);
+    })
+    .await;
+    if let Err(response) = result {
+        return response;
+    }
+    let partial_success = (rejected > 0).then(|| {
+        collector
+            .counters
+            .requests_partial
+            .fetch_add(1, Ordering::Relaxed);
+        collector
+            .counters
+            .points_rejected
+            .fetch_add(rejected, Ordering::Relaxed);
+        ExportMetricsPartialSuccess {
+            rejected_data_points: rejected as i64,
+            error_message: reasons.join("; "),
+        }
+    });
+    if partial_success.is_none() {
+        collector
+            .counters
+            .requests_ok
+            .fetch_add(1, Ordering::Relaxed);
+    }
+    respond(format, &ExportMetricsServiceResponse { partial_success })
+}
+
+async fn ingest_logs(
+    State(collector): State<Arc<Collector>>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if let Some(token) = &collector.options.token
+        && !token_matches(&headers, token)
+    {
+        return unauthorized();
+    }
+    let body = match read_body(&collector, body).await {
+        Ok(body) => body,
+        Err(refusal) => return refuse(&collector, refusal),
+    };
+    let (format, raw) = match body_of(&collector, &headers, &body) {
+        Ok(parts) => parts,
+        Err(refusal) => return refuse(&collector, refusal),
+    };
+    let request = match decode::logs(format, &raw) {
+        Ok(request) => request,
+        Err(error) => return refuse(&collector, error.into()),
+    };
+    let payload = match format {
+        Format::Protobuf => raw,
+        Format::Json => request.encode_to_vec(),
+    };
+    if let Err(response) = commit(&collector, RecordKind::Logs, payload, move |store| {
+        apply_logs(store, &request)
+    })
+    .await
+    {
+        return response;
+    }
+    collector
+        .counters
+        .requests_ok
+        .fetch_add(1, Ordering::Relaxed);
+    let partial_success: Option<ExportLogsPartialSuccess> = None;
+    respond(format, &ExportLogsServiceResponse { partial_success })
+}
+
+fn read_allowed(collector: &Collector, headers: &HeaderMap) -> bool {
+    match (&collector.options.read_token, &collector.options.token) {
+        (Some(read), _) => token_matches(headers, read),
+        (None, Some(write)) => token_matches(headers, write),
+        (None, None) => true,
+    }
+}
+
+macro_rules! guard_read {
+    ($collector:expr, $headers:expr) => {
+        if !read_allowed(&$collector, &$headers) {
+            return unauthorized();
+        }
+    };
+}
+
+/// `14d`, `6h`, `30m`, `45s`.
+pub fn parse_window(text: &str) -> Option<Duration> {
+    let (number, unit) = text.split_at(text.len().checked_sub(1)?);
+    let n: u64 = number.parse().ok()?;
+    let seconds = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return None,
+    };
+    Some(Duration::from_secs(seconds))
+}
+
+fn bad_request(message: String) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({ "error": message })),
+    )
+        .into_response()
+}
+
+/// Label matchers from `label.<key>=<value>` query parameters.
+fn matchers(params: &std::collections::HashMap<String, String>) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = params
+        .iter()
+        .filter_map(|(k, v)| k.strip_prefix("label.").map(|k| (k.to_owned(), v.clone())))
+        .collect();
+    found.sort();
+    found
+}
+
+async fn api_status(State(collector): State<Arc<Collector>>, headers: HeaderMap) -> Response {
+    guard_read!(collector, headers);
+    let (series, stats) = collector.with_store(|s| (s.series_count(), s.stats()));
+    axum::Json(json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "series": series,
+        "samples": stats.samples,
+        "log_records": stats.log_records,
+        "analyzer": "unavailable: the analyzer lands with issue #4",
+    }))
+    .into_response()
+}
+
+async fn api_agents(State(collector): State<Arc<Collector>>, headers: HeaderMap) -> Response {
+    guard_read!(collector, headers);
+    let now = now_ns();
+    let agents: Vec<Value> = collector.with_store(|s| {
+        s.agents()
+            .map(|a| {
+                json!({
+                    "service": a.service, "node": a.node, "version": a.version,
+                    "batches": a.batches, "simulated": a.simulated,
+                    "last_push_seconds_ago": (now.saturating_sub(a.last_push_ns)) as f64 / 1e9,
+                    "lag_seconds": (a.last_push_ns.saturating_sub(a.last_point_ns)) as f64 / 1e9,
+                })
+            })
+            .collect()
+    });
+    axum::Json(json!({ "agents": agents })).into_response()
+}
+
+async fn api_metric_names(State(collector): State<Arc<Collector>>, headers: HeaderMap) -> Response {
+    guard_read!(collector, headers);
+    let names: Value = collector.with_store(|s| json!(s.metrics()));
+    axum::Json(json!({ "metrics": names })).into_response()
+}
+
+async fn api_series(
+    State(collector): State<Arc<Collector>>,
+    headers: HeaderMap,
+    Query(params): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    guard_read!(collector, headers);
+    let Some(metric) = params.get("metric") else {
+        return bad_request("the metric parameter is required".to_owned());
+    };
+    let matchers = matchers(&params);
+    let series: Vec<Value> = collector.with_store(|s| {
+        s.select(metric, &matchers)
+            .map(|series| {
+                json!({
+                    "labels": series.labels.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+                    "kind": series.kind,
+                    "latest": series.latest(),
+                    "points": series.recent.iter().map(|(t, v)| json!([*t as f64 / 1e9, v])).collect::<Vec<_>>(),
+                })
+            })
+            .collect()
+    });
+    axum::Json(json!({ "metric": metric, "series": series })).into_response()
+}
+
+async fn api_query(
+    State(collector): State<Arc<Collector>>,
+    headers: HeaderMap,
+    Query(params): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    guard_read!(collector, headers);
+    let Some(metric) = params.get("metric") else {
+        return bad_request("the metric parameter is required".to_owned());
+    };
+    let stat_text = params.get("stat").map(String::as_str).unwrap_or("max");
+    let Some(stat) = Stat::parse(stat_text) else {
+        return bad_request(format!(
+            "unknown stat {stat_text:?}: use p<0-100>, max, min, avg, increase or rate"
+        ));
+    };
+    let window_text = params.get("window").map(String::as_str).unwrap_or("1h");
+    let Some(window) = parse_window(window_text) else {
+        return bad_request(format!("bad window {window_text:?}: use e.g. 30m, 6h, 14d"));
+    };
+    let to = now_ns();
+    let from = to.saturating_sub(window.as_nanos() as u64);
+    let matchers = matchers(&params);
+    let results: Vec<Value> = collector.with_store(|s| {
+        s.select(metric, &matchers)
+            .filter_map(|series| {
+                Store::stat(series, stat, from, to).map(|value| {
+                    json!({
+                        "labels": series.labels.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+                        "value": value,
+                    })
+                })
+            })
+            .collect()
+    });
+    axum::Json(
+        json!({ "metric": metric, "stat": stat_text, "window": window_text, "results": results }),
+    )
+    .into_response()
+}
+
+async fn api_containers(
+    State(collector): State<Arc<Collector>>,
+    headers: HeaderMap,
+    Query(params): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    guard_read!(collector, headers);
+    let window_text = params.get("window").map(String::as_str).unwrap_or("1h");
+    let Some(window) = parse_window(window_text) else {
+        return bad_request(format!("bad window {window_text:?}: use e.g. 30m, 6h, 14d"));
+    };
+    let to = now_ns();
+    let from = to.saturating_sub(window.as_nanos() as u64);
+    let containers: Vec<Value> = collector.with_store(|s| {
+        let mut rows = std::collections::BTreeMap::new();
+        for series in s.select("tally_container_memory_working_set_bytes", &[]) {
+            let Some(id) = series.label("container.id") else {
+                continue;
+            };
+            let label = |k: &str| series.label(k).unwrap_or("").to_owned();
+            rows.insert(
+                id.to_owned(),
+                json!({
+                    "container_id": id,
+                    "node": label("k8s.node.name"),
+                    "namespace": label("k8s.namespace.name"),
+                    "pod": label("k8s.pod.name"),
+                    "container": label("k8s.container.name"),
+                    "pod_uid": label("k8s.pod.uid"),
+                    "runtime": label("container.runtime"),
+                    "simulated": series.label("tally.simulated") == Some("true"),
+                    "working_set_bytes": series.latest(),
+                    "working_set_bytes_max": Store::stat(series, Stat::Max, from, to),
+                }),
+            );
+        }
+        let by_id = |metric: &'static str| {
+            s.select(metric, &[])
+                .filter_map(|series| {
+                    series
+                        .label("container.id")
+                        .map(|id| (id.to_owned(), series))
+                })
+                .collect::<std::collections::HashMap<_, _>>()
+        };
+        let cpu = by_id("tally_container_cpu_usage_seconds_total");
+        let sampled = by_id("tally_container_cpu_usage_sampled_cores");
+        for (id, row) in rows.iter_mut() {
+            if let Some(series) = cpu.get(id) {
+                row["cpu_cores"] = json!(series.latest_rate());
+            }
+            if let Some(series) = sampled.get(id) {
+                row["cpu_cores_p95"] = json!(Store::stat(series, Stat::Quantile(0.95), from, to));
+                row["cpu_cores_max"] = json!(Store::stat(series, Stat::Max, from, to));
+            }
+        }
+        rows.into_values().collect()
+    });
+    axum::Json(json!({ "window": window_text, "containers": containers })).into_response()
+}
+
+async fn api_logs(
+    State(collector): State<Arc<Collector>>,
+    headers: HeaderMap,
+    Query(params): Query<std::collections::HashMap<String, String>>,
+) -> Response {
+    guard_read!(collector, headers);
+    let limit = params
+        .get("limit")
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(100usize)
+        .min(10_000);
+    let records: Vec<LogRecord> = collector.with_store(|s| s.logs(limit).cloned().collect());
+    axum::Json(json!({ "records": records })).into_response()
+}
+
+async fn api_recommendations(
+    State(collector): State<Arc<Collector>>,
+    headers: HeaderMap,
+) -> Response {
+    guard_read!(collector, headers);
+    axum::Json(json!({
+        "status": "unavailable",
+        "reason": "the analyzer has not landed yet (issue #4); no recommendations are computed",
+        "items": [],
+    }))
+    .into_response()
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        include_str!("../openapi.json"),
+    )
+        .into_response()
+}
+
+async fn readyz(State(collector): State<Arc<Collector>>) -> Response {
+    if collector.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "recovering\n").into_response()
+    }
+}
+
+async fn own_metrics(State(collector): State<Arc<Collector>>) -> Response {
+    let c = &collector.counters;
+    let (series, stats) = collector.with_store(|s| (s.series_count(), s.stats()));
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let body = format!(
+        "# HELP tally_collector_requests_total OTLP export requests by outcome.\n\
+         # TYPE tally_collector_requests_total counter\n\
+         tally_collector_requests_total{{outcome=\"success\"}} {}\n\
+         tally_collector_requests_total{{outcome=\"partial\"}} {}\n\
+         tally_collector_requests_total{{outcome=\"rejected\"}} {}\n\
+         # HELP tally_collector_rejected_points_total Data points refused inside partial successes.\n\
+         # TYPE tally_collector_rejected_points_total counter\n\
+         tally_collector_rejected_points_total {}\n\
+         # HELP tally_collector_samples_total Samples applied to the store.\n\
+         # TYPE tally_collector_samples_total counter\n\
+         tally_collector_samples_total {}\n\
+         # HELP tally_collector_counter_resets_total Cumulative counter resets detected.\n\
+         # TYPE tally_collector_counter_resets_total counter\n\
+         tally_collector_counter_resets_total {}\n\
+         # HELP tally_collector_series Active series in the store.\n\
+         # TYPE tally_collector_series gauge\n\
+         tally_collector_series {}\n\
+         # HELP tally_collector_wal_errors_total Write-ahead log writes that failed (the request got a 503).\n\
+         # TYPE tally_collector_wal_errors_total counter\n\
+         tally_collector_wal_errors_total {}\n\
+         # HELP tally_collector_wal_truncated_bytes_total Bytes cut from torn or corrupt write-ahead log tails at start.\n\
+         # TYPE tally_collector_wal_truncated_bytes_total counter\n\
+         tally_collector_wal_truncated_bytes_total {}\n\
+         # HELP tally_collector_wal_replayed_records Records replayed from the write-ahead log at start.\n\
+         # TYPE tally_collector_wal_replayed_records gauge\n\
+         tally_collector_wal_replayed_records {}\n",
+        load(&c.requests_ok),
+        load(&c.requests_partial),
+        load(&c.requests_rejected),
+        load(&c.points_rejected),
+        stats.samples,
+        stats.resets,
+        series,
+        load(&c.wal_errors),
+        load(&c.wal_truncated_bytes),
+        load(&c.replayed_records),
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn windows_and_tokens() {
+        assert_eq!(parse_window("14d"), Some(Duration::from_secs(14 * 86_400)));
+        assert_eq!(parse_window("30m"), Some(Duration::from_secs(1800)));
+        assert_eq!(parse_window("x"), None);
+        assert_eq!(parse_window(""), None);
+        let mut headers = HeaderMap::new();
+        assert!(!token_matches(&headers, "s3cret"));
+        headers.insert(
+            header::AUTHORIZATION,
+            "Bearer s3cret".parse().expect("header"),
+        );
+        assert!(token_matches(&headers, "s3cret"));
+        assert!(!token_matches(&headers, "s3cre"));
+        assert!(!token_matches(&headers, "s3cretx"));
+    }
+
+    #[test]
+    fn unauthenticated_public_listen_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = CollectorOptions {
+            listen: "0.0.0.0:4318".into(),
+            data_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
+        let error = Collector::open(options.clone()).expect_err("refused");
+        assert!(error.to_string().contains("--insecure"), "{error}");
+        assert!(
+            Collector::open(CollectorOptions {
+                insecure: true,
+                ..options
+            })
+            .is_ok()
+        );
+    }
+}

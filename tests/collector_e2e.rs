@@ -1,0 +1,405 @@
+//! The collector end to end: the real `tally agent` pushes to the real
+//! `tally collector` on loopback and the API shows the agent's containers;
+//! the collector is SIGKILLed repeatedly and everything it acknowledged is
+//! still there after each restart; hostile input gets clear 4xx answers and
+//! the collector keeps serving.
+
+mod common;
+
+use std::io::Write as _;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::fixture;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use prost::Message as _;
+use serde_json::Value;
+use tally_schema::catalog;
+use tally_schema::otlp;
+
+fn start_collector(port: u16, data: &std::path::Path, log: &std::path::Path) -> common::Running {
+    let log = std::fs::File::create(log).expect("log");
+    common::Running {
+        child: Command::new(env!("CARGO_BIN_EXE_tally"))
+            .args([
+                "collector",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(data)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn collector"),
+        name: "tally collector",
+    }
+}
+
+fn api(port: u16, path: &str) -> Value {
+    let (status, body) = common::http_get(&format!("http://127.0.0.1:{port}{path}")).expect("get");
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+}
+
+/// POST with a raw body; returns (status, body).
+fn post(port: u16, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, Vec<u8>) {
+    use std::io::Read as _;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    // The server may answer (413) and close before the body is sent.
+    let _ = stream
+        .write_all(head.as_bytes())
+        .and_then(|()| stream.write_all(body));
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).expect("read");
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 4)
+        .unwrap_or(response.len());
+    let status = String::from_utf8_lossy(&response[..split])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (status, response[split..].to_vec())
+}
+
+fn now_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64
+}
+
+/// A request with one gauge point per value, all on series `{test=tag}`.
+fn gauge_request(tag: &str, values: &[f64], time_ns: u64) -> ExportMetricsServiceRequest {
+    let points = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            otlp::number_point(
+                vec![otlp::string_attribute("i", i.to_string())],
+                0,
+                time_ns,
+                *v,
+            )
+        })
+        .collect();
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![otlp::resource_metrics(
+            otlp::resource([("test", tag.to_owned()), ("service.name", "e2e".to_owned())]),
+            vec![otlp::gauge(&catalog::NODE_MEMORY_TOTAL, points)],
+            "test",
+        )],
+    }
+}
+
+#[test]
+fn agent_to_collector_and_the_api() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cgroups = dir.path().join("cgroup");
+    fixture::write_tree(&cgroups);
+    let port = common::free_port();
+    let _collector = start_collector(
+        port,
+        &dir.path().join("data"),
+        &dir.path().join("collector.log"),
+    );
+    assert!(common::wait_ready(
+        &format!("http://127.0.0.1:{port}/readyz"),
+        Duration::from_secs(10)
+    ));
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let _agent = common::start_agent(
+        &[
+            "--listen",
+            &listen,
+            "--collector",
+            &format!("http://127.0.0.1:{port}"),
+        ],
+        &[
+            ("TALLY_CGROUPS_ROOT", cgroups.to_str().expect("utf8")),
+            (
+                "TALLY_SPOOL_DIR",
+                dir.path().join("spool").to_str().expect("utf8"),
+            ),
+            ("TALLY_SAMPLING_INTERVAL", "100ms"),
+            ("TALLY_SAMPLING_EXPORT_INTERVAL", "500ms"),
+            ("TALLY_NODE_NAME", "e2e-node"),
+        ],
+        &dir.path().join("agent.log"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let container = loop {
+        let containers = api(port, "/api/v1/containers?window=1h");
+        let found = containers["containers"].as_array().and_then(|rows| {
+            rows.iter()
+                .find(|r| r["container_id"] == fixture::CONTAINER_ID)
+                .cloned()
+        });
+        if let Some(row) = found.filter(|r| !r["cpu_cores_p95"].is_null()) {
+            break row;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "container never appeared: {containers}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(container["node"], "e2e-node");
+    assert_eq!(container["pod_uid"], fixture::POD_UID);
+    assert_eq!(container["runtime"], "containerd");
+    assert_eq!(container["working_set_bytes"], fixture::WORKING_SET as f64);
+    assert_eq!(
+        container["working_set_bytes_max"],
+        fixture::WORKING_SET as f64
+    );
+    // The fixture's CPU counter never moves: p95 of sampled cores is 0.
+    assert_eq!(container["cpu_cores_p95"], 0.0);
+
+    let agents = api(port, "/api/v1/agents");
+    let agent = &agents["agents"][0];
+    assert_eq!(agent["service"], "tally-agent");
+    assert_eq!(agent["node"], "e2e-node");
+    assert!(agent["batches"].as_u64().unwrap_or(0) >= 1);
+
+    let query = api(
+        port,
+        &format!(
+            "/api/v1/query?metric=tally_container_memory_working_set_bytes&stat=max&window=1h&label.container.id={}",
+            fixture::CONTAINER_ID
+        ),
+    );
+    assert_eq!(
+        query["results"][0]["value"],
+        fixture::WORKING_SET as f64,
+        "{query}"
+    );
+    let openapi = api(port, "/api/v1/openapi.json");
+    assert_eq!(openapi["openapi"], "3.0.3");
+    let recommendations = api(port, "/api/v1/recommendations");
+    assert_eq!(recommendations["status"], "unavailable");
+    assert_eq!(recommendations["items"], Value::Array(vec![]));
+}
+
+#[test]
+fn acknowledged_data_survives_sigkill() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let port = common::free_port();
+    let mut acknowledged = 0usize;
+    for round in 0..20 {
+        let mut collector = start_collector(
+            port,
+            &data,
+            &dir.path().join(format!("collector-{round}.log")),
+        );
+        assert!(
+            common::wait_ready(
+                &format!("http://127.0.0.1:{port}/readyz"),
+                Duration::from_secs(10)
+            ),
+            "round {round}: collector did not come back"
+        );
+        // Everything acknowledged in earlier rounds is still there.
+        let series = api(
+            port,
+            "/api/v1/series?metric=tally_node_memory_total_bytes&label.test=crash",
+        );
+        let stored = series["series"].as_array().map(|s| s.len()).unwrap_or(0);
+        assert_eq!(
+            stored, acknowledged,
+            "round {round}: acknowledged {acknowledged} series, found {stored}"
+        );
+        // Push a few acknowledged requests, each adding new series.
+        for _ in 0..(1 + round % 3) {
+            let request = gauge_request("crash", &vec![1.0; acknowledged + 5], now_ns());
+            let (status, _) = post(
+                port,
+                "/v1/metrics",
+                &[("Content-Type", "application/x-protobuf")],
+                &request.encode_to_vec(),
+            );
+            assert_eq!(status, 200);
+            acknowledged += 5;
+        }
+        // SIGKILL at a moment that varies from round to round, sometimes
+        // with a request in flight.
+        let in_flight = (round % 2 == 1).then(|| {
+            let request = gauge_request("inflight", &[1.0; 3], now_ns());
+            std::thread::spawn(move || {
+                post(
+                    port,
+                    "/v1/metrics",
+                    &[("Content-Type", "application/x-protobuf")],
+                    &request.encode_to_vec(),
+                )
+            })
+        });
+        std::thread::sleep(Duration::from_millis((round as u64 * 7) % 20));
+        collector.child.kill().expect("SIGKILL");
+        let _ = collector.child.wait();
+        if let Some(handle) = in_flight {
+            let _ = handle.join();
+        }
+    }
+}
+
+/// (name, headers, body, expected status)
+type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16);
+
+#[test]
+fn hostile_input_gets_clear_4xx() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = common::free_port();
+    let _collector = start_collector(
+        port,
+        &dir.path().join("data"),
+        &dir.path().join("collector.log"),
+    );
+    assert!(common::wait_ready(
+        &format!("http://127.0.0.1:{port}/readyz"),
+        Duration::from_secs(10)
+    ));
+    let protobuf = [("Content-Type", "application/x-protobuf")];
+    let good = gauge_request("ok", &[1.0], now_ns()).encode_to_vec();
+
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "truncated protobuf",
+            protobuf.to_vec(),
+            good[..good.len() / 2].to_vec(),
+            400,
+        ),
+        (
+            "huge declared length",
+            protobuf.to_vec(),
+            vec![0x0a, 0xff, 0xff, 0xff, 0xff, 0x07, 1, 2],
+            400,
+        ),
+        (
+            "wrong content type",
+            vec![("Content-Type", "text/plain")],
+            good.clone(),
+            415,
+        ),
+        (
+            "unknown encoding",
+            vec![
+                ("Content-Type", "application/x-protobuf"),
+                ("Content-Encoding", "br"),
+            ],
+            good.clone(),
+            415,
+        ),
+        (
+            "broken gzip",
+            vec![
+                ("Content-Type", "application/x-protobuf"),
+                ("Content-Encoding", "gzip"),
+            ],
+            b"garbage".to_vec(),
+            400,
+        ),
+        (
+            "deeply nested JSON",
+            vec![("Content-Type", "application/json")],
+            format!("{}{}", "[".repeat(5000), "]".repeat(5000)).into_bytes(),
+            400,
+        ),
+        (
+            "invalid UTF-8 in an attribute",
+            protobuf.to_vec(),
+            {
+                let mut bytes = good.clone();
+                let at = bytes
+                    .windows(2)
+                    .position(|w| w == b"ok")
+                    .expect("attribute value");
+                bytes[at] = 0xff;
+                bytes
+            },
+            400,
+        ),
+        (
+            "only NaN values",
+            protobuf.to_vec(),
+            gauge_request("nan", &[f64::NAN, f64::INFINITY], now_ns()).encode_to_vec(),
+            400,
+        ),
+        (
+            "far future",
+            protobuf.to_vec(),
+            gauge_request("future", &[1.0], now_ns() + 10 * 86_400 * 1_000_000_000).encode_to_vec(),
+            400,
+        ),
+        (
+            "far past",
+            protobuf.to_vec(),
+            gauge_request("past", &[1.0], 1_000_000_000).encode_to_vec(),
+            400,
+        ),
+    ];
+    for (name, headers, body, expected) in cases {
+        let (status, reply) = post(port, "/v1/metrics", &headers, &body);
+        assert_eq!(
+            status,
+            expected,
+            "{name}: {}",
+            String::from_utf8_lossy(&reply)
+        );
+        assert!(!reply.is_empty(), "{name}: a reason is given");
+    }
+    // Over the size limit (16 MiB default).
+    let (status, _) = post(port, "/v1/metrics", &protobuf, &vec![0u8; 17 << 20]);
+    assert_eq!(status, 413);
+
+    // Some NaN among good points: partial success with a count and reason.
+    let mixed = gauge_request("mixed", &[1.0, f64::NAN, 2.0], now_ns());
+    let (status, reply) = post(port, "/v1/metrics", &protobuf, &mixed.encode_to_vec());
+    assert_eq!(status, 200);
+    let response = otlp::decode_metrics_response(&reply).expect("response");
+    let partial = response.partial_success.expect("partial success");
+    assert_eq!(partial.rejected_data_points, 1);
+    assert!(
+        partial.error_message.contains("NaN"),
+        "{}",
+        partial.error_message
+    );
+
+    // JSON works too, and nothing from the refused requests was stored.
+    let json = r#"{"resourceMetrics":[{"resource":{"attributes":[{"key":"test","value":{"stringValue":"json"}}]},"scopeMetrics":[{"metrics":[{"name":"json_gauge","gauge":{"dataPoints":[{"timeUnixNano":"TIME","asDouble":3.5}]}}]}]}]}"#
+        .replace("TIME", &now_ns().to_string());
+    let (status, _) = post(
+        port,
+        "/v1/metrics",
+        &[("Content-Type", "application/json")],
+        json.as_bytes(),
+    );
+    assert_eq!(status, 200);
+    let series = api(port, "/api/v1/series?metric=json_gauge");
+    assert_eq!(series["series"][0]["latest"], 3.5);
+    let names = api(port, "/api/v1/metrics");
+    assert_eq!(
+        names["metrics"]["tally_node_memory_total_bytes"], 2,
+        "only the mixed request's 2 good points: {names}"
+    );
+    let (_, metrics) =
+        common::http_get(&format!("http://127.0.0.1:{port}/metrics")).expect("metrics");
+    assert!(
+        metrics.contains("tally_collector_requests_total{outcome=\"rejected\"} 11"),
+        "{metrics}"
+    );
+}

@@ -11,11 +11,25 @@ need=()
 command -v prometheus >/dev/null || need+=(prometheus)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporter)
-command -v python3 >/dev/null || need+=(python3)
+command -v python3 >/dev/null || need+=(python3 python3-venv)
 command -v curl >/dev/null || need+=(curl)
 command -v bc >/dev/null || need+=(bc)
 
+# The real OpenTelemetry Python SDK, as an OTLP/HTTP client of the
+# collector, in a venv of the project's own (PyPI).
+VENV="$(cd "$(dirname "$0")/.." && pwd)/.venv-peers"
+install_otel_sdk() {
+  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import opentelemetry.exporter.otlp.proto.http' 2>/dev/null; then
+    return 0
+  fi
+  echo "test peers: installing the OpenTelemetry Python SDK into $VENV"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check \
+    'opentelemetry-sdk==1.45.2' 'opentelemetry-exporter-otlp-proto-http==1.45.2'
+}
+
 if [ ${#need[@]} -eq 0 ]; then
+  install_otel_sdk
   echo "test peers: all present"
   exit 0
 fi
@@ -27,4 +41,5 @@ echo "test peers: installing ${need[*]}"
 apt-get update -qq
 # apt starts no services here (policy-rc.d); the tests start what they need.
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+install_otel_sdk
 echo "test peers: installed"

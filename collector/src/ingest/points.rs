@@ -284,13 +284,20 @@ fn flatten_metric(
                 // last bound), the same estimate histogram_quantile makes.
                 let mut sketch = ExpHistogram::default();
                 for (i, count) in p.bucket_counts.iter().enumerate() {
-                    let at = p
+                    let mut at = p
                         .explicit_bounds
                         .get(i)
                         .copied()
                         .or(p.max)
                         .or(p.explicit_bounds.last().copied())
                         .unwrap_or(0.0);
+                    // The observed extremes are exact; never estimate past them.
+                    if let Some(max) = p.max.filter(|m| m.is_finite()) {
+                        at = at.min(max);
+                    }
+                    if let Some(min) = p.min.filter(|m| m.is_finite()) {
+                        at = at.max(min);
+                    }
                     sketch.record_n(at, *count);
                 }
                 push(

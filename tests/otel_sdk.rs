@@ -1,0 +1,96 @@
+//! The real OpenTelemetry Python SDK (installed by
+//! `scripts/install-test-peers.sh` into `.venv-peers`) sends metrics and
+//! logs to `tally collector`; the test reads them back through the API.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+
+fn api(port: u16, path: &str) -> Value {
+    let (status, body) = common::http_get(&format!("http://127.0.0.1:{port}{path}")).expect("get");
+    assert_eq!(status, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
+}
+
+#[test]
+fn python_sdk_metrics_and_logs_round_trip() {
+    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-peers/bin/python");
+    if !python.is_file() {
+        if std::env::var("TALLY_REQUIRE_PEERS").as_deref() == Ok("1") {
+            panic!(
+                "the OpenTelemetry Python SDK is not installed (run scripts/install-test-peers.sh)"
+            );
+        }
+        eprintln!(
+            "SKIP python_sdk_metrics_and_logs_round_trip: run scripts/install-test-peers.sh to install the OpenTelemetry Python SDK"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = common::free_port();
+    let log = std::fs::File::create(dir.path().join("collector.log")).expect("log");
+    let _collector = common::Running {
+        child: Command::new(env!("CARGO_BIN_EXE_tally"))
+            .args([
+                "collector",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(dir.path().join("data"))
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("collector"),
+        name: "tally collector",
+    };
+    assert!(common::wait_ready(
+        &format!("http://127.0.0.1:{port}/readyz"),
+        Duration::from_secs(10)
+    ));
+    let output = Command::new(&python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/peers/otel_sdk_client.py"
+        ))
+        .arg(format!("http://127.0.0.1:{port}"))
+        .output()
+        .expect("run the SDK client");
+    assert!(
+        output.status.success(),
+        "SDK client failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+
+    let agents = api(port, "/api/v1/agents");
+    assert_eq!(agents["agents"][0]["service"], "sdk-test", "{agents}");
+    // Cumulative 12 then 15: the first is a baseline, the increase is 3.
+    let requests = api(
+        port,
+        "/api/v1/query?metric=requests&stat=increase&window=1h&label.route=/a",
+    );
+    assert_eq!(requests["results"][0]["value"], 3.0, "{requests}");
+    assert_eq!(requests["results"][0]["labels"]["service.name"], "sdk-test");
+    assert_eq!(requests["results"][0]["labels"]["k8s.namespace.name"], "ml");
+    let latency = api(port, "/api/v1/query?metric=latency&stat=max&window=1h");
+    assert_eq!(latency["results"][0]["value"], 0.4, "{latency}");
+    let temperature = api(port, "/api/v1/series?metric=temperature");
+    assert_eq!(temperature["series"][0]["latest"], 42.5, "{temperature}");
+    let logs = api(port, "/api/v1/logs?limit=10");
+    let records = logs["records"].as_array().cloned().unwrap_or_default();
+    let record = records
+        .iter()
+        .find(|r| r["body"] == "disk almost full")
+        .unwrap_or_else(|| panic!("log record missing: {logs}"));
+    assert!(
+        record["severity"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("WARN"),
+        "{record}"
+    );
+}

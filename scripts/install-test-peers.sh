@@ -15,17 +15,19 @@ command -v python3 >/dev/null || need+=(python3 python3-venv)
 command -v curl >/dev/null || need+=(curl)
 command -v bc >/dev/null || need+=(bc)
 
-# The real OpenTelemetry Python SDK, as an OTLP/HTTP client of the
-# collector, in a venv of the project's own (PyPI).
+# Python peers from PyPI, in a venv of the project's own: the real
+# OpenTelemetry SDK (an OTLP/HTTP client of the collector) and
+# schemathesis (fuzzes the collector's API from its OpenAPI document).
 VENV="$(cd "$(dirname "$0")/.." && pwd)/.venv-peers"
 install_otel_sdk() {
-  if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c 'import opentelemetry.exporter.otlp.proto.http' 2>/dev/null; then
+  if [ -x "$VENV/bin/python" ] && [ -x "$VENV/bin/schemathesis" ] \
+    && "$VENV/bin/python" -c 'import opentelemetry.exporter.otlp.proto.http' 2>/dev/null; then
     return 0
   fi
-  echo "test peers: installing the OpenTelemetry Python SDK into $VENV"
+  echo "test peers: installing the OpenTelemetry Python SDK and schemathesis into $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check \
-    'opentelemetry-sdk==1.45.2' 'opentelemetry-exporter-otlp-proto-http==1.45.2'
+    'opentelemetry-sdk==1.45.2' 'opentelemetry-exporter-otlp-proto-http==1.45.2' 'schemathesis==4.32.5'
 }
 
 if [ ${#need[@]} -eq 0 ]; then

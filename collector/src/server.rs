@@ -585,6 +585,9 @@ macro_rules! guard_read {
 
 /// `14d`, `6h`, `30m`, `45s`.
 pub fn parse_window(text: &str) -> Option<Duration> {
+    if !text.is_ascii() {
+        return None;
+    }
     let (number, unit) = text.split_at(text.len().checked_sub(1)?);
     let n: u64 = number.parse().ok()?;
     let seconds = match unit {
@@ -658,7 +661,7 @@ async fn api_series(
     Query(params): Query<std::collections::HashMap<String, String>>,
 ) -> Response {
     guard_read!(collector, headers);
-    let Some(metric) = params.get("metric") else {
+    let Some(metric) = params.get("metric").filter(|m| !m.is_empty()) else {
         return bad_request("the metric parameter is required".to_owned());
     };
     let matchers = matchers(&params);
@@ -683,7 +686,7 @@ async fn api_query(
     Query(params): Query<std::collections::HashMap<String, String>>,
 ) -> Response {
     guard_read!(collector, headers);
-    let Some(metric) = params.get("metric") else {
+    let Some(metric) = params.get("metric").filter(|m| !m.is_empty()) else {
         return bad_request("the metric parameter is required".to_owned());
     };
     let stat_text = params.get("stat").map(String::as_str).unwrap_or("max");
@@ -783,11 +786,11 @@ async fn api_logs(
     Query(params): Query<std::collections::HashMap<String, String>>,
 ) -> Response {
     guard_read!(collector, headers);
-    let limit = params
-        .get("limit")
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(100usize)
-        .min(10_000);
+    let limit = match params.get("limit").map(|l| l.parse::<usize>()) {
+        None => 100,
+        Some(Ok(limit)) if limit <= 10_000 => limit,
+        Some(_) => return bad_request("limit must be an integer from 0 to 10000".to_owned()),
+    };
     let records: Vec<LogRecord> = collector.with_store(|s| s.logs(limit).cloned().collect());
     axum::Json(json!({ "records": records })).into_response()
 }
@@ -883,6 +886,11 @@ mod tests {
         assert_eq!(parse_window("30m"), Some(Duration::from_secs(1800)));
         assert_eq!(parse_window("x"), None);
         assert_eq!(parse_window(""), None);
+        assert_eq!(
+            parse_window("\u{80}"),
+            None,
+            "multibyte text must not panic"
+        );
         let mut headers = HeaderMap::new();
         assert!(!token_matches(&headers, "s3cret"));
         headers.insert(

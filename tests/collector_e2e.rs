@@ -169,6 +169,20 @@ fn agent_to_collector_and_the_api() {
     // The fixture's CPU counter never moves: p95 of sampled cores is 0.
     assert_eq!(container["cpu_cores_p95"], 0.0);
 
+    let nodes = api(port, "/api/v1/nodes");
+    let node = &nodes["nodes"][0];
+    assert_eq!(node["node"], "e2e-node", "{nodes}");
+    assert!(
+        node["memory_bytes"].as_f64().unwrap_or(0.0) > 0.0,
+        "{nodes}"
+    );
+    assert!(node["cpus"].as_f64().unwrap_or(0.0) >= 1.0, "{nodes}");
+    let status = api(port, "/api/v1/status");
+    assert!(
+        status["store_bytes_estimate"].as_u64().unwrap_or(0) > 0,
+        "{status}"
+    );
+
     let agents = api(port, "/api/v1/agents");
     let agent = &agents["agents"][0];
     assert_eq!(agent["service"], "tally-agent");

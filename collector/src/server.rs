@@ -316,6 +316,7 @@ pub fn router(collector: Arc<Collector>) -> Router {
         .route("/api/v1/series", get(api_series))
         .route("/api/v1/query", get(api_query))
         .route("/api/v1/containers", get(api_containers))
+        .route("/api/v1/nodes", get(api_nodes))
         .route("/api/v1/logs", get(api_logs))
         .route("/api/v1/recommendations", get(api_recommendations))
         .route("/api/v1/openapi.json", get(openapi))
@@ -338,6 +339,23 @@ pub async fn serve(
             source,
         })?;
     tracing::info!(listen = %addr, "collector listening (OTLP/HTTP /v1/metrics, /v1/logs; API /api/v1)");
+    // Series of pods long gone leave the store once outside retention.
+    let expiring = Arc::clone(&collector);
+    let mut expiry_shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    let gone = expiring.lock().1.expire(now_ns());
+                    if gone > 0 {
+                        tracing::debug!(series = gone, "expired idle series");
+                    }
+                }
+                _ = expiry_shutdown.wait_for(|stop| *stop) => break,
+            }
+        }
+    });
     axum::serve(listener, router(collector))
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
@@ -620,10 +638,12 @@ fn matchers(params: &std::collections::HashMap<String, String>) -> Vec<(String, 
 
 async fn api_status(State(collector): State<Arc<Collector>>, headers: HeaderMap) -> Response {
     guard_read!(collector, headers);
-    let (series, stats) = collector.with_store(|s| (s.series_count(), s.stats()));
+    let (series, stats, bytes) =
+        collector.with_store(|s| (s.series_count(), s.stats(), s.estimated_bytes()));
     axum::Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "series": series,
+        "store_bytes_estimate": bytes,
         "samples": stats.samples,
         "log_records": stats.log_records,
         "analyzer": "unavailable: the analyzer lands with issue #4",
@@ -780,6 +800,38 @@ async fn api_containers(
     axum::Json(json!({ "window": window_text, "containers": containers })).into_response()
 }
 
+async fn api_nodes(State(collector): State<Arc<Collector>>, headers: HeaderMap) -> Response {
+    guard_read!(collector, headers);
+    let nodes: Vec<Value> = collector.with_store(|s| {
+        let cpus: std::collections::HashMap<String, Option<f64>> = s
+            .select("tally_node_cpus", &[])
+            .filter_map(|series| {
+                series
+                    .label("k8s.node.name")
+                    .map(|n| (n.to_owned(), series.latest()))
+            })
+            .collect();
+        s.select("tally_node_memory_total_bytes", &[])
+            .filter_map(|series| {
+                let node = series.label("k8s.node.name")?;
+                let label = |k: &str| series.label(k).unwrap_or("").to_owned();
+                Some(json!({
+                    "node": node,
+                    "zone": label("cloud.availability_zone"),
+                    "region": label("cloud.region"),
+                    "instance_type": label("host.type"),
+                    "capacity_type": label("tally.capacity_type"),
+                    "simulated": series.label("tally.simulated") == Some("true"),
+                    "memory_bytes": series.latest(),
+                    "cpus": cpus.get(node).copied().flatten(),
+                    "last_seen_seconds_ago": now_ns().saturating_sub(series.last_ns) as f64 / 1e9,
+                }))
+            })
+            .collect()
+    });
+    axum::Json(json!({ "nodes": nodes })).into_response()
+}
+
 async fn api_logs(
     State(collector): State<Arc<Collector>>,
     headers: HeaderMap,
@@ -826,7 +878,8 @@ async fn readyz(State(collector): State<Arc<Collector>>) -> Response {
 
 async fn own_metrics(State(collector): State<Arc<Collector>>) -> Response {
     let c = &collector.counters;
-    let (series, stats) = collector.with_store(|s| (s.series_count(), s.stats()));
+    let (series, stats, bytes) =
+        collector.with_store(|s| (s.series_count(), s.stats(), s.estimated_bytes()));
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let body = format!(
         "# HELP tally_collector_requests_total OTLP export requests by outcome.\n\
@@ -846,6 +899,9 @@ async fn own_metrics(State(collector): State<Arc<Collector>>) -> Response {
          # HELP tally_collector_series Active series in the store.\n\
          # TYPE tally_collector_series gauge\n\
          tally_collector_series {}\n\
+         # HELP tally_collector_store_bytes Estimated heap held by the store's series.\n\
+         # TYPE tally_collector_store_bytes gauge\n\
+         tally_collector_store_bytes {}\n\
          # HELP tally_collector_wal_errors_total Write-ahead log writes that failed (the request got a 503).\n\
          # TYPE tally_collector_wal_errors_total counter\n\
          tally_collector_wal_errors_total {}\n\
@@ -862,6 +918,7 @@ async fn own_metrics(State(collector): State<Arc<Collector>>) -> Response {
         stats.samples,
         stats.resets,
         series,
+        bytes,
         load(&c.wal_errors),
         load(&c.wal_truncated_bytes),
         load(&c.replayed_records),

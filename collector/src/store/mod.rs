@@ -332,6 +332,43 @@ impl Store {
         self.stats.samples += 1;
     }
 
+    /// Drops series with no point inside the retention window (pods come
+    /// and go; their series must not accumulate). Returns how many went.
+    pub fn expire(&mut self, now_ns: u64) -> usize {
+        let oldest = now_ns.saturating_sub(self.limits.retention_ns);
+        let before = self.series.len();
+        self.series.retain(|_, series| series.last_ns >= oldest);
+        before - self.series.len()
+    }
+
+    /// An estimate of the heap the series hold, in bytes (labels, hourly
+    /// aggregates with their sketch buckets, raw points).
+    pub fn estimated_bytes(&self) -> usize {
+        self.series
+            .values()
+            .map(|s| {
+                let labels: usize = s
+                    .labels
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 48)
+                    .sum::<usize>()
+                    * 2;
+                let hours: usize = s
+                    .hours
+                    .values()
+                    .map(|a| {
+                        std::mem::size_of::<Aggregate>() + 48 + a.sketch.bucket_counts().len() * 8
+                    })
+                    .sum();
+                std::mem::size_of::<Series>()
+                    + s.metric.len() * 2
+                    + labels
+                    + hours
+                    + s.recent.len() * 16
+            })
+            .sum()
+    }
+
     /// Records a push from an agent or SDK.
     pub fn saw_agent(&mut self, agent: AgentSeen) {
         let entry = self
@@ -552,6 +589,25 @@ mod tests {
         }
         let bodies: Vec<_> = store.logs(10).map(|l| l.body.clone()).collect();
         assert_eq!(bodies, vec!["3", "4"]);
+    }
+
+    #[test]
+    fn idle_series_expire() {
+        let mut store = Store::new(limits());
+        store.apply(sample("mem", "old", T0, SampleValue::Gauge(1.0)));
+        store.apply(sample(
+            "mem",
+            "new",
+            T0 + 13 * 24 * HOUR_NS,
+            SampleValue::Gauge(1.0),
+        ));
+        assert!(store.estimated_bytes() > 0);
+        assert_eq!(store.expire(T0 + 14 * 24 * HOUR_NS + 1), 1);
+        let pods: Vec<_> = store
+            .select("mem", &[])
+            .filter_map(|s| s.label("k8s.pod.name"))
+            .collect();
+        assert_eq!(pods, vec!["new"]);
     }
 
     #[test]

@@ -64,34 +64,27 @@ struct AgentArgs {
 
 #[derive(Debug, clap::Args)]
 struct CollectorArgs {
-    /// Address for OTLP/HTTP ingest, the API and /metrics.
-    #[arg(
-        long,
-        value_name = "ADDR",
-        env = "TALLY_COLLECTOR_LISTEN",
-        default_value = "127.0.0.1:4318"
-    )]
-    listen: String,
+    /// YAML config file (version: 1). Environment TALLY_COLLECTOR_* and flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address for OTLP/HTTP ingest, the API and /metrics (default 127.0.0.1:4318).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<String>,
     /// Data directory (write-ahead log).
-    #[arg(
-        long,
-        value_name = "DIR",
-        env = "TALLY_COLLECTOR_DATA_DIR",
-        default_value = "/var/lib/tally/collector"
-    )]
-    data_dir: PathBuf,
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
     /// File holding the bearer token required to push (and to read, unless --read-token-file).
-    #[arg(long, value_name = "FILE", env = "TALLY_COLLECTOR_TOKEN_FILE")]
+    #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
     /// File holding the bearer token required by the read API.
-    #[arg(long, value_name = "FILE", env = "TALLY_COLLECTOR_READ_TOKEN_FILE")]
+    #[arg(long, value_name = "FILE")]
     read_token_file: Option<PathBuf>,
     /// Allow listening on a non-loopback address without a token.
     #[arg(long)]
     insecure: bool,
-    /// Largest request body accepted, compressed or decompressed (bytes).
-    #[arg(long, value_name = "BYTES", default_value_t = 16 << 20)]
-    max_body_bytes: usize,
+    /// Print the configuration reference (docs/collector-configuration.md) and exit.
+    #[arg(long)]
+    config_reference: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -194,17 +187,6 @@ fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_token(path: Option<&PathBuf>, env: &str) -> anyhow::Result<Option<String>> {
-    if let Some(path) = path {
-        let token = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read token file {}", path.display()))?;
-        let token = token.trim().to_owned();
-        anyhow::ensure!(!token.is_empty(), "token file {} is empty", path.display());
-        return Ok(Some(token));
-    }
-    Ok(std::env::var(env).ok().filter(|t| !t.is_empty()))
-}
-
 fn single_thread_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -213,16 +195,29 @@ fn single_thread_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn collector(args: CollectorArgs) -> anyhow::Result<ExitCode> {
-    init_logging(&LogConfig::default());
-    let options = tally_collector::server::CollectorOptions {
+    use tally_collector::config::{CollectorConfig, CollectorFlags};
+    if args.config_reference {
+        print!("{}", tally_collector::config::reference_markdown());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let flags = CollectorFlags {
         listen: args.listen,
         data_dir: args.data_dir,
-        max_body_bytes: args.max_body_bytes,
-        token: read_token(args.token_file.as_ref(), "TALLY_COLLECTOR_TOKEN")?,
-        read_token: read_token(args.read_token_file.as_ref(), "TALLY_COLLECTOR_READ_TOKEN")?,
+        token_file: args.token_file,
+        read_token_file: args.read_token_file,
         insecure: args.insecure,
-        ..Default::default()
     };
+    let options = match CollectorConfig::load(args.config.as_deref(), &env, &flags)
+        .and_then(|c| c.options(&env))
+    {
+        Ok(options) => options,
+        Err(error) => {
+            eprintln!("tally collector: {error}");
+            return Ok(ExitCode::from(EXIT_BAD_CONFIG));
+        }
+    };
+    init_logging(&LogConfig::default());
     let collector = match tally_collector::server::Collector::open(options) {
         Ok(collector) => collector,
         Err(error) => {

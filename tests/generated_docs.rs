@@ -20,3 +20,12 @@ fn config_reference_is_current() {
         "docs/configuration.md is stale: run `cargo run -- agent --config-reference > docs/configuration.md`"
     );
 }
+
+#[test]
+fn collector_config_reference_is_current() {
+    assert!(
+        checked_in("docs/collector-configuration.md")
+            == tally_collector::config::reference_markdown(),
+        "docs/collector-configuration.md is stale: run `cargo run -- collector --config-reference > docs/collector-configuration.md`"
+    );
+}

@@ -1,0 +1,291 @@
+//! Collector configuration: a YAML file, `TALLY_COLLECTOR_*` environment
+//! overrides, then flags.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+pub use tally_config::ConfigError;
+use tally_config::duration_text;
+
+use crate::server::CollectorOptions;
+
+/// Prefix of the collector's environment variables.
+pub const ENV_PREFIX: &str = "TALLY_COLLECTOR_";
+
+/// The collector's configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectorConfig {
+    /// Config schema version; must be 1.
+    #[serde(default = "default_version")]
+    pub version: u32,
+    /// Address for OTLP ingest, the API and `/metrics`.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Data directory (write-ahead log).
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// Largest request body, compressed or decompressed.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: usize,
+    /// How long hourly aggregates are kept.
+    #[serde(default = "default_retention", with = "duration_text")]
+    pub retention: Duration,
+    /// How long raw points are kept for sparklines.
+    #[serde(default = "default_raw_window", with = "duration_text")]
+    pub raw_window: Duration,
+    /// File holding the ingest bearer token.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// File holding the read-API bearer token.
+    #[serde(default)]
+    pub read_token_file: Option<PathBuf>,
+    /// Allow a non-loopback address without a token.
+    #[serde(default)]
+    pub insecure: bool,
+}
+
+fn default_version() -> u32 {
+    1
+}
+fn default_listen() -> String {
+    "127.0.0.1:4318".to_owned()
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("/var/lib/tally/collector")
+}
+fn default_max_body_bytes() -> usize {
+    16 << 20
+}
+fn default_retention() -> Duration {
+    Duration::from_secs(14 * 86_400)
+}
+fn default_raw_window() -> Duration {
+    Duration::from_secs(6 * 3600)
+}
+
+impl Default for CollectorConfig {
+    fn default() -> Self {
+        Self {
+            version: default_version(),
+            listen: default_listen(),
+            data_dir: default_data_dir(),
+            max_body_bytes: default_max_body_bytes(),
+            retention: default_retention(),
+            raw_window: default_raw_window(),
+            token_file: None,
+            read_token_file: None,
+            insecure: false,
+        }
+    }
+}
+
+/// One line per key for the generated reference.
+pub const KEY_DOCS: &[(&str, &str)] = &[
+    ("version", "Config schema version; must be 1."),
+    (
+        "listen",
+        "Address for OTLP/HTTP ingest, the JSON API and /metrics.",
+    ),
+    ("data_dir", "Data directory holding the write-ahead log."),
+    (
+        "max_body_bytes",
+        "Largest request body accepted, compressed or decompressed (413 above).",
+    ),
+    ("retention", "How long hourly aggregates are kept."),
+    ("raw_window", "How long raw points are kept for sparklines."),
+    (
+        "token_file",
+        "File with the bearer token required to push (and to read without a read token).",
+    ),
+    (
+        "read_token_file",
+        "File with the bearer token required by the read API.",
+    ),
+    (
+        "insecure",
+        "Allow a non-loopback listen address without a token.",
+    ),
+];
+
+/// Command-line overrides.
+#[derive(Debug, Clone, Default)]
+pub struct CollectorFlags {
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--token-file`.
+    pub token_file: Option<PathBuf>,
+    /// `--read-token-file`.
+    pub read_token_file: Option<PathBuf>,
+    /// `--insecure`.
+    pub insecure: bool,
+}
+
+impl CollectorConfig {
+    /// Loads file → env → flags and validates.
+    pub fn load(
+        file: Option<&Path>,
+        env: &[(String, String)],
+        flags: &CollectorFlags,
+    ) -> Result<Self, ConfigError> {
+        let mut config: CollectorConfig = tally_config::load_layers(file, env, ENV_PREFIX)?;
+        if let Some(listen) = &flags.listen {
+            config.listen = listen.clone();
+        }
+        if let Some(dir) = &flags.data_dir {
+            config.data_dir = dir.clone();
+        }
+        if flags.token_file.is_some() {
+            config.token_file = flags.token_file.clone();
+        }
+        if flags.read_token_file.is_some() {
+            config.read_token_file = flags.read_token_file.clone();
+        }
+        config.insecure |= flags.insecure;
+        if config.version != 1 {
+            return Err(ConfigError::Value {
+                key: "version",
+                value: config.version.to_string(),
+                reason: "this build reads config version 1",
+            });
+        }
+        if config.max_body_bytes < 1024 {
+            return Err(ConfigError::Value {
+                key: "max_body_bytes",
+                value: config.max_body_bytes.to_string(),
+                reason: "must be at least 1024",
+            });
+        }
+        if config.retention < Duration::from_secs(3600) {
+            return Err(ConfigError::Value {
+                key: "retention",
+                value: duration_text::format(config.retention),
+                reason: "must be at least 1h",
+            });
+        }
+        Ok(config)
+    }
+
+    /// Options for [`crate::server::Collector::open`], reading the token
+    /// files (a token may also come from `TALLY_COLLECTOR_TOKEN`).
+    pub fn options(&self, env: &[(String, String)]) -> Result<CollectorOptions, ConfigError> {
+        let token = |file: &Option<PathBuf>,
+                     key: &'static str,
+                     var: &str|
+         -> Result<Option<String>, ConfigError> {
+            if let Some(path) = file {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                let text = text.trim().to_owned();
+                if text.is_empty() {
+                    return Err(ConfigError::Value {
+                        key,
+                        value: path.display().to_string(),
+                        reason: "the token file is empty",
+                    });
+                }
+                return Ok(Some(text));
+            }
+            Ok(env
+                .iter()
+                .find(|(k, v)| k == var && !v.is_empty())
+                .map(|(_, v)| v.clone()))
+        };
+        Ok(CollectorOptions {
+            listen: self.listen.clone(),
+            data_dir: self.data_dir.clone(),
+            max_body_bytes: self.max_body_bytes,
+            retention: self.retention,
+            raw_window: self.raw_window,
+            token: token(&self.token_file, "token_file", "TALLY_COLLECTOR_TOKEN")?,
+            read_token: token(
+                &self.read_token_file,
+                "read_token_file",
+                "TALLY_COLLECTOR_READ_TOKEN",
+            )?,
+            insecure: self.insecure,
+        })
+    }
+}
+
+/// The reference page (`tally collector --config-reference`).
+pub fn reference_markdown() -> String {
+    tally_config::reference_markdown::<CollectorConfig>(
+        "Collector configuration reference",
+        "tally collector --config-reference",
+        ENV_PREFIX,
+        "`--listen`, `--data-dir`, `--token-file`, `--read-token-file`, `--insecure`",
+        KEY_DOCS,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layers_and_errors() {
+        let file = tempfile::NamedTempFile::new().expect("file");
+        std::fs::write(
+            file.path(),
+            "version: 1\nretention: 7d\nlisten: 127.0.0.1:1\n",
+        )
+        .expect("write");
+        let env = vec![(
+            "TALLY_COLLECTOR_LISTEN".to_owned(),
+            "127.0.0.1:2".to_owned(),
+        )];
+        let config = CollectorConfig::load(Some(file.path()), &env, &CollectorFlags::default())
+            .expect("loads");
+        assert_eq!(config.retention, Duration::from_secs(7 * 86_400));
+        assert_eq!(config.listen, "127.0.0.1:2");
+        let flags = CollectorFlags {
+            listen: Some("127.0.0.1:3".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            CollectorConfig::load(Some(file.path()), &env, &flags)
+                .expect("loads")
+                .listen,
+            "127.0.0.1:3"
+        );
+
+        std::fs::write(file.path(), "retension: 7d\n").expect("write");
+        let error = CollectorConfig::load(Some(file.path()), &[], &CollectorFlags::default())
+            .expect_err("typo");
+        assert!(error.to_string().contains("retension"), "{error}");
+        let env = vec![("TALLY_COLLECTOR_RETENTION".to_owned(), "10m".to_owned())];
+        let error =
+            CollectorConfig::load(None, &env, &CollectorFlags::default()).expect_err("too short");
+        assert!(error.to_string().contains("retention = \"10m\""), "{error}");
+    }
+
+    #[test]
+    fn tokens_come_from_files_or_env() {
+        let file = tempfile::NamedTempFile::new().expect("file");
+        std::fs::write(file.path(), "s3cret\n").expect("write");
+        let config = CollectorConfig {
+            token_file: Some(file.path().to_path_buf()),
+            ..Default::default()
+        };
+        let env = vec![("TALLY_COLLECTOR_READ_TOKEN".to_owned(), "reader".to_owned())];
+        let options = config.options(&env).expect("options");
+        assert_eq!(options.token.as_deref(), Some("s3cret"));
+        assert_eq!(options.read_token.as_deref(), Some("reader"));
+        std::fs::write(file.path(), "\n").expect("write");
+        assert!(config.options(&[]).is_err());
+    }
+
+    #[test]
+    fn every_key_is_documented() {
+        assert_eq!(
+            tally_config::undocumented::<CollectorConfig>(KEY_DOCS),
+            Vec::<String>::new()
+        );
+    }
+}

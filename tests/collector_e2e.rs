@@ -417,3 +417,64 @@ fn hostile_input_gets_clear_4xx() {
         "{metrics}"
     );
 }
+
+#[test]
+fn simulate_backfills_a_marked_fleet() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = common::free_port();
+    let _collector = start_collector(
+        port,
+        &dir.path().join("data"),
+        &dir.path().join("collector.log"),
+    );
+    assert!(common::wait_ready(
+        &format!("http://127.0.0.1:{port}/readyz"),
+        Duration::from_secs(10)
+    ));
+    let output = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args([
+            "simulate",
+            "--collector",
+            &format!("http://127.0.0.1:{port}"),
+        ])
+        .args([
+            "--nodes",
+            "3",
+            "--seed",
+            "7",
+            "--backfill",
+            "2h",
+            "--step",
+            "10m",
+        ])
+        .output()
+        .expect("simulate");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains("(0 rejected)"), "{stderr}");
+    let nodes = api(port, "/api/v1/nodes");
+    let nodes = nodes["nodes"].as_array().cloned().unwrap_or_default();
+    assert_eq!(nodes.len(), 3);
+    assert!(
+        nodes
+            .iter()
+            .all(|n| n["simulated"] == true && n["region"] == "us-east-1")
+    );
+    let containers = api(port, "/api/v1/containers?window=3h");
+    let rows = containers["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(rows.len() >= 12, "{}", rows.len());
+    assert!(rows.iter().all(|r| r["simulated"] == true));
+    assert!(
+        rows.iter().all(|r| r["cpu_cores_p95"].as_f64().is_some()),
+        "every container has a CPU distribution"
+    );
+    let agents = api(port, "/api/v1/agents");
+    assert!(
+        agents["agents"]
+            .as_array()
+            .is_some_and(|a| a.iter().all(|a| a["simulated"] == true))
+    );
+}

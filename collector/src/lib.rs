@@ -5,6 +5,7 @@
 pub mod config;
 pub mod ingest;
 pub mod server;
+pub mod simulate;
 pub mod store;
 
 /// Default OTLP/HTTP port, as the OpenTelemetry specification fixes it.

@@ -125,6 +125,9 @@ struct SimulateArgs {
     /// File holding the collector's bearer token.
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// With --backfill: write the points as Prometheus text with timestamps to FILE instead of sending them.
+    #[arg(long, value_name = "FILE")]
+    dump_prometheus: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -365,6 +368,7 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         step,
         ticks: args.ticks,
         token,
+        dump_prometheus: args.dump_prometheus,
     };
     let runtime = single_thread_runtime()?;
     let started = std::time::Instant::now();

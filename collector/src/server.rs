@@ -199,12 +199,16 @@ fn apply_record(store: &mut Store, kind: RecordKind, payload: &[u8], window: Tim
     }
 }
 
-fn apply_metrics(
+fn apply_metrics(store: &mut Store, request: &ExportMetricsServiceRequest, window: TimeWindow) {
+    apply_flattened(store, request, points::flatten(request, window));
+}
+
+/// Applies samples already flattened (and validated) from `request`.
+fn apply_flattened(
     store: &mut Store,
     request: &ExportMetricsServiceRequest,
-    window: TimeWindow,
-) -> points::Flattened {
-    let mut flattened = points::flatten(request, window);
+    mut flattened: points::Flattened,
+) {
     for rm in &request.resource_metrics {
         let attributes = rm
             .resource
@@ -248,7 +252,6 @@ fn apply_metrics(
     for sample in flattened.samples.drain(..) {
         store.apply(sample);
     }
-    flattened
 }
 
 fn apply_logs(store: &mut Store, request: &ExportLogsServiceRequest) {
@@ -509,13 +512,14 @@ async fn ingest_metrics(
             },
         );
     }
-    let (rejected, reasons) = (check.rejected, check.reasons);
+    let (rejected, reasons) = (check.rejected, check.reasons.clone());
     let payload = match format {
         Format::Protobuf => raw,
         Format::Json => request.encode_to_vec(),
     };
+    // Apply the samples validated above: flattening once, not twice.
     let result = commit(&collector, RecordKind::Metrics, payload, move |store| {
-        apply_metrics(store, &request, window);
+        apply_flattened(store, &request, check);
     })
     .await;
     if let Err(response) = result {

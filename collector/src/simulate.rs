@@ -41,6 +41,9 @@ pub struct SimulateOptions {
     pub ticks: Option<u64>,
     /// Bearer token for the collector.
     pub token: Option<String>,
+    /// Write the batches as Prometheus text (with timestamps) to this file
+    /// instead of sending them: the same points for a peer's import API.
+    pub dump_prometheus: Option<std::path::PathBuf>,
 }
 
 /// Why a simulation stopped.
@@ -423,6 +426,98 @@ fn now_ns() -> u64 {
         .unwrap_or(0)
 }
 
+/// Renders a batch's points as Prometheus text with millisecond
+/// timestamps (resource and point attributes become labels, `.` → `_`).
+/// Exponential histograms become `_count` and `_sum` lines.
+pub fn prometheus_text(request: &ExportMetricsServiceRequest, out: &mut String) {
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    use std::fmt::Write as _;
+    let label_text = |attributes: &[(String, String)]| {
+        let parts: Vec<String> = attributes
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "{}=\"{}\"",
+                    k.replace(['.', '/', '-'], "_"),
+                    v.replace('\\', "\\\\").replace('"', "\\\"")
+                )
+            })
+            .collect();
+        parts.join(",")
+    };
+    let pairs =
+        |kvs: &[opentelemetry_proto::tonic::common::v1::KeyValue]| -> Vec<(String, String)> {
+            kvs.iter()
+                .filter_map(|kv| {
+                    let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                        Some(
+                            opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                                s,
+                            ),
+                        ) => s.clone(),
+                        _ => return None,
+                    };
+                    Some((kv.key.clone(), value))
+                })
+                .collect()
+        };
+    for rm in &request.resource_metrics {
+        let resource = rm
+            .resource
+            .as_ref()
+            .map(|r| pairs(&r.attributes))
+            .unwrap_or_default();
+        for metric in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
+            let mut line =
+                |suffix: &str,
+                 point_attributes: &[opentelemetry_proto::tonic::common::v1::KeyValue],
+                 value: f64,
+                 time_ns: u64| {
+                    let mut all = resource.clone();
+                    all.extend(pairs(point_attributes));
+                    let _ = writeln!(
+                        out,
+                        "{}{suffix}{{{}}} {value} {}",
+                        metric.name,
+                        label_text(&all),
+                        time_ns / 1_000_000
+                    );
+                };
+            let number = |p: &opentelemetry_proto::tonic::metrics::v1::NumberDataPoint| match p
+                .value
+            {
+                Some(
+                    opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsDouble(v),
+                ) => v,
+                Some(opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsInt(
+                    v,
+                )) => v as f64,
+                None => 0.0,
+            };
+            match &metric.data {
+                Some(Data::Gauge(g)) => g
+                    .data_points
+                    .iter()
+                    .for_each(|p| line("", &p.attributes, number(p), p.time_unix_nano)),
+                Some(Data::Sum(s)) => s
+                    .data_points
+                    .iter()
+                    .for_each(|p| line("", &p.attributes, number(p), p.time_unix_nano)),
+                Some(Data::ExponentialHistogram(h)) => h.data_points.iter().for_each(|p| {
+                    line("_count", &p.attributes, p.count as f64, p.time_unix_nano);
+                    line(
+                        "_sum",
+                        &p.attributes,
+                        p.sum.unwrap_or(0.0),
+                        p.time_unix_nano,
+                    );
+                }),
+                _ => {}
+            }
+        }
+    }
+}
+
 /// What a run sent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SimulateReport {
@@ -525,6 +620,18 @@ pub async fn run(
             from_ns = start,
             "backfilling"
         );
+        let mut dump = match &options.dump_prometheus {
+            Some(path) => {
+                Some(
+                    std::fs::File::create(path).map_err(|e| SimulateError::Unreachable {
+                        url: path.display().to_string(),
+                        reason: e.to_string(),
+                    })?,
+                )
+            }
+            None => None,
+        };
+        let mut text = String::new();
         let mut t = start;
         while t <= now {
             if *shutdown.borrow() {
@@ -532,7 +639,18 @@ pub async fn run(
             }
             let request = fleet.step(t, options.step);
             report.points += otlp::count_points(&request) as u64;
-            report.rejected_points += send(&client, &url, token, &request).await?;
+            match &mut dump {
+                Some(file) => {
+                    text.clear();
+                    prometheus_text(&request, &mut text);
+                    file.write_all(text.as_bytes())
+                        .map_err(|e| SimulateError::Unreachable {
+                            url: "dump file".to_owned(),
+                            reason: e.to_string(),
+                        })?;
+                }
+                None => report.rejected_points += send(&client, &url, token, &request).await?,
+            }
             report.batches += 1;
             t += step_ns;
         }

@@ -222,7 +222,10 @@ pub struct StoreStats {
 #[derive(Debug)]
 pub struct Store {
     limits: StoreLimits,
-    series: HashMap<(String, Labels), Series>,
+    /// Series by a hash of (metric, labels); a bucket holds the rare
+    /// collisions. Looking up by hash avoids cloning the key per sample.
+    series: HashMap<u64, Vec<Series>>,
+    series_total: usize,
     agents: BTreeMap<(String, String), AgentSeen>,
     logs: VecDeque<LogRecord>,
     stats: StoreStats,
@@ -234,6 +237,7 @@ impl Store {
         Self {
             limits,
             series: HashMap::new(),
+            series_total: 0,
             agents: BTreeMap::new(),
             logs: VecDeque::new(),
             stats: StoreStats::default(),
@@ -247,7 +251,11 @@ impl Store {
 
     /// Number of series.
     pub fn series_count(&self) -> usize {
-        self.series.len()
+        self.series_total
+    }
+
+    fn all_series(&self) -> impl Iterator<Item = &Series> {
+        self.series.values().flatten()
     }
 
     /// Applies one sample.
@@ -259,19 +267,35 @@ impl Store {
             SampleValue::Distribution(_) => SeriesKind::Distribution,
         };
         let limits = self.limits;
-        let series = self
-            .series
-            .entry((sample.metric.clone(), sample.labels.clone()))
-            .or_insert_with(|| Series {
-                metric: sample.metric,
-                labels: sample.labels,
-                kind,
-                hours: BTreeMap::new(),
-                recent: VecDeque::new(),
-                last_cumulative: None,
-                total: 0.0,
-                last_ns: 0,
-            });
+        let hash = {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            sample.metric.hash(&mut hasher);
+            sample.labels.hash(&mut hasher);
+            hasher.finish()
+        };
+        let bucket = self.series.entry(hash).or_default();
+        let position = match bucket
+            .iter()
+            .position(|s| s.metric == sample.metric && s.labels == sample.labels)
+        {
+            Some(position) => position,
+            None => {
+                bucket.push(Series {
+                    metric: sample.metric,
+                    labels: sample.labels,
+                    kind,
+                    hours: BTreeMap::new(),
+                    recent: VecDeque::new(),
+                    last_cumulative: None,
+                    total: 0.0,
+                    last_ns: 0,
+                });
+                self.series_total += 1;
+                bucket.len() - 1
+            }
+        };
+        let series = &mut bucket[position];
         series.last_ns = series.last_ns.max(sample.time_ns);
         let recent_value = match sample.value {
             SampleValue::Gauge(v) => {
@@ -336,16 +360,19 @@ impl Store {
     /// and go; their series must not accumulate). Returns how many went.
     pub fn expire(&mut self, now_ns: u64) -> usize {
         let oldest = now_ns.saturating_sub(self.limits.retention_ns);
-        let before = self.series.len();
-        self.series.retain(|_, series| series.last_ns >= oldest);
-        before - self.series.len()
+        let before = self.series_total;
+        for bucket in self.series.values_mut() {
+            bucket.retain(|series| series.last_ns >= oldest);
+        }
+        self.series.retain(|_, bucket| !bucket.is_empty());
+        self.series_total = self.series.values().map(Vec::len).sum();
+        before - self.series_total
     }
 
     /// An estimate of the heap the series hold, in bytes (labels, hourly
     /// aggregates with their sketch buckets, raw points).
     pub fn estimated_bytes(&self) -> usize {
-        self.series
-            .values()
+        self.all_series()
             .map(|s| {
                 let labels: usize = s
                     .labels
@@ -404,7 +431,7 @@ impl Store {
         metric: &'a str,
         matchers: &'a [(String, String)],
     ) -> impl Iterator<Item = &'a Series> + 'a {
-        self.series.values().filter(move |s| {
+        self.all_series().filter(move |s| {
             s.metric == metric && matchers.iter().all(|(k, v)| s.label(k) == Some(v.as_str()))
         })
     }
@@ -412,7 +439,7 @@ impl Store {
     /// Every metric name with its series count.
     pub fn metrics(&self) -> BTreeMap<&str, usize> {
         let mut names = BTreeMap::new();
-        for series in self.series.values() {
+        for series in self.all_series() {
             *names.entry(series.metric.as_str()).or_insert(0) += 1;
         }
         names

@@ -10,34 +10,18 @@ use std::time::Duration;
 
 #[test]
 fn the_api_matches_its_openapi_document() {
-    let schemathesis =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-peers/bin/schemathesis");
-    if !schemathesis.is_file() {
-        if std::env::var("TALLY_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("schemathesis is not installed (run scripts/install-test-peers.sh)");
-        }
-        eprintln!(
-            "SKIP the_api_matches_its_openapi_document: run scripts/install-test-peers.sh to install schemathesis"
-        );
+    let Some(schemathesis) =
+        common::venv_peer("schemathesis", "the_api_matches_its_openapi_document")
+    else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let port = common::free_port();
-    let _collector = common::Running {
-        child: Command::new(env!("CARGO_BIN_EXE_tally"))
-            .args([
-                "collector",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(dir.path().join("data"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("collector"),
-        name: "tally collector",
-    };
+    let _collector = common::start_collector(
+        port,
+        &dir.path().join("data"),
+        &dir.path().join("collector.log"),
+    );
     let base = format!("http://127.0.0.1:{port}");
     assert!(common::wait_ready(
         &format!("{base}/readyz"),

@@ -17,25 +17,6 @@ use serde_json::Value;
 use tally_schema::catalog;
 use tally_schema::otlp;
 
-fn start_collector(port: u16, data: &std::path::Path, log: &std::path::Path) -> common::Running {
-    let log = std::fs::File::create(log).expect("log");
-    common::Running {
-        child: Command::new(env!("CARGO_BIN_EXE_tally"))
-            .args([
-                "collector",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(data)
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("spawn collector"),
-        name: "tally collector",
-    }
-}
-
 fn api(port: u16, path: &str) -> Value {
     let (status, body) = common::http_get(&format!("http://127.0.0.1:{port}{path}")).expect("get");
     assert_eq!(status, 200, "{path}: {body}");
@@ -112,7 +93,7 @@ fn agent_to_collector_and_the_api() {
     let cgroups = dir.path().join("cgroup");
     fixture::write_tree(&cgroups);
     let port = common::free_port();
-    let _collector = start_collector(
+    let _collector = common::start_collector(
         port,
         &dir.path().join("data"),
         &dir.path().join("collector.log"),
@@ -215,7 +196,7 @@ fn acknowledged_data_survives_sigkill() {
     let port = common::free_port();
     let mut acknowledged = 0usize;
     for round in 0..20 {
-        let mut collector = start_collector(
+        let mut collector = common::start_collector(
             port,
             &data,
             &dir.path().join(format!("collector-{round}.log")),
@@ -278,7 +259,7 @@ type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16);
 fn hostile_input_gets_clear_4xx() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = common::free_port();
-    let _collector = start_collector(
+    let _collector = common::start_collector(
         port,
         &dir.path().join("data"),
         &dir.path().join("collector.log"),
@@ -422,7 +403,7 @@ fn hostile_input_gets_clear_4xx() {
 fn simulate_backfills_a_marked_fleet() {
     let dir = tempfile::tempdir().expect("tempdir");
     let port = common::free_port();
-    let _collector = start_collector(
+    let _collector = common::start_collector(
         port,
         &dir.path().join("data"),
         &dir.path().join("collector.log"),

@@ -17,36 +17,16 @@ fn api(port: u16, path: &str) -> Value {
 
 #[test]
 fn python_sdk_metrics_and_logs_round_trip() {
-    let python = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-peers/bin/python");
-    if !python.is_file() {
-        if std::env::var("TALLY_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!(
-                "the OpenTelemetry Python SDK is not installed (run scripts/install-test-peers.sh)"
-            );
-        }
-        eprintln!(
-            "SKIP python_sdk_metrics_and_logs_round_trip: run scripts/install-test-peers.sh to install the OpenTelemetry Python SDK"
-        );
+    let Some(python) = common::venv_peer("python", "python_sdk_metrics_and_logs_round_trip") else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let port = common::free_port();
-    let log = std::fs::File::create(dir.path().join("collector.log")).expect("log");
-    let _collector = common::Running {
-        child: Command::new(env!("CARGO_BIN_EXE_tally"))
-            .args([
-                "collector",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(dir.path().join("data"))
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("collector"),
-        name: "tally collector",
-    };
+    let _collector = common::start_collector(
+        port,
+        &dir.path().join("data"),
+        &dir.path().join("collector.log"),
+    );
     assert!(common::wait_ready(
         &format!("http://127.0.0.1:{port}/readyz"),
         Duration::from_secs(10)

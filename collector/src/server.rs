@@ -630,6 +630,17 @@ fn bad_request(message: String) -> Response {
         .into_response()
 }
 
+/// The `window` parameter (default 1h) as (text, from ns, to ns = now).
+fn window_param(
+    params: &std::collections::HashMap<String, String>,
+) -> Result<(&str, u64, u64), String> {
+    let text = params.get("window").map(String::as_str).unwrap_or("1h");
+    let window =
+        parse_window(text).ok_or_else(|| format!("bad window {text:?}: use e.g. 30m, 6h, 14d"))?;
+    let to = now_ns();
+    Ok((text, to.saturating_sub(window.as_nanos() as u64), to))
+}
+
 /// Label matchers from `label.<key>=<value>` query parameters.
 fn matchers(params: &std::collections::HashMap<String, String>) -> Vec<(String, String)> {
     let mut found: Vec<(String, String)> = params
@@ -719,12 +730,10 @@ async fn api_query(
             "unknown stat {stat_text:?}: use p<0-100>, max, min, avg, increase or rate"
         ));
     };
-    let window_text = params.get("window").map(String::as_str).unwrap_or("1h");
-    let Some(window) = parse_window(window_text) else {
-        return bad_request(format!("bad window {window_text:?}: use e.g. 30m, 6h, 14d"));
+    let (window_text, from, to) = match window_param(&params) {
+        Ok(window) => window,
+        Err(message) => return bad_request(message),
     };
-    let to = now_ns();
-    let from = to.saturating_sub(window.as_nanos() as u64);
     let matchers = matchers(&params);
     let results: Vec<Value> = collector.with_store(|s| {
         s.select(metric, &matchers)
@@ -750,12 +759,10 @@ async fn api_containers(
     Query(params): Query<std::collections::HashMap<String, String>>,
 ) -> Response {
     guard_read!(collector, headers);
-    let window_text = params.get("window").map(String::as_str).unwrap_or("1h");
-    let Some(window) = parse_window(window_text) else {
-        return bad_request(format!("bad window {window_text:?}: use e.g. 30m, 6h, 14d"));
+    let (window_text, from, to) = match window_param(&params) {
+        Ok(window) => window,
+        Err(message) => return bad_request(message),
     };
-    let to = now_ns();
-    let from = to.saturating_sub(window.as_nanos() as u64);
     let containers: Vec<Value> = collector.with_store(|s| {
         let mut rows = std::collections::BTreeMap::new();
         for series in s.select("tally_container_memory_working_set_bytes", &[]) {

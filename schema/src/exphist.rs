@@ -84,6 +84,16 @@ impl ExpHistogram {
             self.downscale(change);
             index = bucket_index(value, self.scale);
         }
+        self.add_at(index, n);
+    }
+
+    /// Adds `n` to bucket `index` at the current scale, growing the bucket
+    /// vector either way (the caller has made the range fit the budget).
+    fn add_at(&mut self, index: i32, n: u64) {
+        if self.counts.is_empty() {
+            self.offset = index;
+            self.counts.push(0);
+        }
         if index < self.offset {
             let grow = (self.offset - index) as usize;
             let mut counts = vec![0; grow];
@@ -167,23 +177,7 @@ impl ExpHistogram {
             if *count == 0 {
                 continue;
             }
-            let index = (other.offset + position as i32) >> shift;
-            if self.counts.is_empty() {
-                self.offset = index;
-                self.counts.push(0);
-            }
-            if index < self.offset {
-                let grow = (self.offset - index) as usize;
-                let mut counts = vec![0; grow];
-                counts.extend_from_slice(&self.counts);
-                self.counts = counts;
-                self.offset = index;
-            }
-            let slot = (index - self.offset) as usize;
-            if slot >= self.counts.len() {
-                self.counts.resize(slot + 1, 0);
-            }
-            self.counts[slot] += count;
+            self.add_at((other.offset + position as i32) >> shift, *count);
         }
         self.zero_count += other.zero_count;
         self.count += other.count;

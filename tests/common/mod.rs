@@ -143,3 +143,39 @@ pub fn peer(name: &str, test: &str) -> Option<PathBuf> {
         }
     }
 }
+
+/// Starts `tally collector` on `port` with its data in `data`.
+pub fn start_collector(port: u16, data: &Path, log: &Path) -> Running {
+    let log = std::fs::File::create(log).expect("collector log");
+    Running {
+        child: Command::new(env!("CARGO_BIN_EXE_tally"))
+            .args([
+                "collector",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--data-dir",
+            ])
+            .arg(data)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn tally collector"),
+        name: "tally collector",
+    }
+}
+
+/// A program from the project's Python peer venv (`.venv-peers`), or a
+/// skip line; with `TALLY_REQUIRE_PEERS=1` a missing one fails.
+pub fn venv_peer(name: &str, test: &str) -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".venv-peers/bin")
+        .join(name);
+    if path.is_file() {
+        return Some(path);
+    }
+    if std::env::var("TALLY_REQUIRE_PEERS").as_deref() == Ok("1") {
+        panic!("{test}: {name} is not installed (run scripts/install-test-peers.sh)");
+    }
+    eprintln!("SKIP {test}: run scripts/install-test-peers.sh to install {name}");
+    None
+}

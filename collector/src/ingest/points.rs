@@ -130,7 +130,10 @@ pub fn flatten(request: &ExportMetricsServiceRequest, window: TimeWindow) -> Fla
         for scope in &resource_metrics.scope_metrics {
             for metric in &scope.metrics {
                 if metric.name.is_empty() {
-                    out.reject(points_in(metric).max(1), "metric without a name".to_owned());
+                    out.reject(
+                        tally_schema::otlp::points_in(metric).max(1) as u64,
+                        "metric without a name".to_owned(),
+                    );
                     continue;
                 }
                 flatten_metric(&mut out, metric, resource, window);
@@ -138,17 +141,6 @@ pub fn flatten(request: &ExportMetricsServiceRequest, window: TimeWindow) -> Fla
         }
     }
     out
-}
-
-fn points_in(metric: &opentelemetry_proto::tonic::metrics::v1::Metric) -> u64 {
-    (match &metric.data {
-        Some(Data::Gauge(g)) => g.data_points.len(),
-        Some(Data::Sum(s)) => s.data_points.len(),
-        Some(Data::Histogram(h)) => h.data_points.len(),
-        Some(Data::ExponentialHistogram(h)) => h.data_points.len(),
-        Some(Data::Summary(s)) => s.data_points.len(),
-        None => 0,
-    }) as u64
 }
 
 fn check_time(out: &mut Flattened, metric: &str, time_ns: u64, window: TimeWindow) -> bool {

@@ -143,27 +143,9 @@ fn main() -> ExitCode {
             }
             ExitCode::SUCCESS
         }
-        Command::Collector(args) => match collector(args) {
-            Ok(code) => code,
-            Err(error) => {
-                eprintln!("tally collector: {error:#}");
-                ExitCode::FAILURE
-            }
-        },
-        Command::Up(args) => match up(args) {
-            Ok(code) => code,
-            Err(error) => {
-                eprintln!("tally up: {error:#}");
-                ExitCode::FAILURE
-            }
-        },
-        Command::Simulate(args) => match simulate(args) {
-            Ok(code) => code,
-            Err(error) => {
-                eprintln!("tally simulate: {error:#}");
-                ExitCode::FAILURE
-            }
-        },
+        Command::Collector(args) => finish("collector", collector(args)),
+        Command::Up(args) => finish("up", up(args)),
+        Command::Simulate(args) => finish("simulate", simulate(args)),
         Command::Agent(args) => match agent(args) {
             Ok(code) => code,
             Err(error) => {
@@ -390,6 +372,14 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         report.points as f64 / seconds.max(1e-9)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Exit code of a subcommand, printing its error if any.
+fn finish(command: &str, result: anyhow::Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|error| {
+        eprintln!("tally {command}: {error:#}");
+        ExitCode::FAILURE
+    })
 }
 
 async fn wait_for_signal() {

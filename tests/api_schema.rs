@@ -6,7 +6,6 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
 
 #[test]
 fn the_api_matches_its_openapi_document() {
@@ -16,17 +15,8 @@ fn the_api_matches_its_openapi_document() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = common::free_port();
-    let _collector = common::start_collector(
-        port,
-        &dir.path().join("data"),
-        &dir.path().join("collector.log"),
-    );
+    let (_collector, port) = common::ready_collector(dir.path());
     let base = format!("http://127.0.0.1:{port}");
-    assert!(common::wait_ready(
-        &format!("{base}/readyz"),
-        Duration::from_secs(10)
-    ));
     let output = Command::new(&schemathesis)
         .args([
             "run",

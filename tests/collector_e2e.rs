@@ -92,16 +92,7 @@ fn agent_to_collector_and_the_api() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cgroups = dir.path().join("cgroup");
     fixture::write_tree(&cgroups);
-    let port = common::free_port();
-    let _collector = common::start_collector(
-        port,
-        &dir.path().join("data"),
-        &dir.path().join("collector.log"),
-    );
-    assert!(common::wait_ready(
-        &format!("http://127.0.0.1:{port}/readyz"),
-        Duration::from_secs(10)
-    ));
+    let (_collector, port) = common::ready_collector(dir.path());
     let listen = format!("127.0.0.1:{}", common::free_port());
     let _agent = common::start_agent(
         &[
@@ -258,16 +249,7 @@ type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16);
 #[test]
 fn hostile_input_gets_clear_4xx() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = common::free_port();
-    let _collector = common::start_collector(
-        port,
-        &dir.path().join("data"),
-        &dir.path().join("collector.log"),
-    );
-    assert!(common::wait_ready(
-        &format!("http://127.0.0.1:{port}/readyz"),
-        Duration::from_secs(10)
-    ));
+    let (_collector, port) = common::ready_collector(dir.path());
     let protobuf = [("Content-Type", "application/x-protobuf")];
     let good = gauge_request("ok", &[1.0], now_ns()).encode_to_vec();
 
@@ -402,16 +384,7 @@ fn hostile_input_gets_clear_4xx() {
 #[test]
 fn simulate_backfills_a_marked_fleet() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = common::free_port();
-    let _collector = common::start_collector(
-        port,
-        &dir.path().join("data"),
-        &dir.path().join("collector.log"),
-    );
-    assert!(common::wait_ready(
-        &format!("http://127.0.0.1:{port}/readyz"),
-        Duration::from_secs(10)
-    ));
+    let (_collector, port) = common::ready_collector(dir.path());
     let output = Command::new(env!("CARGO_BIN_EXE_tally"))
         .args([
             "simulate",

@@ -5,7 +5,6 @@
 mod common;
 
 use std::process::Command;
-use std::time::Duration;
 
 use serde_json::Value;
 
@@ -21,16 +20,7 @@ fn python_sdk_metrics_and_logs_round_trip() {
         return;
     };
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = common::free_port();
-    let _collector = common::start_collector(
-        port,
-        &dir.path().join("data"),
-        &dir.path().join("collector.log"),
-    );
-    assert!(common::wait_ready(
-        &format!("http://127.0.0.1:{port}/readyz"),
-        Duration::from_secs(10)
-    ));
+    let (_collector, port) = common::ready_collector(dir.path());
     let output = Command::new(&python)
         .arg(concat!(
             env!("CARGO_MANIFEST_DIR"),

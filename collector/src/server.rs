@@ -394,6 +394,24 @@ fn refuse(collector: &Collector, refusal: Refusal) -> Response {
         .into_response()
 }
 
+/// The common front of both ingest routes: auth, the bounded body read,
+/// decompression and the wire format.
+async fn accept(
+    collector: &Collector,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Format, Vec<u8>), Box<Response>> {
+    if let Some(token) = &collector.options.token
+        && !token_matches(headers, token)
+    {
+        return Err(Box::new(unauthorized()));
+    }
+    let body = read_body(collector, body)
+        .await
+        .map_err(|refusal| Box::new(refuse(collector, refusal)))?;
+    body_of(collector, headers, &body).map_err(|refusal| Box::new(refuse(collector, refusal)))
+}
+
 /// Reads the body, stopping (413) as soon as it passes the limit, so a
 /// hostile client cannot make the collector buffer more than that.
 async fn read_body(collector: &Collector, body: Body) -> Result<Bytes, Refusal> {
@@ -478,18 +496,9 @@ async fn ingest_metrics(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Some(token) = &collector.options.token
-        && !token_matches(&headers, token)
-    {
-        return unauthorized();
-    }
-    let body = match read_body(&collector, body).await {
-        Ok(body) => body,
-        Err(refusal) => return refuse(&collector, refusal),
-    };
-    let (format, raw) = match body_of(&collector, &headers, &body) {
+    let (format, raw) = match accept(&collector, &headers, body).await {
         Ok(parts) => parts,
-        Err(refusal) => return refuse(&collector, refusal),
+        Err(response) => return *response,
     };
     let request = match decode::metrics(format, &raw) {
         Ok(request) => request,
@@ -553,18 +562,9 @@ async fn ingest_logs(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    if let Some(token) = &collector.options.token
-        && !token_matches(&headers, token)
-    {
-        return unauthorized();
-    }
-    let body = match read_body(&collector, body).await {
-        Ok(body) => body,
-        Err(refusal) => return refuse(&collector, refusal),
-    };
-    let (format, raw) = match body_of(&collector, &headers, &body) {
+    let (format, raw) = match accept(&collector, &headers, body).await {
         Ok(parts) => parts,
-        Err(refusal) => return refuse(&collector, refusal),
+        Err(response) => return *response,
     };
     let request = match decode::logs(format, &raw) {
         Ok(request) => request,

@@ -164,6 +164,21 @@ pub fn start_collector(port: u16, data: &Path, log: &Path) -> Running {
     }
 }
 
+/// A running collector on a free port with its data in `dir`, ready.
+pub fn ready_collector(dir: &Path) -> (Running, u16) {
+    let port = free_port();
+    let collector = start_collector(port, &dir.join("data"), &dir.join("collector.log"));
+    assert!(
+        wait_ready(
+            &format!("http://127.0.0.1:{port}/readyz"),
+            Duration::from_secs(10)
+        ),
+        "collector not ready; log: {}",
+        std::fs::read_to_string(dir.join("collector.log")).unwrap_or_default()
+    );
+    (collector, port)
+}
+
 /// A program from the project's Python peer venv (`.venv-peers`), or a
 /// skip line; with `TALLY_REQUIRE_PEERS=1` a missing one fails.
 pub fn venv_peer(name: &str, test: &str) -> Option<PathBuf> {

@@ -17,6 +17,11 @@ use crate::ingest::points::{Labels, Sample, SampleValue};
 
 /// Nanoseconds per hour.
 const HOUR_NS: u64 = 3_600_000_000_000;
+/// Nanoseconds per day.
+const DAY_NS: u64 = 24 * HOUR_NS;
+/// Hours kept at hourly resolution; older hours are rolled up into days,
+/// so 14 days cost 48 + 12 aggregates per series instead of 336.
+const HOURLY_TIER_NS: u64 = 48 * HOUR_NS;
 
 /// Store limits.
 #[derive(Debug, Clone, Copy)]
@@ -68,6 +73,14 @@ impl Aggregate {
         self.sketch.record(value);
     }
 
+    fn merge(&mut self, other: &Aggregate) {
+        self.min = self.min.min(other.min);
+        self.max = self.max.max(other.max);
+        self.sum += other.sum;
+        self.count += other.count;
+        self.sketch.merge(&other.sketch);
+    }
+
     fn merge_distribution(&mut self, sketch: &ExpHistogram) {
         if let Some(min) = sketch.min() {
             self.min = self.min.min(min);
@@ -102,8 +115,10 @@ pub struct Series {
     pub labels: Labels,
     /// How values combine.
     pub kind: SeriesKind,
-    /// Hourly aggregates keyed by hour start (ns).
+    /// Hourly aggregates of the last 48 hours, keyed by hour start (ns).
     pub hours: BTreeMap<u64, Aggregate>,
+    /// Daily aggregates of older hours, keyed by day start (ns).
+    pub days: BTreeMap<u64, Aggregate>,
     /// Recent `(time ns, value)` points; for counters the running total.
     pub recent: VecDeque<(u64, f64)>,
     /// Last cumulative `(start ns, value)`, for delta conversion.
@@ -286,6 +301,7 @@ impl Store {
                     labels: sample.labels,
                     kind,
                     hours: BTreeMap::new(),
+                    days: BTreeMap::new(),
                     recent: VecDeque::new(),
                     last_cumulative: None,
                     total: 0.0,
@@ -345,13 +361,27 @@ impl Store {
                 series.recent.pop_front();
             }
         }
-        let oldest_hour = sample.time_ns.saturating_sub(limits.retention_ns) / HOUR_NS * HOUR_NS;
+        // Roll hours past the hourly tier into days (newest time seen so
+        // far decides, so a late point cannot un-roll anything).
+        let hourly_from = series.last_ns.saturating_sub(HOURLY_TIER_NS) / HOUR_NS * HOUR_NS;
+        while let Some(entry) = series.hours.first_entry() {
+            if *entry.key() >= hourly_from {
+                break;
+            }
+            let (hour, aggregate) = entry.remove_entry();
+            series
+                .days
+                .entry(hour / DAY_NS * DAY_NS)
+                .or_default()
+                .merge(&aggregate);
+        }
+        let oldest_day = series.last_ns.saturating_sub(limits.retention_ns) / DAY_NS * DAY_NS;
         while series
-            .hours
+            .days
             .first_key_value()
-            .is_some_and(|(h, _)| *h < oldest_hour)
+            .is_some_and(|(d, _)| *d < oldest_day)
         {
-            series.hours.pop_first();
+            series.days.pop_first();
         }
         self.stats.samples += 1;
     }
@@ -383,6 +413,7 @@ impl Store {
                 let hours: usize = s
                     .hours
                     .values()
+                    .chain(s.days.values())
                     .map(|a| {
                         std::mem::size_of::<Aggregate>() + 48 + a.sketch.bucket_counts().len() * 8
                     })
@@ -445,11 +476,16 @@ impl Store {
         names
     }
 
-    /// `stat` of one series over `[from_ns, to_ns]`, merging hourly
-    /// aggregates whose hour overlaps the window.
+    /// `stat` of one series over `[from_ns, to_ns]`, merging the hourly
+    /// and daily aggregates that overlap the window (beyond 48 hours the
+    /// window is widened to whole days).
     pub fn stat(series: &Series, stat: Stat, from_ns: u64, to_ns: u64) -> Option<f64> {
         let first_hour = from_ns / HOUR_NS * HOUR_NS;
-        let hours = series.hours.range(first_hour..=to_ns);
+        let first_day = from_ns / DAY_NS * DAY_NS;
+        let hours = series
+            .days
+            .range(first_day..=to_ns)
+            .chain(series.hours.range(first_hour..=to_ns));
         match stat {
             Stat::Quantile(q) => {
                 let mut merged = ExpHistogram::default();
@@ -604,7 +640,8 @@ mod tests {
             ));
         }
         let series = store.select("mem", &[]).next().expect("series");
-        assert!(series.hours.len() <= 25, "{}", series.hours.len());
+        assert!(series.hours.len() <= 49, "{}", series.hours.len());
+        assert!(series.days.len() <= 2, "{}", series.days.len());
         assert!(series.recent.len() <= 5, "{}", series.recent.len());
         for i in 0..5 {
             store.push_log(LogRecord {
@@ -616,6 +653,45 @@ mod tests {
         }
         let bodies: Vec<_> = store.logs(10).map(|l| l.body.clone()).collect();
         assert_eq!(bodies, vec!["3", "4"]);
+    }
+
+    #[test]
+    fn hours_roll_up_into_days_without_changing_answers() {
+        let mut store = Store::new(limits());
+        // Days are calendar (UTC) days: start on one.
+        let t0 = T0 / DAY_NS * DAY_NS;
+        // 14 days of 15-minute points; day d's values are 1000·d + 0..96.
+        for i in 0..(14 * 96u64) {
+            let day = i / 96;
+            store.apply(sample(
+                "mem",
+                "a",
+                t0 + i * 900_000_000_000,
+                SampleValue::Gauge((1000 * day + i % 96) as f64),
+            ));
+        }
+        let series = store.select("mem", &[]).next().expect("series");
+        assert!(series.hours.len() <= 49, "{}", series.hours.len());
+        assert!(series.days.len() <= 13, "{}", series.days.len());
+        let end = t0 + 14 * DAY_NS;
+        assert_eq!(Store::stat(series, Stat::Max, t0, end), Some(13_095.0));
+        assert_eq!(Store::stat(series, Stat::Min, t0, end), Some(0.0));
+        assert_eq!(
+            Store::stat(series, Stat::Avg, t0, end).map(|a| a.round()),
+            Some(((0..14).map(|d| 1000.0 * d as f64 + 47.5).sum::<f64>() / 14.0).round())
+        );
+        // A window inside the daily tier widens to whole days.
+        assert_eq!(
+            Store::stat(
+                series,
+                Stat::Max,
+                t0 + DAY_NS + HOUR_NS,
+                t0 + 2 * DAY_NS - 1
+            ),
+            Some(1095.0)
+        );
+        let p50 = Store::stat(series, Stat::Quantile(0.5), t0, end).expect("p50");
+        assert!((5000.0..8000.0).contains(&p50), "{p50}");
     }
 
     #[test]

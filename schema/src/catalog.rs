@@ -105,6 +105,19 @@ impl MetricDef {
 
 const C: &[&str] = crate::identity::CONTAINER_LABELS;
 const NODE: &[&str] = &["node"];
+/// Container labels plus the resource and its unit (requests, limits).
+const C_RESOURCE: &[&str] = &[
+    "node",
+    "namespace",
+    "pod",
+    "container",
+    "workload_kind",
+    "workload_name",
+    "pod_uid",
+    "container_id",
+    "resource",
+    "unit",
+];
 
 macro_rules! def {
     ($ident:ident, $base:literal, $kind:ident, $unit:ident, $labels:expr, $help:literal) => {
@@ -603,18 +616,7 @@ def!(
     "tally_container_resource_requests",
     Gauge,
     None,
-    &[
-        "node",
-        "namespace",
-        "pod",
-        "container",
-        "workload_kind",
-        "workload_name",
-        "pod_uid",
-        "container_id",
-        "resource",
-        "unit"
-    ],
+    C_RESOURCE,
     "Resource requests from the pod spec (cpu in cores, memory in bytes, GPUs and MIG slices in devices)."
 );
 def!(
@@ -622,18 +624,7 @@ def!(
     "tally_container_resource_limits",
     Gauge,
     None,
-    &[
-        "node",
-        "namespace",
-        "pod",
-        "container",
-        "workload_kind",
-        "workload_name",
-        "pod_uid",
-        "container_id",
-        "resource",
-        "unit"
-    ],
+    C_RESOURCE,
     "Resource limits from the pod spec (cpu in cores, memory in bytes, GPUs and MIG slices in devices)."
 );
 def!(
@@ -902,6 +893,10 @@ mod tests {
                 def.labels.first() == Some(&"node"),
                 "{name} must carry node"
             );
+            // Every container family starts with the identity labels.
+            if name.starts_with("tally_container_") {
+                assert_eq!(&def.labels[..C.len()], C, "{name}");
+            }
             let unique: HashSet<_> = def.labels.iter().collect();
             assert_eq!(unique.len(), def.labels.len(), "{name} repeats a label");
         }

@@ -44,6 +44,9 @@ pub struct CollectorConfig {
     /// Allow a non-loopback address without a token.
     #[serde(default)]
     pub insecure: bool,
+    /// Time between store snapshots (one is also written on shutdown).
+    #[serde(default = "default_snapshot_interval", with = "duration_text")]
+    pub snapshot_interval: Duration,
 }
 
 fn default_version() -> u32 {
@@ -64,6 +67,9 @@ fn default_retention() -> Duration {
 fn default_raw_window() -> Duration {
     Duration::from_secs(6 * 3600)
 }
+fn default_snapshot_interval() -> Duration {
+    Duration::from_secs(600)
+}
 
 impl Default for CollectorConfig {
     fn default() -> Self {
@@ -77,6 +83,7 @@ impl Default for CollectorConfig {
             token_file: None,
             read_token_file: None,
             insecure: false,
+            snapshot_interval: default_snapshot_interval(),
         }
     }
 }
@@ -106,6 +113,10 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     (
         "insecure",
         "Allow a non-loopback listen address without a token.",
+    ),
+    (
+        "snapshot_interval",
+        "Time between store snapshots; a restart loads the newest one and replays only the write-ahead log written since. One is also written on shutdown.",
     ),
 ];
 
@@ -209,6 +220,7 @@ impl CollectorConfig {
                 "TALLY_COLLECTOR_READ_TOKEN",
             )?,
             insecure: self.insecure,
+            snapshot_interval: self.snapshot_interval,
         })
     }
 }

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 
 use crate::ingest::decode::{self, DecodeError, Format};
 use crate::ingest::points::{self, TimeWindow, attribute_text};
+use crate::store::snapshot::{self, SnapshotError};
 use crate::store::wal::{RecordKind, Wal, WalError};
 use crate::store::{AgentSeen, LogRecord, Stat, Store, StoreLimits};
 
@@ -50,6 +51,8 @@ pub struct CollectorOptions {
     pub read_token: Option<String>,
     /// Allow a non-loopback address without a token.
     pub insecure: bool,
+    /// Time between store snapshots (also written on shutdown).
+    pub snapshot_interval: Duration,
 }
 
 impl Default for CollectorOptions {
@@ -63,6 +66,7 @@ impl Default for CollectorOptions {
             token: None,
             read_token: None,
             insecure: false,
+            snapshot_interval: Duration::from_secs(600),
         }
     }
 }
@@ -81,6 +85,9 @@ pub enum CollectorError {
     /// The WAL could not be opened.
     #[error(transparent)]
     Wal(#[from] WalError),
+    /// A snapshot could not be written.
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
     /// Binding or serving failed.
     #[error("cannot serve on {addr}: {source}")]
     Serve {
@@ -100,6 +107,11 @@ struct Counters {
     wal_errors: AtomicU64,
     wal_truncated_bytes: AtomicU64,
     replayed_records: AtomicU64,
+    snapshots: AtomicU64,
+    snapshot_errors: AtomicU64,
+    snapshot_bytes: AtomicU64,
+    snapshot_micros: AtomicU64,
+    recovery_micros: AtomicU64,
 }
 
 /// Shared state of a running collector.
@@ -138,7 +150,28 @@ impl Collector {
             raw_points: 1440,
             log_records: 10_000,
         };
-        let mut store = Store::new(limits);
+        let started = std::time::Instant::now();
+        let counters = Counters::default();
+        std::fs::create_dir_all(&options.data_dir).map_err(|source| {
+            CollectorError::Wal(WalError::Io {
+                path: options.data_dir.clone(),
+                source,
+            })
+        })?;
+        // The snapshot, then the log written since it.
+        let (mut store, wal_seq) = match snapshot::read(&options.data_dir, limits) {
+            Ok(Some(loaded)) => (loaded.store, loaded.wal_seq),
+            Ok(None) => (Store::new(limits), 0),
+            Err(error) => {
+                // Keep the damaged file for inspection; replay what the log
+                // still holds rather than refusing to start.
+                counters.snapshot_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, "cannot load the store snapshot; starting from the write-ahead log alone");
+                let path = options.data_dir.join(snapshot::FILE_NAME);
+                let _ = std::fs::rename(&path, path.with_extension("bin.corrupt"));
+                (Store::new(limits), 0)
+            }
+        };
         let window = TimeWindow {
             oldest_ns: now_ns().saturating_sub(limits.retention_ns),
             newest_ns: u64::MAX,
@@ -146,31 +179,71 @@ impl Collector {
         let (wal, recovery) = Wal::open(
             &options.data_dir.join("wal"),
             options.retention,
+            wal_seq,
             |kind, payload| {
                 apply_record(&mut store, kind, payload, window);
             },
         )?;
+        let recovery_micros = started.elapsed().as_micros() as u64;
         tracing::info!(
             records = recovery.records,
             truncated_bytes = recovery.truncated_bytes,
             series = store.series_count(),
-            "store recovered from the write-ahead log"
+            from_snapshot = wal_seq > 0,
+            seconds = recovery_micros as f64 / 1e6,
+            "store recovered"
         );
-        let collector = Collector {
-            options,
-            inner: Mutex::new((wal, store)),
-            counters: Counters::default(),
-            ready: AtomicBool::new(true),
-        };
-        collector
-            .counters
+        counters
             .wal_truncated_bytes
             .store(recovery.truncated_bytes, Ordering::Relaxed);
-        collector
-            .counters
+        counters
             .replayed_records
             .store(recovery.records, Ordering::Relaxed);
-        Ok(Arc::new(collector))
+        counters
+            .recovery_micros
+            .store(recovery_micros, Ordering::Relaxed);
+        Ok(Arc::new(Collector {
+            options,
+            inner: Mutex::new((wal, store)),
+            counters,
+            ready: AtomicBool::new(true),
+        }))
+    }
+
+    /// Writes a snapshot of the store and deletes the log it covers. The
+    /// lock is held only to roll the log and encode; the file is written
+    /// while ingest goes on.
+    pub fn snapshot(&self) -> Result<usize, CollectorError> {
+        let started = std::time::Instant::now();
+        let result = (|| {
+            let (seq, bytes) = {
+                let mut guard = self.lock();
+                let (wal, store) = &mut *guard;
+                let seq = wal.roll_for_snapshot()?;
+                (seq, snapshot::encode(store, seq))
+            };
+            snapshot::write(&self.options.data_dir, &bytes)?;
+            self.lock().0.remove_before(seq)?;
+            Ok::<usize, CollectorError>(bytes.len())
+        })();
+        match &result {
+            Ok(bytes) => {
+                self.counters.snapshots.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .snapshot_bytes
+                    .store(*bytes as u64, Ordering::Relaxed);
+                self.counters
+                    .snapshot_micros
+                    .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            }
+            Err(error) => {
+                self.counters
+                    .snapshot_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, "store snapshot failed; the write-ahead log keeps everything");
+            }
+        }
+        result
     }
 
     fn lock(&self) -> MutexGuard<'_, (Wal, Store)> {
@@ -346,25 +419,41 @@ pub async fn serve(
     let expiring = Arc::clone(&collector);
     let mut expiry_shutdown = shutdown.clone();
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        let mut expiry = tokio::time::interval(Duration::from_secs(60));
+        let interval = expiring
+            .options
+            .snapshot_interval
+            .max(Duration::from_secs(1));
+        let mut snapshots =
+            tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         loop {
             tokio::select! {
-                _ = tick.tick() => {
+                _ = expiry.tick() => {
                     let gone = expiring.lock().1.expire(now_ns());
                     if gone > 0 {
                         tracing::debug!(series = gone, "expired idle series");
                     }
                 }
-                _ = expiry_shutdown.wait_for(|stop| *stop) => break,
+                _ = snapshots.tick() => {
+                    let collector = Arc::clone(&expiring);
+                    // Errors are counted and logged inside.
+                    let _ = tokio::task::spawn_blocking(move || collector.snapshot()).await;
+                }
+                // The guard `wait_for` returns is not `Send`: drop it here.
+                _ = async { let _ = expiry_shutdown.wait_for(|stop| *stop).await; } => break,
             }
         }
     });
-    axum::serve(listener, router(collector))
+    let served = axum::serve(listener, router(Arc::clone(&collector)))
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         })
         .await
-        .map_err(|source| CollectorError::Serve { addr, source })
+        .map_err(|source| CollectorError::Serve { addr, source });
+    // A clean stop leaves a fresh snapshot, so the next start is fast.
+    let stopping = Arc::clone(&collector);
+    let _ = tokio::task::spawn_blocking(move || stopping.snapshot()).await;
+    served
 }
 
 struct Refusal {
@@ -704,10 +793,10 @@ async fn api_series(
         s.select(metric, &matchers)
             .map(|series| {
                 json!({
-                    "labels": series.labels.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+                    "labels": series.labels().iter().collect::<std::collections::BTreeMap<_, _>>(),
                     "kind": series.kind,
                     "latest": series.latest(),
-                    "points": series.recent.iter().map(|(t, v)| json!([*t as f64 / 1e9, v])).collect::<Vec<_>>(),
+                    "points": series.recent_points().map(|(t, v)| json!([t as f64 / 1e9, v])).collect::<Vec<_>>(),
                 })
             })
             .collect()
@@ -740,7 +829,7 @@ async fn api_query(
             .filter_map(|series| {
                 Store::stat(series, stat, from, to).map(|value| {
                     json!({
-                        "labels": series.labels.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+                        "labels": series.labels().iter().collect::<std::collections::BTreeMap<_, _>>(),
                         "value": value,
                     })
                 })
@@ -921,7 +1010,22 @@ async fn own_metrics(State(collector): State<Arc<Collector>>) -> Response {
          tally_collector_wal_truncated_bytes_total {}\n\
          # HELP tally_collector_wal_replayed_records Records replayed from the write-ahead log at start.\n\
          # TYPE tally_collector_wal_replayed_records gauge\n\
-         tally_collector_wal_replayed_records {}\n",
+         tally_collector_wal_replayed_records {}\n\
+         # HELP tally_collector_snapshots_total Store snapshots written.\n\
+         # TYPE tally_collector_snapshots_total counter\n\
+         tally_collector_snapshots_total {}\n\
+         # HELP tally_collector_snapshot_errors_total Store snapshots that failed to write or load.\n\
+         # TYPE tally_collector_snapshot_errors_total counter\n\
+         tally_collector_snapshot_errors_total {}\n\
+         # HELP tally_collector_snapshot_bytes Size of the newest snapshot.\n\
+         # TYPE tally_collector_snapshot_bytes gauge\n\
+         tally_collector_snapshot_bytes {}\n\
+         # HELP tally_collector_snapshot_duration_seconds Time the newest snapshot took.\n\
+         # TYPE tally_collector_snapshot_duration_seconds gauge\n\
+         tally_collector_snapshot_duration_seconds {}\n\
+         # HELP tally_collector_recovery_duration_seconds Time the last start took to load the snapshot and replay the log.\n\
+         # TYPE tally_collector_recovery_duration_seconds gauge\n\
+         tally_collector_recovery_duration_seconds {}\n",
         load(&c.requests_ok),
         load(&c.requests_partial),
         load(&c.requests_rejected),
@@ -933,6 +1037,11 @@ async fn own_metrics(State(collector): State<Arc<Collector>>) -> Response {
         load(&c.wal_errors),
         load(&c.wal_truncated_bytes),
         load(&c.replayed_records),
+        load(&c.snapshots),
+        load(&c.snapshot_errors),
+        load(&c.snapshot_bytes),
+        load(&c.snapshot_micros) as f64 / 1e6,
+        load(&c.recovery_micros) as f64 / 1e6,
     );
     (
         [(

@@ -49,6 +49,16 @@ impl ExpHistogram {
         }
     }
 
+    /// An empty histogram that starts at `scale` instead of the finest one:
+    /// a coarser start keeps stable series in one or two buckets (the
+    /// collector's stored sketches use this to bound their size).
+    pub fn with_scale(max_buckets: usize, scale: i32) -> Self {
+        Self {
+            scale: scale.clamp(-10, MAX_SCALE),
+            ..Self::new(max_buckets)
+        }
+    }
+
     /// Records one value. Zero and negative values land in the zero bucket
     /// (the quantities sampled here cannot be negative; a negative reading
     /// means a counter reset and is better counted than lost). NaN is

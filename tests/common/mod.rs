@@ -24,6 +24,16 @@ pub struct Running {
     pub name: &'static str,
 }
 
+impl Running {
+    /// Asks the process to stop (SIGTERM) and waits for it to exit.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().expect("wait for the process")
+    }
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -146,9 +156,20 @@ pub fn peer(name: &str, test: &str) -> Option<PathBuf> {
 
 /// Starts `tally collector` on `port` with its data in `data`.
 pub fn start_collector(port: u16, data: &Path, log: &Path) -> Running {
+    start_collector_with_env(port, data, log, &[])
+}
+
+/// `tally collector` with extra environment (configuration overrides).
+pub fn start_collector_with_env(
+    port: u16,
+    data: &Path,
+    log: &Path,
+    env: &[(&str, &str)],
+) -> Running {
     let log = std::fs::File::create(log).expect("collector log");
     Running {
         child: Command::new(env!("CARGO_BIN_EXE_tally"))
+            .envs(env.iter().copied())
             .args([
                 "collector",
                 "--listen",

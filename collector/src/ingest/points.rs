@@ -10,10 +10,11 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, metric::Data, number_data_point,
 };
+use std::sync::Arc;
+
 use tally_schema::exphist::ExpHistogram;
 
-/// Sorted `(key, value)` attributes identifying a series.
-pub type Labels = Vec<(String, String)>;
+use crate::store::{LabelSet, Labels};
 
 /// What one sample carries.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,9 +37,10 @@ pub enum SampleValue {
 /// One sample of one series.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
-    /// Metric name.
-    pub metric: String,
-    /// Resource plus point attributes, sorted by key.
+    /// Metric name (shared by the metric's points).
+    pub metric: Arc<str>,
+    /// Resource plus point attributes, sorted by key (shared by the points
+    /// of a resource that carry no attributes of their own).
     pub labels: Labels,
     /// Observation time.
     pub time_ns: u64,
@@ -99,16 +101,34 @@ pub fn attribute_text(value: Option<&AnyValue>) -> String {
     }
 }
 
-fn labels_of(resource: &[KeyValue], point: &[KeyValue]) -> Labels {
-    let mut labels: Labels = resource
-        .iter()
-        .chain(point)
-        .map(|kv| (kv.key.clone(), attribute_text(kv.value.as_ref())))
+/// The label set of one resource, built once and shared by its points.
+fn resource_labels(resource: &[KeyValue]) -> Labels {
+    Arc::new(LabelSet::new(
+        resource
+            .iter()
+            .map(|kv| (kv.key.clone(), attribute_text(kv.value.as_ref())))
+            .collect(),
+    ))
+}
+
+/// The labels of a point: its resource's set when it has no attributes of
+/// its own (the common case: no allocation), else a merged set in which
+/// point attributes win over resource attributes of the same key.
+fn labels_of(resource: &Labels, point: &[KeyValue], extra: Option<(&str, String)>) -> Labels {
+    if point.is_empty() && extra.is_none() {
+        return Arc::clone(resource);
+    }
+    let pairs = extra
+        .map(|(k, v)| (k.to_owned(), v))
+        .into_iter()
+        .chain(
+            point
+                .iter()
+                .map(|kv| (kv.key.clone(), attribute_text(kv.value.as_ref()))),
+        )
+        .chain(resource.iter().map(|(k, v)| (k.to_owned(), v.to_owned())))
         .collect();
-    labels.sort();
-    // Point attributes win over resource attributes of the same key.
-    labels.dedup_by(|later, earlier| later.0 == earlier.0);
-    labels
+    Arc::new(LabelSet::new(pairs))
 }
 
 fn number(value: Option<&number_data_point::Value>) -> Option<f64> {
@@ -122,11 +142,13 @@ fn number(value: Option<&number_data_point::Value>) -> Option<f64> {
 pub fn flatten(request: &ExportMetricsServiceRequest, window: TimeWindow) -> Flattened {
     let mut out = Flattened::default();
     for resource_metrics in &request.resource_metrics {
-        let resource: &[KeyValue] = resource_metrics
-            .resource
-            .as_ref()
-            .map(|r| r.attributes.as_slice())
-            .unwrap_or(&[]);
+        let resource = resource_labels(
+            resource_metrics
+                .resource
+                .as_ref()
+                .map(|r| r.attributes.as_slice())
+                .unwrap_or(&[]),
+        );
         for scope in &resource_metrics.scope_metrics {
             for metric in &scope.metrics {
                 if metric.name.is_empty() {
@@ -136,7 +158,7 @@ pub fn flatten(request: &ExportMetricsServiceRequest, window: TimeWindow) -> Fla
                     );
                     continue;
                 }
-                flatten_metric(&mut out, metric, resource, window);
+                flatten_metric(&mut out, metric, &resource, window);
             }
         }
     }
@@ -164,13 +186,14 @@ fn check_time(out: &mut Flattened, metric: &str, time_ns: u64, window: TimeWindo
 fn flatten_metric(
     out: &mut Flattened,
     metric: &opentelemetry_proto::tonic::metrics::v1::Metric,
-    resource: &[KeyValue],
+    resource: &Labels,
     window: TimeWindow,
 ) {
     let name = &metric.name;
+    let shared_name: Arc<str> = Arc::from(name.as_str());
     let push = |out: &mut Flattened, labels: Labels, time_ns: u64, value: SampleValue| {
         out.samples.push(Sample {
-            metric: name.clone(),
+            metric: Arc::clone(&shared_name),
             labels,
             time_ns,
             value,
@@ -185,7 +208,7 @@ fn flatten_metric(
                 match number(p.value.as_ref()) {
                     Some(v) if v.is_finite() => push(
                         out,
-                        labels_of(resource, &p.attributes),
+                        labels_of(resource, &p.attributes, None),
                         p.time_unix_nano,
                         SampleValue::Gauge(v),
                     ),
@@ -217,7 +240,7 @@ fn flatten_metric(
                 };
                 push(
                     out,
-                    labels_of(resource, &p.attributes),
+                    labels_of(resource, &p.attributes, None),
                     p.time_unix_nano,
                     value,
                 );
@@ -254,7 +277,7 @@ fn flatten_metric(
                 let value = SampleValue::Distribution(Box::new(sketch));
                 push(
                     out,
-                    labels_of(resource, &p.attributes),
+                    labels_of(resource, &p.attributes, None),
                     p.time_unix_nano,
                     value,
                 );
@@ -294,7 +317,7 @@ fn flatten_metric(
                 }
                 push(
                     out,
-                    labels_of(resource, &p.attributes),
+                    labels_of(resource, &p.attributes, None),
                     p.time_unix_nano,
                     SampleValue::Distribution(Box::new(sketch)),
                 );
@@ -305,19 +328,21 @@ fn flatten_metric(
                 if !check_time(out, name, p.time_unix_nano, window) {
                     continue;
                 }
-                let labels = labels_of(resource, &p.attributes);
+                let labels = labels_of(resource, &p.attributes, None);
                 for q in &p.quantile_values {
                     if q.value.is_finite() {
-                        let mut labels = labels.clone();
-                        labels.push(("quantile".to_owned(), q.quantile.to_string()));
-                        labels.sort();
+                        let labels = labels_of(
+                            resource,
+                            &p.attributes,
+                            Some(("quantile", q.quantile.to_string())),
+                        );
                         push(out, labels, p.time_unix_nano, SampleValue::Gauge(q.value));
                     }
                 }
                 if p.sum.is_finite() {
                     out.samples.push(Sample {
-                        metric: format!("{name}_sum"),
-                        labels: labels.clone(),
+                        metric: Arc::from(format!("{name}_sum")),
+                        labels: Arc::clone(&labels),
                         time_ns: p.time_unix_nano,
                         value: SampleValue::Cumulative {
                             value: p.sum,
@@ -326,7 +351,7 @@ fn flatten_metric(
                     });
                 }
                 out.samples.push(Sample {
-                    metric: format!("{name}_count"),
+                    metric: Arc::from(format!("{name}_count")),
                     labels,
                     time_ns: p.time_unix_nano,
                     value: SampleValue::Cumulative {

@@ -6,27 +6,36 @@
 //! memory over 14 days) by merging at most 336 sketches per series, never
 //! by scanning raw points.
 
+pub mod labels;
+pub mod raw;
+pub mod snapshot;
+pub mod tier;
 pub mod wal;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
 
 use serde::Serialize;
 use tally_schema::exphist::ExpHistogram;
 
-use crate::ingest::points::{Labels, Sample, SampleValue};
+use crate::ingest::points::{Sample, SampleValue};
+pub use labels::{Interner, LabelSet, Labels};
+use raw::RawWindow;
+pub use tier::Aggregate;
+use tier::Tier;
 
 /// Nanoseconds per hour.
 const HOUR_NS: u64 = 3_600_000_000_000;
-/// Nanoseconds per day.
-const DAY_NS: u64 = 24 * HOUR_NS;
+/// Hours per day.
+const DAY_HOURS: u32 = 24;
 /// Hours kept at hourly resolution; older hours are rolled up into days,
 /// so 14 days cost 48 + 12 aggregates per series instead of 336.
-const HOURLY_TIER_NS: u64 = 48 * HOUR_NS;
+const HOURLY_TIER_HOURS: u32 = 48;
 
 /// Store limits.
 #[derive(Debug, Clone, Copy)]
 pub struct StoreLimits {
-    /// How long hourly aggregates are kept.
+    /// How long aggregates are kept.
     pub retention_ns: u64,
     /// How long raw points are kept for sparklines.
     pub raw_window_ns: u64,
@@ -34,64 +43,6 @@ pub struct StoreLimits {
     pub raw_points: usize,
     /// Log records kept in memory.
     pub log_records: usize,
-}
-
-/// One hour of one series.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Aggregate {
-    /// Smallest value seen.
-    pub min: f64,
-    /// Largest value seen.
-    pub max: f64,
-    /// Sum of values (for deltas: the total increase in the hour).
-    pub sum: f64,
-    /// Number of values.
-    pub count: u64,
-    /// Distribution of values.
-    #[serde(skip)]
-    pub sketch: ExpHistogram,
-}
-
-impl Default for Aggregate {
-    fn default() -> Self {
-        Self {
-            min: f64::INFINITY,
-            max: f64::NEG_INFINITY,
-            sum: 0.0,
-            count: 0,
-            sketch: ExpHistogram::default(),
-        }
-    }
-}
-
-impl Aggregate {
-    fn observe(&mut self, value: f64) {
-        self.min = self.min.min(value);
-        self.max = self.max.max(value);
-        self.sum += value;
-        self.count += 1;
-        self.sketch.record(value);
-    }
-
-    fn merge(&mut self, other: &Aggregate) {
-        self.min = self.min.min(other.min);
-        self.max = self.max.max(other.max);
-        self.sum += other.sum;
-        self.count += other.count;
-        self.sketch.merge(&other.sketch);
-    }
-
-    fn merge_distribution(&mut self, sketch: &ExpHistogram) {
-        if let Some(min) = sketch.min() {
-            self.min = self.min.min(min);
-        }
-        if let Some(max) = sketch.max() {
-            self.max = self.max.max(max);
-        }
-        self.sum += sketch.sum();
-        self.count += sketch.count();
-        self.sketch.merge(sketch);
-    }
 }
 
 /// How a series' values combine.
@@ -106,21 +57,42 @@ pub enum SeriesKind {
     Distribution,
 }
 
+impl SeriesKind {
+    /// Stable code for snapshots.
+    pub fn code(self) -> u8 {
+        match self {
+            SeriesKind::Gauge => 0,
+            SeriesKind::Counter => 1,
+            SeriesKind::Distribution => 2,
+        }
+    }
+
+    /// The kind of a snapshot code.
+    pub fn from_code(code: u8) -> Option<SeriesKind> {
+        match code {
+            0 => Some(SeriesKind::Gauge),
+            1 => Some(SeriesKind::Counter),
+            2 => Some(SeriesKind::Distribution),
+            _ => None,
+        }
+    }
+}
+
 /// One series.
 #[derive(Debug, Clone)]
 pub struct Series {
-    /// Metric name.
-    pub metric: String,
-    /// Identifying labels.
-    pub labels: Labels,
+    metric: Arc<str>,
+    labels: Labels,
     /// How values combine.
     pub kind: SeriesKind,
-    /// Hourly aggregates of the last 48 hours, keyed by hour start (ns).
-    pub hours: BTreeMap<u64, Aggregate>,
-    /// Daily aggregates of older hours, keyed by day start (ns).
-    pub days: BTreeMap<u64, Aggregate>,
-    /// Recent `(time ns, value)` points; for counters the running total.
-    pub recent: VecDeque<(u64, f64)>,
+    /// The hour being written: `(hours since the epoch, aggregate)`.
+    open: Option<(u32, Aggregate)>,
+    /// Sealed hours of the last 48 hours.
+    hours: Tier,
+    /// Sealed days (keyed by their first hour) of older data.
+    days: Tier,
+    /// Recent points; for counters the running total.
+    recent: RawWindow,
     /// Last cumulative `(start ns, value)`, for delta conversion.
     last_cumulative: Option<(u64, f64)>,
     /// Running total of a counter since the collector first saw it.
@@ -130,28 +102,168 @@ pub struct Series {
 }
 
 impl Series {
+    fn new(metric: Arc<str>, labels: Labels, kind: SeriesKind) -> Self {
+        Self {
+            metric,
+            labels,
+            kind,
+            open: None,
+            hours: Tier::default(),
+            days: Tier::default(),
+            recent: RawWindow::default(),
+            last_cumulative: None,
+            total: 0.0,
+            last_ns: 0,
+        }
+    }
+
+    /// Metric name.
+    pub fn metric(&self) -> &str {
+        &self.metric
+    }
+
+    /// Identifying labels.
+    pub fn labels(&self) -> &LabelSet {
+        &self.labels
+    }
+
     /// The value of label `key`.
     pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels
-            .binary_search_by(|(k, _)| k.as_str().cmp(key))
-            .ok()
-            .map(|i| self.labels[i].1.as_str())
+        self.labels.get(key)
     }
 
     /// The newest raw value (counters: running total).
     pub fn latest(&self) -> Option<f64> {
-        self.recent.back().map(|(_, v)| *v)
+        self.recent.newest().map(|(_, v)| v)
     }
 
     /// Rate per second over the raw window's last two points (counters).
     pub fn latest_rate(&self) -> Option<f64> {
-        let n = self.recent.len();
-        if n < 2 {
-            return None;
-        }
-        let (t0, v0) = self.recent[n - 2];
-        let (t1, v1) = self.recent[n - 1];
+        let (t0, v0) = self.recent.previous()?;
+        let (t1, v1) = self.recent.newest()?;
         (t1 > t0).then(|| (v1 - v0) / ((t1 - t0) as f64 / 1e9))
+    }
+
+    /// Raw points `(ns, value)` in time order (counters: running total).
+    pub fn recent_points(&self) -> impl Iterator<Item = (u64, f64)> + '_ {
+        self.recent.points()
+    }
+
+    /// Number of hourly and daily aggregates held (sealed and open).
+    pub fn aggregate_count(&self) -> (usize, usize) {
+        (
+            self.hours.len() + usize::from(self.open.is_some()),
+            self.days.len(),
+        )
+    }
+
+    /// Daily peaks `(day start ns, max)` over the retention window, oldest
+    /// first: the memory-like question "how high did it go each day".
+    pub fn daily_peaks(&self) -> Vec<(u64, f64)> {
+        let mut peaks: BTreeMap<u32, f64> = BTreeMap::new();
+        let mut add = |start: u32, max: f64| {
+            let day = start / DAY_HOURS * DAY_HOURS;
+            let peak = peaks.entry(day).or_insert(f64::NEG_INFINITY);
+            *peak = peak.max(max);
+        };
+        for tier in [&self.days, &self.hours] {
+            tier.fold_range(0, u32::MAX, None, |s| add(s.start, s.max));
+        }
+        if let Some((hour, open)) = &self.open {
+            add(*hour, open.max);
+        }
+        peaks
+            .into_iter()
+            .map(|(day, max)| (u64::from(day) * HOUR_NS, max))
+            .collect()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        let open = self.open.as_ref().map_or(0, |(_, a)| {
+            a.sketch
+                .as_ref()
+                .map_or(0, |s| 64 + s.bucket_counts().len() * 8)
+        });
+        open + self.hours.heap_bytes() + self.days.heap_bytes() + self.recent.heap_bytes()
+    }
+
+    /// Adds `value` (or a distribution) to its hour, sealing the open hour
+    /// when a newer one starts and rolling old hours into days.
+    fn observe(&mut self, hour: u32, value: Observation<'_>, retention_hours: u32) {
+        let with_sketch = self.kind != SeriesKind::Counter;
+        match &mut self.open {
+            Some((open_hour, aggregate)) if *open_hour == hour => value.add_to(aggregate),
+            Some((open_hour, _)) if *open_hour > hour => {
+                // Late data for a sealed hour (a spool replay): merge in place.
+                let mut late = Aggregate::new(with_sketch);
+                value.add_to(&mut late);
+                if hour >= self.hours.iter().next().map_or(0, |r| r.start) {
+                    self.hours.push(hour, &late);
+                } else {
+                    self.days.push(hour / DAY_HOURS * DAY_HOURS, &late);
+                }
+            }
+            _ => {
+                let mut aggregate = Aggregate::new(with_sketch);
+                value.add_to(&mut aggregate);
+                if let Some((sealed_hour, sealed)) = self.open.replace((hour, aggregate)) {
+                    self.hours.push(sealed_hour, &sealed);
+                }
+                self.roll_up(hour, retention_hours);
+            }
+        }
+    }
+
+    /// Moves hours older than the hourly tier into days and drops days
+    /// past retention.
+    fn roll_up(&mut self, newest_hour: u32, retention_hours: u32) {
+        let hourly_from = newest_hour.saturating_sub(HOURLY_TIER_HOURS);
+        if self
+            .hours
+            .iter()
+            .next()
+            .is_some_and(|r| r.start < hourly_from)
+        {
+            let mut day: Option<(u32, Aggregate)> = None;
+            for record in self.hours.split_off_before(hourly_from) {
+                let start = record.start / DAY_HOURS * DAY_HOURS;
+                match &mut day {
+                    Some((d, aggregate)) if *d == start => aggregate.merge(&record.aggregate),
+                    _ => {
+                        if let Some((d, aggregate)) = day.replace((start, record.aggregate)) {
+                            self.days.push(d, &aggregate);
+                        }
+                    }
+                }
+            }
+            if let Some((d, aggregate)) = day {
+                self.days.push(d, &aggregate);
+            }
+        }
+        let oldest_day = newest_hour.saturating_sub(retention_hours) / DAY_HOURS * DAY_HOURS;
+        if self
+            .days
+            .iter()
+            .next()
+            .is_some_and(|r| r.start < oldest_day)
+        {
+            self.days.split_off_before(oldest_day);
+        }
+    }
+}
+
+/// A value being added to an aggregate.
+enum Observation<'a> {
+    Value(f64),
+    Distribution(&'a ExpHistogram),
+}
+
+impl Observation<'_> {
+    fn add_to(&self, aggregate: &mut Aggregate) {
+        match self {
+            Observation::Value(v) => aggregate.observe(*v),
+            Observation::Distribution(d) => aggregate.observe_distribution(d),
+        }
     }
 }
 
@@ -218,8 +330,8 @@ pub struct LogRecord {
     pub severity: String,
     /// Body as text.
     pub body: String,
-    /// Resource and record attributes.
-    pub attributes: Labels,
+    /// Resource and record attributes, sorted by key.
+    pub attributes: Vec<(String, String)>,
 }
 
 /// Ingest counters.
@@ -237,10 +349,11 @@ pub struct StoreStats {
 #[derive(Debug)]
 pub struct Store {
     limits: StoreLimits,
-    /// Series by a hash of (metric, labels); a bucket holds the rare
-    /// collisions. Looking up by hash avoids cloning the key per sample.
-    series: HashMap<u64, Vec<Series>>,
+    /// Series by metric, then by label set: a query for one metric visits
+    /// only that metric's series, and a label set's hash is computed once.
+    metrics: HashMap<Arc<str>, HashMap<Labels, Series>>,
     series_total: usize,
+    interner: Interner,
     agents: BTreeMap<(String, String), AgentSeen>,
     logs: VecDeque<LogRecord>,
     stats: StoreStats,
@@ -251,12 +364,18 @@ impl Store {
     pub fn new(limits: StoreLimits) -> Self {
         Self {
             limits,
-            series: HashMap::new(),
+            metrics: HashMap::new(),
             series_total: 0,
+            interner: Interner::default(),
             agents: BTreeMap::new(),
             logs: VecDeque::new(),
             stats: StoreStats::default(),
         }
+    }
+
+    /// The limits.
+    pub fn limits(&self) -> StoreLimits {
+        self.limits
     }
 
     /// Counters.
@@ -269,58 +388,51 @@ impl Store {
         self.series_total
     }
 
-    fn all_series(&self) -> impl Iterator<Item = &Series> {
-        self.series.values().flatten()
+    /// Every series.
+    pub fn all_series(&self) -> impl Iterator<Item = &Series> {
+        self.metrics.values().flat_map(HashMap::values)
+    }
+
+    fn retention_hours(&self) -> u32 {
+        (self.limits.retention_ns / HOUR_NS) as u32
     }
 
     /// Applies one sample.
     pub fn apply(&mut self, sample: Sample) {
-        let hour = sample.time_ns / HOUR_NS * HOUR_NS;
+        let hour = (sample.time_ns / HOUR_NS) as u32;
         let kind = match sample.value {
             SampleValue::Gauge(_) => SeriesKind::Gauge,
             SampleValue::Delta(_) | SampleValue::Cumulative { .. } => SeriesKind::Counter,
             SampleValue::Distribution(_) => SeriesKind::Distribution,
         };
+        let retention_hours = self.retention_hours();
         let limits = self.limits;
-        let hash = {
-            use std::hash::{Hash, Hasher};
-            let mut hasher = std::collections::hash_map::DefaultHasher::new();
-            sample.metric.hash(&mut hasher);
-            sample.labels.hash(&mut hasher);
-            hasher.finish()
-        };
-        let bucket = self.series.entry(hash).or_default();
-        let position = match bucket
-            .iter()
-            .position(|s| s.metric == sample.metric && s.labels == sample.labels)
+        let series = match self
+            .metrics
+            .get_mut(&*sample.metric)
+            .and_then(|by_labels| by_labels.get_mut(&sample.labels))
         {
-            Some(position) => position,
+            Some(series) => series,
             None => {
-                bucket.push(Series {
-                    metric: sample.metric,
-                    labels: sample.labels,
-                    kind,
-                    hours: BTreeMap::new(),
-                    days: BTreeMap::new(),
-                    recent: VecDeque::new(),
-                    last_cumulative: None,
-                    total: 0.0,
-                    last_ns: 0,
-                });
+                let metric = self.interner.name(&sample.metric);
+                let labels = self.interner.labels(&sample.labels);
                 self.series_total += 1;
-                bucket.len() - 1
+                self.metrics
+                    .entry(Arc::clone(&metric))
+                    .or_default()
+                    .entry(Arc::clone(&labels))
+                    .or_insert_with(|| Series::new(metric, labels, kind))
             }
         };
-        let series = &mut bucket[position];
         series.last_ns = series.last_ns.max(sample.time_ns);
         let recent_value = match sample.value {
             SampleValue::Gauge(v) => {
-                series.hours.entry(hour).or_default().observe(v);
+                series.observe(hour, Observation::Value(v), retention_hours);
                 Some(v)
             }
             SampleValue::Delta(d) => {
                 series.total += d;
-                series.hours.entry(hour).or_default().observe(d);
+                series.observe(hour, Observation::Value(d), retention_hours);
                 Some(series.total)
             }
             SampleValue::Cumulative { value, start_ns } => {
@@ -339,49 +451,20 @@ impl Store {
                 series.last_cumulative = Some((start_ns, value));
                 if let Some(delta) = delta {
                     series.total += delta;
-                    series.hours.entry(hour).or_default().observe(delta);
+                    series.observe(hour, Observation::Value(delta), retention_hours);
                 }
                 Some(series.total)
             }
             SampleValue::Distribution(sketch) => {
-                series
-                    .hours
-                    .entry(hour)
-                    .or_default()
-                    .merge_distribution(&sketch);
+                series.observe(hour, Observation::Distribution(&sketch), retention_hours);
                 None
             }
         };
         if let Some(value) = recent_value {
-            series.recent.push_back((sample.time_ns, value));
             let oldest = sample.time_ns.saturating_sub(limits.raw_window_ns);
-            while series.recent.len() > limits.raw_points
-                || series.recent.front().is_some_and(|(t, _)| *t < oldest)
-            {
-                series.recent.pop_front();
-            }
-        }
-        // Roll hours past the hourly tier into days (newest time seen so
-        // far decides, so a late point cannot un-roll anything).
-        let hourly_from = series.last_ns.saturating_sub(HOURLY_TIER_NS) / HOUR_NS * HOUR_NS;
-        while let Some(entry) = series.hours.first_entry() {
-            if *entry.key() >= hourly_from {
-                break;
-            }
-            let (hour, aggregate) = entry.remove_entry();
             series
-                .days
-                .entry(hour / DAY_NS * DAY_NS)
-                .or_default()
-                .merge(&aggregate);
-        }
-        let oldest_day = series.last_ns.saturating_sub(limits.retention_ns) / DAY_NS * DAY_NS;
-        while series
-            .days
-            .first_key_value()
-            .is_some_and(|(d, _)| *d < oldest_day)
-        {
-            series.days.pop_first();
+                .recent
+                .push(sample.time_ns, value, oldest, limits.raw_points);
         }
         self.stats.samples += 1;
     }
@@ -391,40 +474,25 @@ impl Store {
     pub fn expire(&mut self, now_ns: u64) -> usize {
         let oldest = now_ns.saturating_sub(self.limits.retention_ns);
         let before = self.series_total;
-        for bucket in self.series.values_mut() {
-            bucket.retain(|series| series.last_ns >= oldest);
+        for by_labels in self.metrics.values_mut() {
+            by_labels.retain(|_, series| series.last_ns >= oldest);
         }
-        self.series.retain(|_, bucket| !bucket.is_empty());
-        self.series_total = self.series.values().map(Vec::len).sum();
+        self.metrics.retain(|_, by_labels| !by_labels.is_empty());
+        self.series_total = self.metrics.values().map(HashMap::len).sum();
+        self.interner.sweep();
         before - self.series_total
     }
 
-    /// An estimate of the heap the series hold, in bytes (labels, hourly
-    /// aggregates with their sketch buckets, raw points).
+    /// An estimate of the heap the store holds for series, in bytes:
+    /// interned labels and names counted once, map slots, aggregates and
+    /// raw windows.
     pub fn estimated_bytes(&self) -> usize {
-        self.all_series()
-            .map(|s| {
-                let labels: usize = s
-                    .labels
-                    .iter()
-                    .map(|(k, v)| k.len() + v.len() + 48)
-                    .sum::<usize>()
-                    * 2;
-                let hours: usize = s
-                    .hours
-                    .values()
-                    .chain(s.days.values())
-                    .map(|a| {
-                        std::mem::size_of::<Aggregate>() + 48 + a.sketch.bucket_counts().len() * 8
-                    })
-                    .sum();
-                std::mem::size_of::<Series>()
-                    + s.metric.len() * 2
-                    + labels
-                    + hours
-                    + s.recent.len() * 16
-            })
-            .sum()
+        let slot = std::mem::size_of::<(Labels, Series)>() + 8;
+        self.interner.heap_bytes()
+            + self
+                .all_series()
+                .map(|s| slot + s.heap_bytes())
+                .sum::<usize>()
     }
 
     /// Records a push from an agent or SDK.
@@ -456,67 +524,81 @@ impl Store {
         self.logs.iter().skip(self.logs.len().saturating_sub(limit))
     }
 
-    /// Series of `metric` whose labels include every `matchers` pair.
+    /// Series of `metric` whose labels include every `matchers` pair,
+    /// ordered by their labels (answers do not depend on hash order).
     pub fn select<'a>(
         &'a self,
-        metric: &'a str,
-        matchers: &'a [(String, String)],
+        metric: &str,
+        matchers: &[(String, String)],
     ) -> impl Iterator<Item = &'a Series> + 'a {
-        self.all_series().filter(move |s| {
-            s.metric == metric && matchers.iter().all(|(k, v)| s.label(k) == Some(v.as_str()))
-        })
+        let mut selected: Vec<&Series> = self
+            .metrics
+            .get(metric)
+            .into_iter()
+            .flat_map(HashMap::values)
+            .filter(|s| matchers.iter().all(|(k, v)| s.label(k) == Some(v.as_str())))
+            .collect();
+        selected.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+        selected.into_iter()
     }
 
     /// Every metric name with its series count.
     pub fn metrics(&self) -> BTreeMap<&str, usize> {
-        let mut names = BTreeMap::new();
-        for series in self.all_series() {
-            *names.entry(series.metric.as_str()).or_insert(0) += 1;
-        }
-        names
+        self.metrics
+            .iter()
+            .map(|(name, by_labels)| (&**name, by_labels.len()))
+            .collect()
     }
 
     /// `stat` of one series over `[from_ns, to_ns]`, merging the hourly
     /// and daily aggregates that overlap the window (beyond 48 hours the
-    /// window is widened to whole days).
+    /// window is widened to whole days), in O(aggregates × sketch size).
     pub fn stat(series: &Series, stat: Stat, from_ns: u64, to_ns: u64) -> Option<f64> {
-        let first_hour = from_ns / HOUR_NS * HOUR_NS;
-        let first_day = from_ns / DAY_NS * DAY_NS;
-        let hours = series
+        let first_hour = (from_ns / HOUR_NS) as u32;
+        let last_hour = (to_ns / HOUR_NS) as u32;
+        let first_day = first_hour / DAY_HOURS * DAY_HOURS;
+        let mut merged = matches!(stat, Stat::Quantile(_)).then(tier::stored_sketch);
+        let (mut min, mut max, mut sum, mut count, mut any) =
+            (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0u64, false);
+        let mut visit = |s: &tier::Summary| {
+            min = min.min(s.min);
+            max = max.max(s.max);
+            sum += s.sum;
+            count += s.count;
+            any = true;
+        };
+        series
             .days
-            .range(first_day..=to_ns)
-            .chain(series.hours.range(first_hour..=to_ns));
+            .fold_range(first_day, last_hour, merged.as_mut(), &mut visit);
+        series
+            .hours
+            .fold_range(first_hour, last_hour, merged.as_mut(), &mut visit);
+        if let Some((hour, open)) = &series.open
+            && (first_hour..=last_hour).contains(hour)
+        {
+            visit(&tier::Summary {
+                start: *hour,
+                count: open.count,
+                min: open.min,
+                max: open.max,
+                sum: open.sum,
+            });
+            if let (Some(target), Some(sketch)) = (merged.as_mut(), &open.sketch) {
+                target.merge(sketch);
+            }
+        }
+        if !any {
+            return None;
+        }
         match stat {
-            Stat::Quantile(q) => {
-                let mut merged = ExpHistogram::default();
-                for (_, aggregate) in hours {
-                    merged.merge(&aggregate.sketch);
-                }
-                merged.quantile(q)
-            }
-            Stat::Max => hours.map(|(_, a)| a.max).reduce(f64::max),
-            Stat::Min => hours.map(|(_, a)| a.min).reduce(f64::min),
-            Stat::Avg => {
-                let (sum, count) =
-                    hours.fold((0.0, 0u64), |(s, c), (_, a)| (s + a.sum, c + a.count));
-                (count > 0).then(|| sum / count as f64)
-            }
-            Stat::Increase => {
-                let mut any = false;
-                let sum = hours.fold(0.0, |s, (_, a)| {
-                    any = true;
-                    s + a.sum
-                });
-                any.then_some(sum)
-            }
+            Stat::Quantile(q) => merged.and_then(|m| m.quantile(q)),
+            Stat::Max => Some(max),
+            Stat::Min => Some(min),
+            Stat::Avg => (count > 0).then(|| sum / count as f64),
+            Stat::Increase => Some(sum),
             Stat::Rate => {
-                let mut any = false;
-                let sum = hours.fold(0.0, |s, (_, a)| {
-                    any = true;
-                    s + a.sum
-                });
                 let seconds = (to_ns.saturating_sub(from_ns)) as f64 / 1e9;
-                (any && seconds > 0.0).then(|| sum / seconds)
+                (seconds > 0.0).then(|| sum / seconds)
             }
         }
     }
@@ -526,9 +608,10 @@ impl Store {
 mod tests {
     use super::*;
 
-    const T0: u64 = 1_800_000_000_000_000_000;
+    pub(super) const T0: u64 = 1_800_000_000_000_000_000;
+    const DAY_NS: u64 = 24 * HOUR_NS;
 
-    fn limits() -> StoreLimits {
+    pub(super) fn limits() -> StoreLimits {
         StoreLimits {
             retention_ns: 14 * 24 * HOUR_NS,
             raw_window_ns: 6 * HOUR_NS,
@@ -537,10 +620,13 @@ mod tests {
         }
     }
 
-    fn sample(metric: &str, pod: &str, t: u64, value: SampleValue) -> Sample {
+    pub(super) fn sample(metric: &str, pod: &str, t: u64, value: SampleValue) -> Sample {
         Sample {
-            metric: metric.to_owned(),
-            labels: vec![("k8s.pod.name".to_owned(), pod.to_owned())],
+            metric: Arc::from(metric),
+            labels: Arc::new(LabelSet::new(vec![(
+                "k8s.pod.name".to_owned(),
+                pod.to_owned(),
+            )])),
             time_ns: t,
             value,
         }
@@ -640,9 +726,11 @@ mod tests {
             ));
         }
         let series = store.select("mem", &[]).next().expect("series");
-        assert!(series.hours.len() <= 49, "{}", series.hours.len());
-        assert!(series.days.len() <= 2, "{}", series.days.len());
-        assert!(series.recent.len() <= 5, "{}", series.recent.len());
+        let (hours, days) = series.aggregate_count();
+        assert!(hours <= 49, "{hours}");
+        assert!(days <= 2, "{days}");
+        // One chunk beyond the window at most.
+        assert!(series.recent.len() <= 100, "{}", series.recent.len());
         for i in 0..5 {
             store.push_log(LogRecord {
                 time_ns: i,
@@ -671,8 +759,9 @@ mod tests {
             ));
         }
         let series = store.select("mem", &[]).next().expect("series");
-        assert!(series.hours.len() <= 49, "{}", series.hours.len());
-        assert!(series.days.len() <= 13, "{}", series.days.len());
+        let (hours, days) = series.aggregate_count();
+        assert!(hours <= 49, "{hours}");
+        assert!(days <= 13, "{days}");
         let end = t0 + 14 * DAY_NS;
         assert_eq!(Store::stat(series, Stat::Max, t0, end), Some(13_095.0));
         assert_eq!(Store::stat(series, Stat::Min, t0, end), Some(0.0));
@@ -692,6 +781,52 @@ mod tests {
         );
         let p50 = Store::stat(series, Stat::Quantile(0.5), t0, end).expect("p50");
         assert!((5000.0..8000.0).contains(&p50), "{p50}");
+        let peaks = series.daily_peaks();
+        assert_eq!(peaks.len(), 14);
+        for (day, (start, peak)) in peaks.iter().enumerate() {
+            assert_eq!(*start, t0 + day as u64 * DAY_NS);
+            assert_eq!(*peak, (1000 * day + 95) as f64);
+        }
+    }
+
+    #[test]
+    fn late_points_land_in_their_sealed_hour_or_day() {
+        let mut store = Store::new(limits());
+        let t0 = T0 / DAY_NS * DAY_NS;
+        for hour in 0..72u64 {
+            store.apply(sample(
+                "mem",
+                "a",
+                t0 + hour * HOUR_NS,
+                SampleValue::Gauge(1.0),
+            ));
+        }
+        // A spool replay delivers an old hour (still hourly) and an older
+        // day (already rolled up) after newer data.
+        store.apply(sample(
+            "mem",
+            "a",
+            t0 + 60 * HOUR_NS + 5,
+            SampleValue::Gauge(50.0),
+        ));
+        store.apply(sample(
+            "mem",
+            "a",
+            t0 + 2 * HOUR_NS,
+            SampleValue::Gauge(70.0),
+        ));
+        let series = store.select("mem", &[]).next().expect("series");
+        let max = |from: u64, to: u64| {
+            Store::stat(series, Stat::Max, t0 + from * HOUR_NS, t0 + to * HOUR_NS)
+        };
+        assert_eq!(max(60, 60), Some(50.0));
+        assert_eq!(max(61, 71), Some(1.0));
+        assert_eq!(max(0, 23), Some(70.0));
+        assert_eq!(max(24, 59), Some(1.0));
+        assert_eq!(
+            Store::stat(series, Stat::Avg, t0, t0 + 72 * HOUR_NS).map(|a| (a * 1e6).round() / 1e6),
+            Some(((72.0 + 50.0 + 70.0) / 74.0 * 1e6_f64).round() / 1e6)
+        );
     }
 
     #[test]

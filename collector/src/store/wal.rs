@@ -95,15 +95,21 @@ fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, WalError> {
 
 impl Wal {
     /// Opens (creating) the log in `dir`, replaying every intact record
-    /// through `apply` in order.
+    /// of segments `from_seq` and newer through `apply` in order. Older
+    /// segments are covered by a snapshot and deleted.
     pub fn open(
         dir: &Path,
         retention: Duration,
+        from_seq: u64,
         mut apply: impl FnMut(RecordKind, &[u8]),
     ) -> Result<(Wal, Recovery), WalError> {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         let mut recovery = Recovery::default();
-        let found = segments(dir)?;
+        let mut found = segments(dir)?;
+        for (_, path) in found.iter().filter(|(seq, _)| *seq < from_seq) {
+            std::fs::remove_file(path).map_err(io_error(path))?;
+        }
+        found.retain(|(seq, _)| *seq >= from_seq);
         let newest = found.last().map(|(seq, _)| *seq);
         for (seq, path) in &found {
             let mut content = Vec::new();
@@ -141,7 +147,7 @@ impl Wal {
             }
             let _ = seq;
         }
-        let seq = newest.unwrap_or(0) + 1;
+        let seq = newest.unwrap_or(0).max(from_seq.saturating_sub(1)) + 1;
         let path = dir.join(segment_name(seq));
         let file = OpenOptions::new()
             .create(true)
@@ -189,6 +195,23 @@ impl Wal {
         self.size = 0;
         sync_dir(&self.dir)?;
         self.expire()
+    }
+
+    /// Starts a new segment for a snapshot: everything before the returned
+    /// sequence number is in the snapshot about to be written.
+    pub fn roll_for_snapshot(&mut self) -> Result<u64, WalError> {
+        self.roll()?;
+        Ok(self.seq)
+    }
+
+    /// Deletes the segments before `seq` (a snapshot covers them).
+    pub fn remove_before(&self, seq: u64) -> Result<(), WalError> {
+        for (old, path) in segments(&self.dir)? {
+            if old < seq {
+                std::fs::remove_file(&path).map_err(io_error(&path))?;
+            }
+        }
+        Ok(())
     }
 
     /// Deletes closed segments last written before the retention window.
@@ -252,7 +275,7 @@ mod tests {
     fn records_replay_in_order_and_torn_tails_are_cut() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
-            let (mut wal, recovery) = Wal::open(dir.path(), DAY, |_, _| {}).expect("open");
+            let (mut wal, recovery) = Wal::open(dir.path(), DAY, 0, |_, _| {}).expect("open");
             assert_eq!(recovery, Recovery::default());
             wal.append(RecordKind::Metrics, b"one").expect("append");
             wal.append(RecordKind::Logs, b"two").expect("append");
@@ -265,7 +288,7 @@ mod tests {
         drop(file);
 
         let mut seen = Vec::new();
-        let (mut wal, recovery) = Wal::open(dir.path(), DAY, |kind, payload| {
+        let (mut wal, recovery) = Wal::open(dir.path(), DAY, 0, |kind, payload| {
             seen.push((kind, payload.to_vec()))
         })
         .expect("open");
@@ -288,7 +311,7 @@ mod tests {
 
         let mut seen = Vec::new();
         let (_, recovery) =
-            Wal::open(dir.path(), DAY, |_, payload| seen.push(payload.to_vec())).expect("open");
+            Wal::open(dir.path(), DAY, 0, |_, payload| seen.push(payload.to_vec())).expect("open");
         assert_eq!(
             seen,
             vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
@@ -297,10 +320,44 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_roll_replays_only_what_came_after() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let seq = {
+            let (mut wal, _) = Wal::open(dir.path(), DAY, 0, |_, _| {}).expect("open");
+            wal.append(RecordKind::Metrics, b"before").expect("append");
+            let seq = wal.roll_for_snapshot().expect("roll");
+            wal.append(RecordKind::Metrics, b"after").expect("append");
+            seq
+        };
+        // A crash between the snapshot and the deletion: reopening from the
+        // snapshot's sequence skips (and deletes) the covered segment.
+        let mut seen = Vec::new();
+        let (mut wal, _) =
+            Wal::open(dir.path(), DAY, seq, |_, p| seen.push(p.to_vec())).expect("open");
+        assert_eq!(seen, vec![b"after".to_vec()]);
+        assert!(
+            segments(dir.path())
+                .expect("list")
+                .iter()
+                .all(|(s, _)| *s >= seq)
+        );
+        let next = wal.roll_for_snapshot().expect("roll");
+        wal.remove_before(next).expect("remove");
+        assert_eq!(
+            segments(dir.path())
+                .expect("list")
+                .iter()
+                .map(|(s, _)| *s)
+                .collect::<Vec<_>>(),
+            vec![next]
+        );
+    }
+
+    #[test]
     fn a_flipped_byte_stops_replay_there() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
-            let (mut wal, _) = Wal::open(dir.path(), DAY, |_, _| {}).expect("open");
+            let (mut wal, _) = Wal::open(dir.path(), DAY, 0, |_, _| {}).expect("open");
             wal.append(RecordKind::Metrics, b"good").expect("append");
             wal.append(RecordKind::Metrics, b"flipped").expect("append");
         }
@@ -310,7 +367,8 @@ mod tests {
         bytes[last] ^= 0xff;
         std::fs::write(&path, bytes).expect("write");
         let mut seen = Vec::new();
-        let (_, recovery) = Wal::open(dir.path(), DAY, |_, p| seen.push(p.to_vec())).expect("open");
+        let (_, recovery) =
+            Wal::open(dir.path(), DAY, 0, |_, p| seen.push(p.to_vec())).expect("open");
         assert_eq!(seen, vec![b"good".to_vec()]);
         assert_eq!(recovery.truncated_bytes, (HEADER + 7) as u64);
     }
@@ -318,7 +376,7 @@ mod tests {
     #[test]
     fn unusable_directory_is_a_clear_error() {
         let file = tempfile::NamedTempFile::new().expect("file");
-        let error = Wal::open(&file.path().join("wal"), DAY, |_, _| {}).expect_err("not a dir");
+        let error = Wal::open(&file.path().join("wal"), DAY, 0, |_, _| {}).expect_err("not a dir");
         assert!(error.to_string().contains("write-ahead log"), "{error}");
     }
 }

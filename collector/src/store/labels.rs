@@ -1,0 +1,181 @@
+//! Label sets: sorted, hashed once, shared.
+//!
+//! A container's ~30 series all carry the same resource attributes. The
+//! set is built once per resource per request, hashed once, and interned by
+//! the store, so every series of a container points at one copy instead of
+//! holding its own strings.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+/// A shared label set.
+pub type Labels = Arc<LabelSet>;
+
+/// Sorted, de-duplicated `(key, value)` pairs with their hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabelSet {
+    pairs: Box<[(Box<str>, Box<str>)]>,
+    hash: u64,
+}
+
+impl Hash for LabelSet {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl PartialOrd for LabelSet {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for LabelSet {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.pairs.cmp(&other.pairs)
+    }
+}
+
+impl LabelSet {
+    /// Builds a set; for a repeated key the first occurrence wins (callers
+    /// put the attributes that take precedence first).
+    pub fn new(mut pairs: Vec<(String, String)>) -> Self {
+        // Stable sort: equal keys keep their order, so dedup keeps the first.
+        pairs.sort_by(|a, b| a.0.cmp(&b.0));
+        pairs.dedup_by(|later, earlier| later.0 == earlier.0);
+        let pairs: Box<[(Box<str>, Box<str>)]> = pairs
+            .into_iter()
+            .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
+            .collect();
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        pairs.hash(&mut hasher);
+        let hash = hasher.finish();
+        Self { pairs, hash }
+    }
+
+    /// The empty set.
+    pub fn empty() -> Self {
+        Self::new(Vec::new())
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.pairs
+            .binary_search_by(|(k, _)| (**k).cmp(key))
+            .ok()
+            .map(|i| &*self.pairs[i].1)
+    }
+
+    /// The pairs, sorted by key.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(k, v)| (&**k, &**v))
+    }
+
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// True when there are no pairs.
+    pub fn is_empty(&self) -> bool {
+        self.pairs.is_empty()
+    }
+
+    /// The precomputed hash.
+    pub fn hash_value(&self) -> u64 {
+        self.hash
+    }
+
+    /// Heap bytes held by the set (strings and the pair array).
+    pub fn heap_bytes(&self) -> usize {
+        self.pairs.len() * std::mem::size_of::<(Box<str>, Box<str>)>()
+            + self
+                .pairs
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+    }
+}
+
+/// Interned label sets and metric names.
+#[derive(Debug, Default)]
+pub struct Interner {
+    sets: HashMap<u64, Vec<Labels>>,
+    names: HashMap<Arc<str>, ()>,
+}
+
+impl Interner {
+    /// The shared copy of `labels`, adopting it when it is new.
+    pub fn labels(&mut self, labels: &Labels) -> Labels {
+        let bucket = self.sets.entry(labels.hash).or_default();
+        if let Some(existing) = bucket.iter().find(|l| ***l == **labels) {
+            return Arc::clone(existing);
+        }
+        bucket.push(Arc::clone(labels));
+        Arc::clone(labels)
+    }
+
+    /// The shared copy of a metric name.
+    pub fn name(&mut self, name: &Arc<str>) -> Arc<str> {
+        if let Some((existing, ())) = self.names.get_key_value(&**name) {
+            return Arc::clone(existing);
+        }
+        self.names.insert(Arc::clone(name), ());
+        Arc::clone(name)
+    }
+
+    /// Forgets sets and names no series uses any more.
+    pub fn sweep(&mut self) {
+        for bucket in self.sets.values_mut() {
+            bucket.retain(|l| Arc::strong_count(l) > 1);
+        }
+        self.sets.retain(|_, bucket| !bucket.is_empty());
+        self.names.retain(|name, ()| Arc::strong_count(name) > 1);
+    }
+
+    /// Heap bytes held by the interned sets (each counted once).
+    pub fn heap_bytes(&self) -> usize {
+        self.sets
+            .values()
+            .flatten()
+            .map(|l| l.heap_bytes() + std::mem::size_of::<LabelSet>() + 16)
+            .sum::<usize>()
+            + self.names.keys().map(|n| n.len() + 16).sum::<usize>()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(pairs: &[(&str, &str)]) -> Labels {
+        Arc::new(LabelSet::new(
+            pairs
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        ))
+    }
+
+    #[test]
+    fn sorted_first_key_wins_and_equal_sets_share_one_copy() {
+        let a = set(&[("pod", "x"), ("ns", "a"), ("pod", "y")]);
+        assert_eq!(
+            a.iter().collect::<Vec<_>>(),
+            vec![("ns", "a"), ("pod", "x")]
+        );
+        assert_eq!(a.get("pod"), Some("x"));
+        assert_eq!(a.get("node"), None);
+        let b = set(&[("ns", "a"), ("pod", "x")]);
+        assert_eq!(a, b);
+        assert_eq!(a.hash_value(), b.hash_value());
+        let mut interner = Interner::default();
+        let first = interner.labels(&a);
+        let second = interner.labels(&b);
+        assert!(Arc::ptr_eq(&first, &second));
+        drop((first, second, a, b));
+        interner.sweep();
+        assert_eq!(interner.heap_bytes(), 0);
+    }
+}

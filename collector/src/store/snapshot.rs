@@ -1,0 +1,404 @@
+//! Store snapshots: the whole store in one checksummed file, so a restart
+//! reads one file and replays only the write-ahead log written since,
+//! instead of every request of the retention window.
+//!
+//! File: `[magic u32]["version" u32][wal seq u64][body len u64][crc32 u32][body]`.
+//! The body packs the series (sealed tiers and raw chunks byte for byte,
+//! so loading does no re-encoding), the agents seen and the log records.
+//! A snapshot is written to a temporary file, fsynced and renamed over the
+//! previous one; only then are the log segments it covers deleted.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::labels::LabelSet;
+use super::raw::RawWindow;
+use super::tier::{Reader, Tier, put_prefixed, put_varint};
+use super::{AgentSeen, LogRecord, Series, SeriesKind, Store, StoreLimits, StoreStats};
+
+const MAGIC: u32 = 0x5441_4c53; // "TALS"
+const VERSION: u32 = 1;
+const HEADER: usize = 4 + 4 + 8 + 8 + 4;
+/// File name inside the data directory.
+pub const FILE_NAME: &str = "snapshot.bin";
+
+/// Snapshot failures.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// A file operation failed.
+    #[error("snapshot {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not a snapshot this version can read, or is damaged.
+    #[error("snapshot {path} is unreadable: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        reason: &'static str,
+    },
+}
+
+/// A snapshot's content.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The store as it was.
+    pub store: Store,
+    /// First write-ahead log segment not covered by the snapshot.
+    pub wal_seq: u64,
+}
+
+/// Encodes `store` as a snapshot covering the log before `wal_seq`.
+pub fn encode(store: &Store, wal_seq: u64) -> Vec<u8> {
+    let mut body = Vec::with_capacity(store.estimated_bytes() + 4096);
+    put_varint(&mut body, store.series_count() as u64);
+    for series in store.all_series() {
+        write_series(&mut body, series);
+    }
+    put_varint(&mut body, store.agents.len() as u64);
+    for agent in store.agents.values() {
+        put_prefixed(&mut body, agent.service.as_bytes());
+        put_prefixed(&mut body, agent.node.as_bytes());
+        put_prefixed(&mut body, agent.version.as_bytes());
+        put_varint(&mut body, agent.last_push_ns);
+        put_varint(&mut body, agent.last_point_ns);
+        put_varint(&mut body, agent.batches);
+        body.push(u8::from(agent.simulated));
+    }
+    put_varint(&mut body, store.logs.len() as u64);
+    for record in &store.logs {
+        put_varint(&mut body, record.time_ns);
+        put_prefixed(&mut body, record.severity.as_bytes());
+        put_prefixed(&mut body, record.body.as_bytes());
+        put_varint(&mut body, record.attributes.len() as u64);
+        for (k, v) in &record.attributes {
+            put_prefixed(&mut body, k.as_bytes());
+            put_prefixed(&mut body, v.as_bytes());
+        }
+    }
+    for counter in [
+        store.stats.samples,
+        store.stats.resets,
+        store.stats.log_records,
+    ] {
+        put_varint(&mut body, counter);
+    }
+    let mut file = Vec::with_capacity(HEADER + body.len());
+    file.extend_from_slice(&MAGIC.to_le_bytes());
+    file.extend_from_slice(&VERSION.to_le_bytes());
+    file.extend_from_slice(&wal_seq.to_le_bytes());
+    file.extend_from_slice(&(body.len() as u64).to_le_bytes());
+    file.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    file.extend_from_slice(&body);
+    file
+}
+
+fn write_tier(out: &mut Vec<u8>, tier: &Tier) {
+    let (bytes, len, _) = tier.raw();
+    put_varint(out, u64::from(len));
+    put_prefixed(out, bytes);
+}
+
+fn write_series(out: &mut Vec<u8>, series: &Series) {
+    put_prefixed(out, series.metric.as_bytes());
+    put_varint(out, series.labels.len() as u64);
+    for (k, v) in series.labels.iter() {
+        put_prefixed(out, k.as_bytes());
+        put_prefixed(out, v.as_bytes());
+    }
+    out.push(series.kind.code());
+    // The open hour as a one-record tier.
+    let mut open = Tier::default();
+    if let Some((hour, aggregate)) = &series.open {
+        open.push(*hour, aggregate);
+    }
+    write_tier(out, &open);
+    write_tier(out, &series.hours);
+    write_tier(out, &series.days);
+    series.recent.write(out);
+    match series.last_cumulative {
+        None => out.push(0),
+        Some((start, value)) => {
+            out.push(1);
+            out.extend_from_slice(&start.to_le_bytes());
+            out.extend_from_slice(&value.to_le_bytes());
+        }
+    }
+    out.extend_from_slice(&series.total.to_le_bytes());
+    out.extend_from_slice(&series.last_ns.to_le_bytes());
+}
+
+fn text(reader: &mut Reader<'_>) -> Option<String> {
+    String::from_utf8(reader.prefixed()?.to_vec()).ok()
+}
+
+fn read_tier(reader: &mut Reader<'_>) -> Option<Tier> {
+    let len = u32::try_from(reader.varint()?).ok()?;
+    Tier::from_raw(reader.prefixed()?.to_vec(), len)
+}
+
+fn read_series(reader: &mut Reader<'_>, store: &mut Store) -> Option<Series> {
+    let metric: Arc<str> = Arc::from(text(reader)?);
+    let pairs = usize::try_from(reader.varint()?).ok()?;
+    let mut labels = Vec::with_capacity(pairs.min(256));
+    for _ in 0..pairs {
+        labels.push((text(reader)?, text(reader)?));
+    }
+    let labels = Arc::new(LabelSet::new(labels));
+    let kind = SeriesKind::from_code(reader.bytes(1)?[0])?;
+    let open = read_tier(reader)?
+        .iter()
+        .next()
+        .map(|record| (record.start, record.aggregate));
+    let hours = read_tier(reader)?;
+    let days = read_tier(reader)?;
+    let recent = RawWindow::read(reader)?;
+    let last_cumulative = match reader.bytes(1)?[0] {
+        0 => None,
+        _ => Some((reader.u64()?, reader.f64()?)),
+    };
+    Some(Series {
+        metric: store.interner.name(&metric),
+        labels: store.interner.labels(&labels),
+        kind,
+        open,
+        hours,
+        days,
+        recent,
+        last_cumulative,
+        total: reader.f64()?,
+        last_ns: reader.u64()?,
+    })
+}
+
+fn decode_body(body: &[u8], limits: StoreLimits) -> Option<Store> {
+    let mut reader = Reader::new(body);
+    let mut store = Store::new(limits);
+    let series = reader.varint()?;
+    for _ in 0..series {
+        let series = read_series(&mut reader, &mut store)?;
+        let by_labels = store.metrics.entry(Arc::clone(&series.metric)).or_default();
+        if by_labels
+            .insert(Arc::clone(&series.labels), series)
+            .is_none()
+        {
+            store.series_total += 1;
+        }
+    }
+    for _ in 0..reader.varint()? {
+        let agent = AgentSeen {
+            service: text(&mut reader)?,
+            node: text(&mut reader)?,
+            version: text(&mut reader)?,
+            last_push_ns: reader.varint()?,
+            last_point_ns: reader.varint()?,
+            batches: reader.varint()?,
+            simulated: reader.bytes(1)?[0] == 1,
+        };
+        store
+            .agents
+            .insert((agent.service.clone(), agent.node.clone()), agent);
+    }
+    for _ in 0..reader.varint()? {
+        let time_ns = reader.varint()?;
+        let severity = text(&mut reader)?;
+        let body = text(&mut reader)?;
+        let pairs = reader.varint()?;
+        let mut attributes = Vec::new();
+        for _ in 0..pairs {
+            attributes.push((text(&mut reader)?, text(&mut reader)?));
+        }
+        store.logs.push_back(LogRecord {
+            time_ns,
+            severity,
+            body,
+            attributes,
+        });
+    }
+    store.stats = StoreStats {
+        samples: reader.varint()?,
+        resets: reader.varint()?,
+        log_records: reader.varint()?,
+    };
+    reader.done().then_some(store)
+}
+
+/// Writes `bytes` as the snapshot in `dir`: temporary file, fsync, rename,
+/// directory fsync.
+pub fn write(dir: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
+    let path = dir.join(FILE_NAME);
+    let temporary = dir.join(format!("{FILE_NAME}.tmp"));
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SnapshotError::Io { path, source }
+    };
+    let mut file = File::create(&temporary).map_err(io(&temporary))?;
+    file.write_all(bytes).map_err(io(&temporary))?;
+    file.sync_all().map_err(io(&temporary))?;
+    std::fs::rename(&temporary, &path).map_err(io(&path))?;
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))?;
+    Ok(())
+}
+
+/// Reads the snapshot in `dir`; `Ok(None)` when there is none.
+pub fn read(dir: &Path, limits: StoreLimits) -> Result<Option<Loaded>, SnapshotError> {
+    let path = dir.join(FILE_NAME);
+    let mut bytes = Vec::new();
+    match File::open(&path) {
+        Ok(mut file) => file
+            .read_to_end(&mut bytes)
+            .map_err(|source| SnapshotError::Io {
+                path: path.clone(),
+                source,
+            })?,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(SnapshotError::Io { path, source }),
+    };
+    let corrupt = |reason| SnapshotError::Corrupt {
+        path: path.clone(),
+        reason,
+    };
+    let mut header = Reader::new(&bytes);
+    let magic = header
+        .bytes(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    let version = header
+        .bytes(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    if magic != Some(MAGIC) {
+        return Err(corrupt("not a Tally snapshot"));
+    }
+    if version != Some(VERSION) {
+        return Err(corrupt("written by another snapshot version"));
+    }
+    let wal_seq = header.u64().ok_or_else(|| corrupt("truncated header"))?;
+    let len = header.u64().ok_or_else(|| corrupt("truncated header"))?;
+    let crc = header
+        .bytes(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .ok_or_else(|| corrupt("truncated header"))?;
+    let body = usize::try_from(len)
+        .ok()
+        .and_then(|len| header.bytes(len))
+        .ok_or_else(|| corrupt("truncated body"))?;
+    if crc32fast::hash(body) != crc {
+        return Err(corrupt("checksum mismatch"));
+    }
+    let store = decode_body(body, limits).ok_or_else(|| corrupt("malformed body"))?;
+    Ok(Some(Loaded { store, wal_seq }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{T0, limits, sample};
+    use super::*;
+    use crate::ingest::points::SampleValue;
+    use tally_schema::exphist::ExpHistogram;
+
+    #[test]
+    fn a_snapshot_restores_every_answer_and_damage_is_refused() {
+        let mut store = Store::new(limits());
+        let hour = 3_600_000_000_000u64;
+        for i in 0..(60 * 4u64) {
+            let t = T0 + i * 900_000_000_000;
+            store.apply(sample("mem", "a", t, SampleValue::Gauge(i as f64)));
+            store.apply(sample(
+                "cpu",
+                "b",
+                t,
+                SampleValue::Cumulative {
+                    value: i as f64 * 2.0,
+                    start_ns: 1,
+                },
+            ));
+            let mut sketch = ExpHistogram::default();
+            sketch.record(0.5 + (i % 7) as f64);
+            store.apply(sample(
+                "lat",
+                "c",
+                t,
+                SampleValue::Distribution(Box::new(sketch)),
+            ));
+        }
+        store.saw_agent(AgentSeen {
+            service: "tally-agent".into(),
+            node: "n1".into(),
+            ..AgentSeen::default()
+        });
+        store.push_log(LogRecord {
+            time_ns: 5,
+            severity: "INFO".into(),
+            body: "hello".into(),
+            attributes: vec![("k".into(), "v".into())],
+        });
+        let dir = tempfile::tempdir().expect("dir");
+        write(dir.path(), &encode(&store, 42)).expect("write");
+        let loaded = read(dir.path(), limits()).expect("read").expect("present");
+        assert_eq!(loaded.wal_seq, 42);
+        let restored = loaded.store;
+        assert_eq!(restored.series_count(), 3);
+        assert_eq!(restored.stats(), store.stats());
+        assert_eq!(restored.agents().count(), 1);
+        assert_eq!(restored.logs(10).count(), 1);
+        let end = T0 + 61 * hour;
+        for (metric, stat) in [
+            ("mem", super::super::Stat::Max),
+            ("mem", super::super::Stat::Quantile(0.5)),
+            ("cpu", super::super::Stat::Increase),
+            ("lat", super::super::Stat::Quantile(0.95)),
+        ] {
+            let before = store.select(metric, &[]).next().expect("series");
+            let after = restored.select(metric, &[]).next().expect("series");
+            assert_eq!(
+                Store::stat(after, stat, T0, end),
+                Store::stat(before, stat, T0, end),
+                "{metric} {stat:?}"
+            );
+            assert_eq!(
+                after.recent_points().collect::<Vec<_>>(),
+                before.recent_points().collect::<Vec<_>>()
+            );
+            assert_eq!(after.latest_rate(), before.latest_rate());
+        }
+        // A cumulative counter keeps converting after the restore.
+        let mut restored = restored;
+        restored.apply(sample(
+            "cpu",
+            "b",
+            T0 + 61 * hour,
+            SampleValue::Cumulative {
+                value: 1000.0,
+                start_ns: 1,
+            },
+        ));
+        assert_eq!(restored.stats().resets, 0);
+
+        let path = dir.path().join(FILE_NAME);
+        let mut bytes = std::fs::read(&path).expect("bytes");
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0xff;
+        std::fs::write(&path, &bytes).expect("flip");
+        assert!(matches!(
+            read(dir.path(), limits()),
+            Err(SnapshotError::Corrupt {
+                reason: "checksum mismatch",
+                ..
+            })
+        ));
+        std::fs::write(&path, &bytes[..10]).expect("cut");
+        assert!(matches!(
+            read(dir.path(), limits()),
+            Err(SnapshotError::Corrupt { .. })
+        ));
+        std::fs::remove_file(&path).expect("rm");
+        assert!(read(dir.path(), limits()).expect("none").is_none());
+    }
+}

@@ -299,6 +299,55 @@ fn clean_stop_snapshots_and_restart_replays_nothing() {
     );
 }
 
+/// Beyond `max_series` the points of new series are refused in a partial
+/// success that says why, existing series keep accepting, and the refusal
+/// is counted.
+#[test]
+fn the_series_limit_gives_a_partial_success() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = common::free_port();
+    let _collector = common::start_collector_with_env(
+        port,
+        &dir.path().join("data"),
+        &dir.path().join("collector.log"),
+        &[("TALLY_COLLECTOR_MAX_SERIES", "4")],
+    );
+    assert!(common::wait_ready(
+        &format!("http://127.0.0.1:{port}/readyz"),
+        Duration::from_secs(10)
+    ));
+    let request = gauge_request("limit", &[1.0; 6], now_ns());
+    let (status, body) = post(
+        port,
+        "/v1/metrics",
+        &[("Content-Type", "application/json")],
+        &serde_json::to_vec(&request).expect("json"),
+    );
+    assert_eq!(status, 200);
+    let response: Value = serde_json::from_slice(&body).expect("json response");
+    assert_eq!(
+        response["partialSuccess"]["rejectedDataPoints"], "2",
+        "{response}"
+    );
+    assert!(
+        response["partialSuccess"]["errorMessage"]
+            .as_str()
+            .is_some_and(|m| m.contains("series limit")),
+        "{response}"
+    );
+    let series = api(
+        port,
+        "/api/v1/series?metric=tally_node_memory_total_bytes&label.test=limit",
+    );
+    assert_eq!(series["series"].as_array().map(Vec::len), Some(4));
+    let (_, metrics) =
+        common::http_get(&format!("http://127.0.0.1:{port}/metrics")).expect("metrics");
+    assert!(
+        metrics.contains("tally_collector_series_limited_points_total 2\n"),
+        "{metrics}"
+    );
+}
+
 /// (name, headers, body, expected status)
 type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16);
 

@@ -47,6 +47,12 @@ pub struct CollectorConfig {
     /// Time between store snapshots (one is also written on shutdown).
     #[serde(default = "default_snapshot_interval", with = "duration_text")]
     pub snapshot_interval: Duration,
+    /// Decompressed request bytes in flight before requests get 429.
+    #[serde(default = "default_max_inflight_bytes")]
+    pub max_inflight_bytes: usize,
+    /// Most series the store holds.
+    #[serde(default = "default_max_series")]
+    pub max_series: usize,
 }
 
 fn default_version() -> u32 {
@@ -70,6 +76,12 @@ fn default_raw_window() -> Duration {
 fn default_snapshot_interval() -> Duration {
     Duration::from_secs(600)
 }
+fn default_max_inflight_bytes() -> usize {
+    256 << 20
+}
+fn default_max_series() -> usize {
+    5_000_000
+}
 
 impl Default for CollectorConfig {
     fn default() -> Self {
@@ -84,6 +96,8 @@ impl Default for CollectorConfig {
             read_token_file: None,
             insecure: false,
             snapshot_interval: default_snapshot_interval(),
+            max_inflight_bytes: default_max_inflight_bytes(),
+            max_series: default_max_series(),
         }
     }
 }
@@ -117,6 +131,14 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     (
         "snapshot_interval",
         "Time between store snapshots; a restart loads the newest one and replays only the write-ahead log written since. One is also written on shutdown.",
+    ),
+    (
+        "max_inflight_bytes",
+        "Decompressed request bytes being decoded, logged and applied at once; beyond it requests get 429 with Retry-After (backpressure). At least max_body_bytes.",
+    ),
+    (
+        "max_series",
+        "Most series the store holds; points of new series beyond it are refused in a partial success and counted, so a label-cardinality explosion cannot exhaust memory.",
     ),
 ];
 
@@ -170,6 +192,20 @@ impl CollectorConfig {
                 reason: "must be at least 1024",
             });
         }
+        if config.max_inflight_bytes < config.max_body_bytes {
+            return Err(ConfigError::Value {
+                key: "max_inflight_bytes",
+                value: config.max_inflight_bytes.to_string(),
+                reason: "must be at least max_body_bytes, or a large request could never be admitted",
+            });
+        }
+        if config.max_series == 0 {
+            return Err(ConfigError::Value {
+                key: "max_series",
+                value: "0".to_owned(),
+                reason: "must be at least 1",
+            });
+        }
         if config.retention < Duration::from_secs(3600) {
             return Err(ConfigError::Value {
                 key: "retention",
@@ -221,6 +257,8 @@ impl CollectorConfig {
             )?,
             insecure: self.insecure,
             snapshot_interval: self.snapshot_interval,
+            max_inflight_bytes: self.max_inflight_bytes,
+            max_series: self.max_series,
         })
     }
 }

@@ -53,6 +53,13 @@ pub struct CollectorOptions {
     pub insecure: bool,
     /// Time between store snapshots (also written on shutdown).
     pub snapshot_interval: Duration,
+    /// Decompressed request bytes being decoded, logged and applied at
+    /// once; beyond it requests get 429 with `Retry-After`.
+    pub max_inflight_bytes: usize,
+    /// Most series the store holds; points of new series beyond it are
+    /// refused (partial success) so a cardinality explosion cannot exhaust
+    /// memory.
+    pub max_series: usize,
 }
 
 impl Default for CollectorOptions {
@@ -67,6 +74,8 @@ impl Default for CollectorOptions {
             read_token: None,
             insecure: false,
             snapshot_interval: Duration::from_secs(600),
+            max_inflight_bytes: 256 << 20,
+            max_series: 5_000_000,
         }
     }
 }
@@ -112,6 +121,7 @@ struct Counters {
     snapshot_bytes: AtomicU64,
     snapshot_micros: AtomicU64,
     recovery_micros: AtomicU64,
+    requests_throttled: AtomicU64,
 }
 
 /// Shared state of a running collector.
@@ -122,6 +132,8 @@ pub struct Collector {
     inner: Mutex<(Wal, Store)>,
     counters: Counters,
     ready: AtomicBool,
+    /// Admission budget in KiB of decompressed request bodies.
+    inflight: Arc<tokio::sync::Semaphore>,
 }
 
 fn now_ns() -> u64 {
@@ -149,6 +161,7 @@ impl Collector {
             raw_window_ns: options.raw_window.as_nanos() as u64,
             raw_points: 1440,
             log_records: 10_000,
+            max_series: options.max_series,
         };
         let started = std::time::Instant::now();
         let counters = Counters::default();
@@ -203,8 +216,11 @@ impl Collector {
             .recovery_micros
             .store(recovery_micros, Ordering::Relaxed);
         Ok(Arc::new(Collector {
-            options,
             inner: Mutex::new((wal, store)),
+            inflight: Arc::new(tokio::sync::Semaphore::new(
+                (options.max_inflight_bytes / 1024).max(1),
+            )),
+            options,
             counters,
             ready: AtomicBool::new(true),
         }))
@@ -276,12 +292,13 @@ fn apply_metrics(store: &mut Store, request: &ExportMetricsServiceRequest, windo
     apply_flattened(store, request, points::flatten(request, window));
 }
 
-/// Applies samples already flattened (and validated) from `request`.
+/// Applies samples already flattened (and validated) from `request`;
+/// returns how many were refused by the series limit.
 fn apply_flattened(
     store: &mut Store,
     request: &ExportMetricsServiceRequest,
     mut flattened: points::Flattened,
-) {
+) -> u64 {
     for rm in &request.resource_metrics {
         let attributes = rm
             .resource
@@ -322,9 +339,13 @@ fn apply_flattened(
             simulated: find("tally.simulated").as_deref() == Some("true"),
         });
     }
+    let mut refused = 0;
     for sample in flattened.samples.drain(..) {
-        store.apply(sample);
+        if !store.apply(sample) {
+            refused += 1;
+        }
     }
+    refused
 }
 
 fn apply_logs(store: &mut Store, request: &ExportLogsServiceRequest) {
@@ -489,7 +510,7 @@ async fn accept(
     collector: &Collector,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(Format, Vec<u8>), Box<Response>> {
+) -> Result<(Format, Vec<u8>, tokio::sync::OwnedSemaphorePermit), Box<Response>> {
     if let Some(token) = &collector.options.token
         && !token_matches(headers, token)
     {
@@ -498,7 +519,35 @@ async fn accept(
     let body = read_body(collector, body)
         .await
         .map_err(|refusal| Box::new(refuse(collector, refusal)))?;
-    body_of(collector, headers, &body).map_err(|refusal| Box::new(refuse(collector, refusal)))
+    let (format, raw) = body_of(collector, headers, &body)
+        .map_err(|refusal| Box::new(refuse(collector, refusal)))?;
+    let permit = admit(collector, raw.len()).map_err(Box::new)?;
+    Ok((format, raw, permit))
+}
+
+/// Backpressure: a request is admitted only while the decompressed bytes
+/// in flight stay within budget; otherwise 429 with `Retry-After`, which
+/// OTLP exporters (ours included) honour. Nothing was acknowledged.
+fn admit(
+    collector: &Collector,
+    bytes: usize,
+) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
+    let budget = (collector.options.max_inflight_bytes / 1024).max(1);
+    let cost = bytes.div_ceil(1024).clamp(1, budget) as u32;
+    Arc::clone(&collector.inflight)
+        .try_acquire_many_owned(cost)
+        .map_err(|_| {
+            collector
+                .counters
+                .requests_throttled
+                .fetch_add(1, Ordering::Relaxed);
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                [(header::RETRY_AFTER, "1")],
+                "collector busy: too many bytes in flight; retry after 1 s\n",
+            )
+                .into_response()
+        })
 }
 
 /// Reads the body, stopping (413) as soon as it passes the limit, so a
@@ -538,9 +587,30 @@ fn respond<M: Message + serde::Serialize>(format: Format, message: &M) -> Respon
             .into_response(),
         Format::Json => (
             [(header::CONTENT_TYPE, "application/json")],
-            serde_json::to_vec(message).unwrap_or_default(),
+            serde_json::to_value(message)
+                .map(|mut value| {
+                    int64_as_strings(&mut value);
+                    value.to_string().into_bytes()
+                })
+                .unwrap_or_default(),
         )
             .into_response(),
+    }
+}
+
+/// OTLP/JSON follows the protobuf JSON mapping: 64-bit integers are
+/// decimal strings. The response's only such fields are the rejected
+/// counts of a partial success.
+fn int64_as_strings(value: &mut Value) {
+    if let Some(partial) = value
+        .get_mut("partialSuccess")
+        .and_then(Value::as_object_mut)
+    {
+        for key in ["rejectedDataPoints", "rejectedLogRecords"] {
+            if let Some(number) = partial.get(key).and_then(Value::as_i64) {
+                partial.insert(key.to_owned(), Value::String(number.to_string()));
+            }
+        }
     }
 }
 
@@ -585,7 +655,7 @@ async fn ingest_metrics(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (format, raw) = match accept(&collector, &headers, body).await {
+    let (format, raw, _admitted) = match accept(&collector, &headers, body).await {
         Ok(parts) => parts,
         Err(response) => return *response,
     };
@@ -610,18 +680,26 @@ async fn ingest_metrics(
             },
         );
     }
-    let (rejected, reasons) = (check.rejected, check.reasons.clone());
+    let (mut rejected, mut reasons) = (check.rejected, check.reasons.clone());
     let payload = match format {
         Format::Protobuf => raw,
         Format::Json => request.encode_to_vec(),
     };
     // Apply the samples validated above: flattening once, not twice.
     let result = commit(&collector, RecordKind::Metrics, payload, move |store| {
-        apply_flattened(store, &request, check);
+        apply_flattened(store, &request, check)
     })
     .await;
-    if let Err(response) = result {
-        return response;
+    match result {
+        Err(response) => return response,
+        Ok(0) => {}
+        Ok(refused) => {
+            rejected += refused;
+            reasons.push(format!(
+                "series limit of {} reached: points of new series refused",
+                collector.options.max_series
+            ));
+        }
     }
     let partial_success = (rejected > 0).then(|| {
         collector
@@ -651,7 +729,7 @@ async fn ingest_logs(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (format, raw) = match accept(&collector, &headers, body).await {
+    let (format, raw, _admitted) = match accept(&collector, &headers, body).await {
         Ok(parts) => parts,
         Err(response) => return *response,
     };
@@ -1011,6 +1089,12 @@ async fn own_metrics(State(collector): State<Arc<Collector>>) -> Response {
          # HELP tally_collector_wal_replayed_records Records replayed from the write-ahead log at start.\n\
          # TYPE tally_collector_wal_replayed_records gauge\n\
          tally_collector_wal_replayed_records {}\n\
+         # HELP tally_collector_throttled_requests_total Requests refused with 429 because too many bytes were in flight.\n\
+         # TYPE tally_collector_throttled_requests_total counter\n\
+         tally_collector_throttled_requests_total {}\n\
+         # HELP tally_collector_series_limited_points_total Points of new series refused because the series limit was reached.\n\
+         # TYPE tally_collector_series_limited_points_total counter\n\
+         tally_collector_series_limited_points_total {}\n\
          # HELP tally_collector_snapshots_total Store snapshots written.\n\
          # TYPE tally_collector_snapshots_total counter\n\
          tally_collector_snapshots_total {}\n\
@@ -1037,6 +1121,8 @@ async fn own_metrics(State(collector): State<Arc<Collector>>) -> Response {
         load(&c.wal_errors),
         load(&c.wal_truncated_bytes),
         load(&c.replayed_records),
+        load(&c.requests_throttled),
+        stats.series_limited,
         load(&c.snapshots),
         load(&c.snapshot_errors),
         load(&c.snapshot_bytes),
@@ -1077,6 +1163,41 @@ mod tests {
         assert!(token_matches(&headers, "s3cret"));
         assert!(!token_matches(&headers, "s3cre"));
         assert!(!token_matches(&headers, "s3cretx"));
+    }
+
+    #[test]
+    fn requests_beyond_the_inflight_budget_get_429_with_retry_after() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let collector = Collector::open(CollectorOptions {
+            data_dir: dir.path().to_path_buf(),
+            max_inflight_bytes: 1 << 20,
+            ..Default::default()
+        })
+        .expect("open");
+        // A request being processed holds most of the budget.
+        let held = admit(&collector, 900 << 10).expect("first admitted");
+        let refused = admit(&collector, 200 << 10).expect_err("over budget");
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            refused
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok()),
+            Some("1")
+        );
+        assert_eq!(
+            collector
+                .counters
+                .requests_throttled
+                .load(Ordering::Relaxed),
+            1
+        );
+        // A small one still fits; once the first is done, a large one does.
+        let small = admit(&collector, 10 << 10).expect("small fits");
+        drop((held, small));
+        assert!(admit(&collector, 1 << 20).is_ok());
+        // A body larger than the whole budget is admitted alone, not never.
+        assert!(admit(&collector, 4 << 20).is_ok());
     }
 
     #[test]

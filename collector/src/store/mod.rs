@@ -43,6 +43,8 @@ pub struct StoreLimits {
     pub raw_points: usize,
     /// Log records kept in memory.
     pub log_records: usize,
+    /// Most series held; samples of new series beyond it are refused.
+    pub max_series: usize,
 }
 
 /// How a series' values combine.
@@ -343,6 +345,8 @@ pub struct StoreStats {
     pub resets: u64,
     /// Log records received.
     pub log_records: u64,
+    /// Samples refused because the series limit was reached.
+    pub series_limited: u64,
 }
 
 /// The store.
@@ -397,8 +401,9 @@ impl Store {
         (self.limits.retention_ns / HOUR_NS) as u32
     }
 
-    /// Applies one sample.
-    pub fn apply(&mut self, sample: Sample) {
+    /// Applies one sample. Returns false when it belongs to a new series
+    /// and the store is at its series limit (the sample is refused).
+    pub fn apply(&mut self, sample: Sample) -> bool {
         let hour = (sample.time_ns / HOUR_NS) as u32;
         let kind = match sample.value {
             SampleValue::Gauge(_) => SeriesKind::Gauge,
@@ -413,6 +418,10 @@ impl Store {
             .and_then(|by_labels| by_labels.get_mut(&sample.labels))
         {
             Some(series) => series,
+            None if self.series_total >= limits.max_series => {
+                self.stats.series_limited += 1;
+                return false;
+            }
             None => {
                 let metric = self.interner.name(&sample.metric);
                 let labels = self.interner.labels(&sample.labels);
@@ -467,6 +476,7 @@ impl Store {
                 .push(sample.time_ns, value, oldest, limits.raw_points);
         }
         self.stats.samples += 1;
+        true
     }
 
     /// Drops series with no point inside the retention window (pods come
@@ -617,6 +627,7 @@ mod tests {
             raw_window_ns: 6 * HOUR_NS,
             raw_points: 1440,
             log_records: 10,
+            max_series: 1000,
         }
     }
 
@@ -716,6 +727,7 @@ mod tests {
             raw_window_ns: HOUR_NS,
             raw_points: 100,
             log_records: 2,
+            max_series: 1000,
         });
         for i in 0..(72 * 4) {
             store.apply(sample(
@@ -827,6 +839,20 @@ mod tests {
             Store::stat(series, Stat::Avg, t0, t0 + 72 * HOUR_NS).map(|a| (a * 1e6).round() / 1e6),
             Some(((72.0 + 50.0 + 70.0) / 74.0 * 1e6_f64).round() / 1e6)
         );
+    }
+
+    #[test]
+    fn the_series_limit_refuses_new_series_only() {
+        let mut store = Store::new(StoreLimits {
+            max_series: 2,
+            ..limits()
+        });
+        assert!(store.apply(sample("mem", "a", T0, SampleValue::Gauge(1.0))));
+        assert!(store.apply(sample("mem", "b", T0, SampleValue::Gauge(1.0))));
+        assert!(!store.apply(sample("mem", "c", T0, SampleValue::Gauge(1.0))));
+        assert!(store.apply(sample("mem", "a", T0 + 1, SampleValue::Gauge(2.0))));
+        assert_eq!(store.series_count(), 2);
+        assert_eq!(store.stats().series_limited, 1);
     }
 
     #[test]

@@ -86,6 +86,7 @@ pub fn encode(store: &Store, wal_seq: u64) -> Vec<u8> {
         store.stats.samples,
         store.stats.resets,
         store.stats.log_records,
+        store.stats.series_limited,
     ] {
         put_varint(&mut body, counter);
     }
@@ -225,6 +226,7 @@ fn decode_body(body: &[u8], limits: StoreLimits) -> Option<Store> {
         samples: reader.varint()?,
         resets: reader.varint()?,
         log_records: reader.varint()?,
+        series_limited: reader.varint()?,
     };
     reader.done().then_some(store)
 }

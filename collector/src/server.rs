@@ -521,7 +521,7 @@ async fn accept(
         .map_err(|refusal| Box::new(refuse(collector, refusal)))?;
     let (format, raw) = body_of(collector, headers, &body)
         .map_err(|refusal| Box::new(refuse(collector, refusal)))?;
-    let permit = admit(collector, raw.len()).map_err(Box::new)?;
+    let permit = admit(collector, raw.len())?;
     Ok((format, raw, permit))
 }
 
@@ -531,7 +531,7 @@ async fn accept(
 fn admit(
     collector: &Collector,
     bytes: usize,
-) -> Result<tokio::sync::OwnedSemaphorePermit, Response> {
+) -> Result<tokio::sync::OwnedSemaphorePermit, Box<Response>> {
     let budget = (collector.options.max_inflight_bytes / 1024).max(1);
     let cost = bytes.div_ceil(1024).clamp(1, budget) as u32;
     Arc::clone(&collector.inflight)
@@ -541,12 +541,14 @@ fn admit(
                 .counters
                 .requests_throttled
                 .fetch_add(1, Ordering::Relaxed);
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                [(header::RETRY_AFTER, "1")],
-                "collector busy: too many bytes in flight; retry after 1 s\n",
+            Box::new(
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(header::RETRY_AFTER, "1")],
+                    "collector busy: too many bytes in flight; retry after 1 s\n",
+                )
+                    .into_response(),
             )
-                .into_response()
         })
 }
 

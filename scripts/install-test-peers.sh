@@ -3,7 +3,8 @@
 #   prometheus + promtool (scrape and lint the agent's /metrics),
 #   prometheus-node-exporter (the overhead baseline in the agent bench),
 #   python3 (the live cgroup tests run real python processes in cgroups),
-#   curl and bc (the agent bench script).
+#   curl and bc (the agent bench script; curl is also the HTTPS client of
+#   the collector TLS test), openssl (makes that test's certificates).
 # Debian packages only; needs root. Safe to run repeatedly.
 set -euo pipefail
 
@@ -14,6 +15,7 @@ command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporte
 command -v python3 >/dev/null || need+=(python3 python3-venv)
 command -v curl >/dev/null || need+=(curl)
 command -v bc >/dev/null || need+=(bc)
+command -v openssl >/dev/null || need+=(openssl)
 
 # Python peers from PyPI, in a venv of the project's own: the real
 # OpenTelemetry SDK (an OTLP/HTTP client of the collector) and

@@ -84,6 +84,12 @@ struct CollectorArgs {
     /// Allow listening on a non-loopback address without a token.
     #[arg(long)]
     insecure: bool,
+    /// PEM certificate chain: serve HTTPS (needs --tls-key-file).
+    #[arg(long, value_name = "FILE")]
+    tls_cert_file: Option<PathBuf>,
+    /// PEM private key for --tls-cert-file.
+    #[arg(long, value_name = "FILE")]
+    tls_key_file: Option<PathBuf>,
     /// Print the configuration reference (docs/collector-configuration.md) and exit.
     #[arg(long)]
     config_reference: bool,
@@ -226,6 +232,8 @@ fn collector(args: CollectorArgs) -> anyhow::Result<ExitCode> {
         token_file: args.token_file,
         read_token_file: args.read_token_file,
         insecure: args.insecure,
+        tls_cert_file: args.tls_cert_file,
+        tls_key_file: args.tls_key_file,
     };
     let options = match CollectorConfig::load(args.config.as_deref(), &env, &flags)
         .and_then(|c| c.options(&env))

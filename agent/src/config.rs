@@ -143,6 +143,13 @@ pub struct ExportConfig {
     /// Longest backoff between retries.
     #[serde(default = "default_max_backoff", with = "duration_text")]
     pub max_backoff: Duration,
+    /// File holding the collector's ingest bearer token.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// PEM CA bundle trusted for an `https://` collector, in addition to
+    /// the built-in web PKI roots.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// Log output format.
@@ -275,6 +282,8 @@ impl Default for ExportConfig {
         Self {
             timeout: default_export_timeout(),
             max_backoff: default_max_backoff(),
+            token_file: None,
+            ca_file: None,
         }
     }
 }
@@ -444,6 +453,14 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     (
         "export.max_backoff",
         "Longest wait between retries when the collector is unreachable.",
+    ),
+    (
+        "export.token_file",
+        "File holding the collector's ingest bearer token (sent as Authorization: Bearer).",
+    ),
+    (
+        "export.ca_file",
+        "PEM CA bundle trusted for an https:// collector, besides the built-in web PKI roots (for a cluster CA or a self-signed collector).",
     ),
     (
         "log.format",

@@ -43,6 +43,14 @@ pub enum AgentError {
     /// Rendering failed (a formatting bug).
     #[error("cannot render metrics")]
     Render,
+    /// The export token or CA file cannot be read.
+    #[error("cannot read {path}: {source}")]
+    ExportFile {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
 }
 
 /// Everything the sampling thread owns.
@@ -364,9 +372,24 @@ pub async fn run(
         )?));
         let stats = Arc::new(ExportStats::default());
         let wake = Arc::new(Notify::new());
+        let read = |path: &Option<std::path::PathBuf>| -> Result<Option<Vec<u8>>, AgentError> {
+            path.as_ref()
+                .map(|path| {
+                    std::fs::read(path).map_err(|source| AgentError::ExportFile {
+                        path: path.clone(),
+                        source,
+                    })
+                })
+                .transpose()
+        };
+        let token = read(&config.export.token_file)?
+            .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+            .filter(|token| !token.is_empty());
         let sender_config = SenderConfig {
             timeout: config.export.timeout,
             max_backoff: config.export.max_backoff,
+            token,
+            ca_pem: read(&config.export.ca_file)?,
             ..SenderConfig::new(collector.clone())
         };
         tracing::info!(collector = %collector, spool = %config.spool.dir.display(), "exporting OTLP");

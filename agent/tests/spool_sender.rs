@@ -145,6 +145,8 @@ impl Agent {
             initial_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_millis(200),
             max_retry_after: Duration::from_secs(5),
+            token: None,
+            ca_pem: None,
         }
     }
 

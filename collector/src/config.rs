@@ -53,6 +53,12 @@ pub struct CollectorConfig {
     /// Most series the store holds.
     #[serde(default = "default_max_series")]
     pub max_series: usize,
+    /// PEM certificate chain for HTTPS (with `tls_key_file`).
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    /// PEM private key for HTTPS (with `tls_cert_file`).
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 fn default_version() -> u32 {
@@ -98,6 +104,8 @@ impl Default for CollectorConfig {
             snapshot_interval: default_snapshot_interval(),
             max_inflight_bytes: default_max_inflight_bytes(),
             max_series: default_max_series(),
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -140,6 +148,11 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
         "max_series",
         "Most series the store holds; points of new series beyond it are refused in a partial success and counted, so a label-cardinality explosion cannot exhaust memory.",
     ),
+    (
+        "tls_cert_file",
+        "PEM certificate chain; with tls_key_file the collector serves HTTPS (rustls) instead of HTTP.",
+    ),
+    ("tls_key_file", "PEM private key matching tls_cert_file."),
 ];
 
 /// Command-line overrides.
@@ -155,6 +168,10 @@ pub struct CollectorFlags {
     pub read_token_file: Option<PathBuf>,
     /// `--insecure`.
     pub insecure: bool,
+    /// `--tls-cert-file`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// `--tls-key-file`.
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl CollectorConfig {
@@ -178,6 +195,12 @@ impl CollectorConfig {
             config.read_token_file = flags.read_token_file.clone();
         }
         config.insecure |= flags.insecure;
+        if flags.tls_cert_file.is_some() {
+            config.tls_cert_file = flags.tls_cert_file.clone();
+        }
+        if flags.tls_key_file.is_some() {
+            config.tls_key_file = flags.tls_key_file.clone();
+        }
         if config.version != 1 {
             return Err(ConfigError::Value {
                 key: "version",
@@ -197,6 +220,16 @@ impl CollectorConfig {
                 key: "max_inflight_bytes",
                 value: config.max_inflight_bytes.to_string(),
                 reason: "must be at least max_body_bytes, or a large request could never be admitted",
+            });
+        }
+        if config.tls_cert_file.is_some() != config.tls_key_file.is_some() {
+            return Err(ConfigError::Value {
+                key: "tls_cert_file",
+                value: format!(
+                    "{:?} / tls_key_file {:?}",
+                    config.tls_cert_file, config.tls_key_file
+                ),
+                reason: "set both the certificate and the key, or neither",
             });
         }
         if config.max_series == 0 {
@@ -259,6 +292,7 @@ impl CollectorConfig {
             snapshot_interval: self.snapshot_interval,
             max_inflight_bytes: self.max_inflight_bytes,
             max_series: self.max_series,
+            tls: self.tls_cert_file.clone().zip(self.tls_key_file.clone()),
         })
     }
 }

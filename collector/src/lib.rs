@@ -7,6 +7,7 @@ pub mod ingest;
 pub mod server;
 pub mod simulate;
 pub mod store;
+pub mod tls;
 
 /// Default OTLP/HTTP port, as the OpenTelemetry specification fixes it.
 pub const DEFAULT_OTLP_HTTP_PORT: u16 = 4318;

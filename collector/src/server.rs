@@ -60,6 +60,8 @@ pub struct CollectorOptions {
     /// refused (partial success) so a cardinality explosion cannot exhaust
     /// memory.
     pub max_series: usize,
+    /// PEM certificate chain and private key: serve HTTPS instead of HTTP.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for CollectorOptions {
@@ -76,6 +78,7 @@ impl Default for CollectorOptions {
             snapshot_interval: Duration::from_secs(600),
             max_inflight_bytes: 256 << 20,
             max_series: 5_000_000,
+            tls: None,
         }
     }
 }
@@ -97,6 +100,9 @@ pub enum CollectorError {
     /// A snapshot could not be written.
     #[error(transparent)]
     Snapshot(#[from] SnapshotError),
+    /// The TLS certificate or key is unusable.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// Binding or serving failed.
     #[error("cannot serve on {addr}: {source}")]
     Serve {
@@ -134,6 +140,9 @@ pub struct Collector {
     ready: AtomicBool,
     /// Admission budget in KiB of decompressed request bodies.
     inflight: Arc<tokio::sync::Semaphore>,
+    /// Set when serving HTTPS.
+    tls: Option<Arc<rustls::ServerConfig>>,
+    tls_handshake_failures: Arc<AtomicU64>,
 }
 
 fn now_ns() -> u64 {
@@ -162,6 +171,11 @@ impl Collector {
             raw_points: 1440,
             log_records: 10_000,
             max_series: options.max_series,
+        };
+        // Unusable certificates fail the start, not the first client.
+        let tls = match &options.tls {
+            Some((cert, key)) => Some(crate::tls::server_config(cert, key)?),
+            None => None,
         };
         let started = std::time::Instant::now();
         let counters = Counters::default();
@@ -223,6 +237,8 @@ impl Collector {
             options,
             counters,
             ready: AtomicBool::new(true),
+            tls,
+            tls_handshake_failures: Arc::new(AtomicU64::new(0)),
         }))
     }
 
@@ -435,7 +451,12 @@ pub async fn serve(
             addr: addr.clone(),
             source,
         })?;
-    tracing::info!(listen = %addr, "collector listening (OTLP/HTTP /v1/metrics, /v1/logs; API /api/v1)");
+    let scheme = if collector.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(listen = %addr, scheme, "collector listening (OTLP/HTTP /v1/metrics, /v1/logs; API /api/v1)");
     // Series of pods long gone leave the store once outside retention.
     let expiring = Arc::clone(&collector);
     let mut expiry_shutdown = shutdown.clone();
@@ -465,12 +486,32 @@ pub async fn serve(
             }
         }
     });
-    let served = axum::serve(listener, router(Arc::clone(&collector)))
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await
-        .map_err(|source| CollectorError::Serve { addr, source });
+    let stop = async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+    };
+    let app = router(Arc::clone(&collector));
+    let served = match &collector.tls {
+        Some(config) => {
+            let listener = crate::tls::TlsListener::new(
+                listener,
+                Arc::clone(config),
+                Arc::clone(&collector.tls_handshake_failures),
+            )
+            .map_err(|source| CollectorError::Serve {
+                addr: addr.clone(),
+                source,
+            })?;
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stop)
+                .await
+        }
+    }
+    .map_err(|source| CollectorError::Serve { addr, source });
     // A clean stop leaves a fresh snapshot, so the next start is fast.
     let stopping = Arc::clone(&collector);
     let _ = tokio::task::spawn_blocking(move || stopping.snapshot()).await;
@@ -1097,6 +1138,9 @@ async fn own_metrics(State(collector): State<Arc<Collector>>) -> Response {
          # HELP tally_collector_series_limited_points_total Points of new series refused because the series limit was reached.\n\
          # TYPE tally_collector_series_limited_points_total counter\n\
          tally_collector_series_limited_points_total {}\n\
+         # HELP tally_collector_tls_handshake_failures_total TLS handshakes that failed or timed out.\n\
+         # TYPE tally_collector_tls_handshake_failures_total counter\n\
+         tally_collector_tls_handshake_failures_total {}\n\
          # HELP tally_collector_snapshots_total Store snapshots written.\n\
          # TYPE tally_collector_snapshots_total counter\n\
          tally_collector_snapshots_total {}\n\
@@ -1125,6 +1169,7 @@ async fn own_metrics(State(collector): State<Arc<Collector>>) -> Response {
         load(&c.replayed_records),
         load(&c.requests_throttled),
         stats.series_limited,
+        load(&collector.tls_handshake_failures),
         load(&c.snapshots),
         load(&c.snapshot_errors),
         load(&c.snapshot_bytes),

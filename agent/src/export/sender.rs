@@ -40,6 +40,10 @@ pub struct SenderConfig {
     /// Cap on an honoured `Retry-After`, so a misconfigured collector cannot
     /// park the agent for hours.
     pub max_retry_after: Duration,
+    /// Bearer token sent with every request.
+    pub token: Option<String>,
+    /// Extra trusted CA certificates (PEM) for an `https://` collector.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl SenderConfig {
@@ -52,7 +56,36 @@ impl SenderConfig {
             initial_backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(30),
             max_retry_after: Duration::from_secs(300),
+            token: None,
+            ca_pem: None,
         }
+    }
+
+    /// The HTTP client: timeout, bearer token and extra trusted CAs.
+    fn client(&self) -> Result<reqwest::Client, String> {
+        let mut builder = reqwest::Client::builder().timeout(self.timeout);
+        if let Some(token) = &self.token {
+            let mut value = reqwest::header::HeaderValue::try_from(format!("Bearer {token}"))
+                .map_err(|_| {
+                    "the export token holds characters a header cannot carry".to_owned()
+                })?;
+            // Kept out of debug output and logs.
+            value.set_sensitive(true);
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+            builder = builder.default_headers(headers);
+        }
+        if let Some(pem) = &self.ca_pem {
+            let certificates = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| format!("export CA file: {}", error_chain(&e)))?;
+            if certificates.is_empty() {
+                return Err("export CA file holds no PEM certificate".to_owned());
+            }
+            for certificate in certificates {
+                builder = builder.add_root_certificate(certificate);
+            }
+        }
+        builder.build().map_err(|e| error_chain(&e))
     }
 
     /// The URL batches are POSTed to.
@@ -158,11 +191,11 @@ pub async fn run_sender(
     wake: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let client = match reqwest::Client::builder().timeout(config.timeout).build() {
+    let client = match config.client() {
         Ok(client) => client,
         Err(e) => {
             health.set_up(false);
-            health.error("client", &error_chain(&e));
+            health.error("client", &e);
             return;
         }
     };

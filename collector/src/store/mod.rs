@@ -169,7 +169,7 @@ impl Series {
             *peak = peak.max(max);
         };
         for tier in [&self.days, &self.hours] {
-            tier.fold_range(0, u32::MAX, None, |s| add(s.start, s.max));
+            tier.fold_range(0, u32::MAX, |s, _| add(s.start, s.max));
         }
         if let Some((hour, open)) = &self.open {
             add(*hour, open.max);
@@ -199,7 +199,7 @@ impl Series {
                 // Late data for a sealed hour (a spool replay): merge in place.
                 let mut late = Aggregate::new(with_sketch);
                 value.add_to(&mut late);
-                if hour >= self.hours.iter().next().map_or(0, |r| r.start) {
+                if hour >= self.hours.first_start().unwrap_or(0) {
                     self.hours.push(hour, &late);
                 } else {
                     self.days.push(hour / DAY_HOURS * DAY_HOURS, &late);
@@ -220,12 +220,7 @@ impl Series {
     /// past retention.
     fn roll_up(&mut self, newest_hour: u32, retention_hours: u32) {
         let hourly_from = newest_hour.saturating_sub(HOURLY_TIER_HOURS);
-        if self
-            .hours
-            .iter()
-            .next()
-            .is_some_and(|r| r.start < hourly_from)
-        {
+        if self.hours.first_start().is_some_and(|s| s < hourly_from) {
             let mut day: Option<(u32, Aggregate)> = None;
             for record in self.hours.split_off_before(hourly_from) {
                 let start = record.start / DAY_HOURS * DAY_HOURS;
@@ -563,45 +558,43 @@ impl Store {
     /// `stat` of one series over `[from_ns, to_ns]`, merging the hourly
     /// and daily aggregates that overlap the window (beyond 48 hours the
     /// window is widened to whole days), in O(aggregates × sketch size).
-    pub fn stat(series: &Series, stat: Stat, from_ns: u64, to_ns: u64) -> Option<f64> {
+    pub fn stat<'s>(series: &'s Series, stat: Stat, from_ns: u64, to_ns: u64) -> Option<f64> {
         let first_hour = (from_ns / HOUR_NS) as u32;
         let last_hour = (to_ns / HOUR_NS) as u32;
         let first_day = first_hour / DAY_HOURS * DAY_HOURS;
-        let mut merged = matches!(stat, Stat::Quantile(_)).then(tier::stored_sketch);
+        let want_sketches = matches!(stat, Stat::Quantile(_));
+        let mut merge = tier::QuantileMerge::new();
         let (mut min, mut max, mut sum, mut count, mut any) =
             (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0u64, false);
-        let mut visit = |s: &tier::Summary| {
+        let mut visit = |s: &tier::Summary, sketch: Option<tier::SketchRef<'s>>| {
             min = min.min(s.min);
             max = max.max(s.max);
             sum += s.sum;
             count += s.count;
             any = true;
+            if let (true, Some(sketch)) = (want_sketches, sketch) {
+                merge.add(s, sketch);
+            }
         };
-        series
-            .days
-            .fold_range(first_day, last_hour, merged.as_mut(), &mut visit);
-        series
-            .hours
-            .fold_range(first_hour, last_hour, merged.as_mut(), &mut visit);
+        series.days.fold_range(first_day, last_hour, &mut visit);
+        series.hours.fold_range(first_hour, last_hour, &mut visit);
         if let Some((hour, open)) = &series.open
             && (first_hour..=last_hour).contains(hour)
         {
-            visit(&tier::Summary {
+            let summary = tier::Summary {
                 start: *hour,
                 count: open.count,
                 min: open.min,
                 max: open.max,
                 sum: open.sum,
-            });
-            if let (Some(target), Some(sketch)) = (merged.as_mut(), &open.sketch) {
-                target.merge(sketch);
-            }
+            };
+            visit(&summary, open.sketch.as_ref().map(tier::SketchRef::of));
         }
         if !any {
             return None;
         }
         match stat {
-            Stat::Quantile(q) => merged.and_then(|m| m.quantile(q)),
+            Stat::Quantile(q) => merge.quantile(q),
             Stat::Max => Some(max),
             Stat::Min => Some(min),
             Stat::Avg => (count > 0).then(|| sum / count as f64),

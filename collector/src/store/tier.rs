@@ -199,16 +199,58 @@ impl Tier {
         }
     }
 
-    /// Removes and returns the records that start before `start`.
+    /// Start of the oldest record, read without decoding it.
+    pub fn first_start(&self) -> Option<u32> {
+        let mut reader = Reader::new(&self.bytes);
+        reader.varint().and_then(|v| u32::try_from(v).ok())
+    }
+
+    /// Removes and returns the records that start before `start`. Only
+    /// those are decoded; the rest of the buffer is kept as it is, with the
+    /// first kept record's start rewritten from a delta to absolute.
     pub fn split_off_before(&mut self, start: u32) -> Vec<Sealed> {
-        let mut records: Vec<Sealed> = self.iter().collect();
-        let keep = records.partition_point(|r| r.start < start);
-        if keep == 0 {
-            return Vec::new();
+        let mut removed = Vec::new();
+        // (byte offset after the first kept record's delta, its start)
+        let split = {
+            let mut reader = Reader::new(&self.bytes);
+            let mut at = 0u32;
+            loop {
+                if reader.done() {
+                    break None;
+                }
+                let mut peek = Reader {
+                    bytes: &self.bytes,
+                    at: reader.at,
+                };
+                let next = peek
+                    .varint()
+                    .and_then(|d| u32::try_from(d).ok())
+                    .and_then(|d| at.checked_add(d));
+                match next {
+                    Some(next) if next >= start => break Some((peek.at, next)),
+                    Some(_) => match reader.record(&mut at) {
+                        Some(record) => removed.push(record),
+                        None => break None,
+                    },
+                    None => break None,
+                }
+            }
+        };
+        if removed.is_empty() && split.is_some() {
+            return removed;
         }
-        let kept = records.split_off(keep);
-        self.rebuild(kept);
-        records
+        match split {
+            Some((rest, first)) => {
+                let mut bytes = Vec::with_capacity(self.bytes.len() - rest + 5);
+                put_varint(&mut bytes, u64::from(first));
+                bytes.extend_from_slice(&self.bytes[rest..]);
+                self.bytes = bytes;
+                self.len -= removed.len() as u32;
+            }
+            // Everything was older (or the tail did not decode): empty.
+            None => *self = Tier::default(),
+        }
+        removed
     }
 
     /// Records in time order.
@@ -224,18 +266,16 @@ impl Tier {
         })
     }
 
-    /// Folds the records whose start lies in `[from, to]` without decoding
-    /// their sketches unless `sketch` is given, into which they are merged.
-    pub fn fold_range(
-        &self,
+    /// Visits the records whose start lies in `[from, to]`: their header
+    /// and, undecoded, their sketch.
+    pub fn fold_range<'a>(
+        &'a self,
         from: u32,
         to: u32,
-        mut sketch: Option<&mut ExpHistogram>,
-        mut visit: impl FnMut(&Summary),
+        mut visit: impl FnMut(&Summary, Option<SketchRef<'a>>),
     ) {
         let mut reader = Reader::new(&self.bytes);
         let mut start = 0u32;
-        let mut counts = Vec::new();
         while !reader.done() {
             let Some(summary) = reader.summary(&mut start) else {
                 return;
@@ -243,18 +283,152 @@ impl Tier {
             if summary.start > to {
                 return;
             }
-            let wanted = summary.start >= from;
-            let Some(parts) = reader.sketch_parts(&mut counts) else {
+            let Some(sketch) = reader.sketch_ref() else {
                 return;
             };
-            if !wanted {
-                continue;
-            }
-            visit(&summary);
-            if let (Some(target), Some(parts)) = (sketch.as_deref_mut(), parts) {
-                merge_record(target, parts, &counts, &summary);
+            if summary.start >= from {
+                visit(&summary, sketch);
             }
         }
+    }
+}
+
+/// Bucket counts, packed as varints (sealed) or plain (the open hour).
+#[derive(Debug, Clone, Copy)]
+pub enum Counts<'a> {
+    /// LEB128 varints.
+    Packed(&'a [u8]),
+    /// Plain counts.
+    Plain(&'a [u64]),
+}
+
+/// A sketch read in place.
+#[derive(Debug, Clone, Copy)]
+pub struct SketchRef<'a> {
+    /// Scale.
+    pub scale: i32,
+    /// Index of the first bucket.
+    pub offset: i32,
+    /// Values in the zero bucket.
+    pub zero_count: u64,
+    /// Number of buckets.
+    pub buckets: usize,
+    /// The counts.
+    pub counts: Counts<'a>,
+}
+
+impl<'a> SketchRef<'a> {
+    /// A view of a live histogram.
+    pub fn of(histogram: &'a ExpHistogram) -> Self {
+        Self {
+            scale: histogram.scale(),
+            offset: histogram.offset(),
+            zero_count: histogram.zero_count(),
+            buckets: histogram.bucket_counts().len(),
+            counts: Counts::Plain(histogram.bucket_counts()),
+        }
+    }
+
+    /// The bucket counts in order.
+    pub fn counts(&self) -> impl Iterator<Item = u64> + 'a {
+        let (mut packed, plain) = match self.counts {
+            Counts::Packed(bytes) => (Some(Reader::new(bytes)), [].iter()),
+            Counts::Plain(counts) => (None, counts.iter()),
+        };
+        let mut plain = plain.copied();
+        let mut left = self.buckets;
+        std::iter::from_fn(move || {
+            if left == 0 {
+                return None;
+            }
+            left -= 1;
+            match &mut packed {
+                Some(reader) => reader.varint(),
+                None => plain.next(),
+            }
+        })
+    }
+}
+
+/// Merges many sketches for one quantile at once: the coarsest scale among
+/// them is chosen first, then every count is added into one dense array.
+/// Much cheaper than merging them one by one, which re-scales as it goes.
+#[derive(Debug, Default)]
+pub struct QuantileMerge<'a> {
+    sketches: Vec<SketchRef<'a>>,
+    count: u64,
+    min: f64,
+    max: f64,
+}
+
+/// Widest dense array a merge builds before coarsening further.
+const DENSE_LIMIT: i64 = 4096;
+
+impl<'a> QuantileMerge<'a> {
+    /// An empty merge.
+    pub fn new() -> Self {
+        Self {
+            sketches: Vec::new(),
+            count: 0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+        }
+    }
+
+    /// Adds a record.
+    pub fn add(&mut self, summary: &Summary, sketch: SketchRef<'a>) {
+        self.count += summary.count;
+        self.min = self.min.min(summary.min);
+        self.max = self.max.max(summary.max);
+        self.sketches.push(sketch);
+    }
+
+    /// Quantile `q` (0..=1): the upper bound of the bucket holding it,
+    /// clamped to the observed extremes (as [`ExpHistogram::quantile`]).
+    pub fn quantile(&self, q: f64) -> Option<f64> {
+        if self.count == 0 {
+            return None;
+        }
+        let zeros: u64 = self.sketches.iter().map(|s| s.zero_count).sum();
+        let rank = (q.clamp(0.0, 1.0) * self.count as f64).ceil().max(1.0) as u64;
+        if rank <= zeros {
+            return Some(0.0);
+        }
+        let populated = || self.sketches.iter().filter(|s| s.buckets > 0);
+        let mut scale = populated().map(|s| s.scale).min()?;
+        let range = |scale: i32| {
+            populated().fold((i64::MAX, i64::MIN), |(low, high), s| {
+                let shift = s.scale - scale;
+                let first = i64::from(s.offset >> shift);
+                let last = i64::from((s.offset + s.buckets as i32 - 1) >> shift);
+                (low.min(first), high.max(last))
+            })
+        };
+        let (mut low, mut high) = range(scale);
+        while high - low + 1 > DENSE_LIMIT {
+            scale -= 1;
+            (low, high) = range(scale);
+        }
+        let mut dense = vec![0u64; (high - low + 1) as usize];
+        for sketch in populated() {
+            let shift = sketch.scale - scale;
+            for (position, count) in sketch.counts().enumerate() {
+                let index = i64::from((sketch.offset + position as i32) >> shift);
+                dense[(index - low) as usize] += count;
+            }
+        }
+        let mut seen = zeros;
+        for (position, count) in dense.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                let upper = tally_schema::exphist::bucket_upper_bound(
+                    (low + position as i64) as i32,
+                    scale,
+                );
+                return Some(upper.clamp(self.min, self.max));
+            }
+        }
+        Some(self.max)
     }
 }
 
@@ -295,14 +469,17 @@ fn encode(out: &mut Vec<u8>, delta: u32, aggregate: &Aggregate) {
     match &aggregate.sketch {
         None => put_varint(out, 0),
         Some(sketch) => {
-            let counts = sketch.bucket_counts();
-            put_varint(out, 1 + counts.len() as u64);
-            put_varint(out, zigzag(sketch.scale()));
-            put_varint(out, zigzag(sketch.offset()));
-            put_varint(out, sketch.zero_count());
-            for count in counts {
-                put_varint(out, *count);
+            // Length-prefixed, so a statistic that needs no sketch skips it.
+            let mut body = Vec::with_capacity(8 + sketch.bucket_counts().len());
+            put_varint(&mut body, zigzag(sketch.scale()));
+            put_varint(&mut body, zigzag(sketch.offset()));
+            put_varint(&mut body, sketch.zero_count());
+            put_varint(&mut body, sketch.bucket_counts().len() as u64);
+            for count in sketch.bucket_counts() {
+                put_varint(&mut body, *count);
             }
+            put_varint(out, 1 + body.len() as u64);
+            out.extend_from_slice(&body);
         }
     }
 }
@@ -401,26 +578,44 @@ impl<'a> Reader<'a> {
         })
     }
 
-    /// Reads a sketch's parts into `counts`; `Some(None)` when the record
-    /// has no sketch.
-    fn sketch_parts(&mut self, counts: &mut Vec<u64>) -> Option<Option<Parts<'static>>> {
+    /// Reads a record's sketch section without decoding its counts;
+    /// `Some(None)` when the record has no sketch.
+    fn sketch_ref(&mut self) -> Option<Option<SketchRef<'a>>> {
         let tag = self.varint()?;
         if tag == 0 {
             return Some(None);
         }
-        let buckets = usize::try_from(tag - 1).ok()?;
-        let scale = unzigzag(self.varint()?);
-        let offset = unzigzag(self.varint()?);
-        let zero_count = self.varint()?;
-        counts.clear();
-        for _ in 0..buckets {
-            counts.push(self.varint()?);
-        }
-        Some(Some(Parts {
+        let body = self.bytes(usize::try_from(tag - 1).ok()?)?;
+        let mut inner = Reader::new(body);
+        let scale = unzigzag(inner.varint()?);
+        let offset = unzigzag(inner.varint()?);
+        let zero_count = inner.varint()?;
+        let buckets = usize::try_from(inner.varint()?).ok()?;
+        Some(Some(SketchRef {
             scale,
             offset,
-            counts: &[],
             zero_count,
+            buckets,
+            counts: Counts::Packed(&body[inner.at..]),
+        }))
+    }
+
+    /// Reads a sketch's parts into `counts`; `Some(None)` when the record
+    /// has none.
+    fn sketch_parts(&mut self, counts: &mut Vec<u64>) -> Option<Option<Parts<'static>>> {
+        let Some(sketch) = self.sketch_ref()? else {
+            return Some(None);
+        };
+        counts.clear();
+        counts.extend(sketch.counts());
+        if counts.len() != sketch.buckets {
+            return None;
+        }
+        Some(Some(Parts {
+            scale: sketch.scale,
+            offset: sketch.offset,
+            counts: &[],
+            zero_count: sketch.zero_count,
             count: 0,
             sum: 0.0,
             min: None,
@@ -506,12 +701,51 @@ mod tests {
         let values: Vec<f64> = (0..240).map(|i| 2.0e9 * (1.0 + i as f64 * 1e-5)).collect();
         tier.push(1, &aggregate(&values, true));
         assert!(tier.heap_bytes() <= 48, "{}", tier.heap_bytes());
-        let mut merged = stored_sketch();
+        let mut merge = QuantileMerge::new();
         let mut max = 0.0f64;
-        tier.fold_range(0, 10, Some(&mut merged), |s| max = max.max(s.max));
+        tier.fold_range(0, 10, |s, sketch| {
+            max = max.max(s.max);
+            merge.add(s, sketch.expect("sketch"));
+        });
         assert_eq!(max, values[239]);
-        let p50 = merged.quantile(0.5).expect("p50");
+        let p50 = merge.quantile(0.5).expect("p50");
         assert!((p50 - values[120]).abs() / values[120] < 0.006, "{p50}");
+    }
+
+    #[test]
+    fn the_dense_merge_agrees_with_merging_one_by_one() {
+        let mut tier = Tier::default();
+        let mut whole = stored_sketch();
+        let mut rng = 0x2545_f491_4f6c_dd1du64;
+        for hour in 0..60u32 {
+            let mut a = Aggregate::new(true);
+            for _ in 0..200 {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                // Wide and shifting ranges force different scales per hour.
+                let v = (rng % 10_000) as f64 / 100.0 * f64::from(1 + hour % 7);
+                let v = if rng % 13 == 0 { 0.0 } else { v };
+                a.observe(v);
+                whole.record(v);
+            }
+            tier.push(hour, &a);
+        }
+        let mut merge = QuantileMerge::new();
+        tier.fold_range(0, 100, |s, sketch| merge.add(s, sketch.expect("sketch")));
+        let mut one_by_one = stored_sketch();
+        for record in tier.iter() {
+            one_by_one.merge(record.aggregate.sketch.as_ref().expect("sketch"));
+        }
+        for q in [0.0, 0.01, 0.5, 0.9, 0.95, 0.99, 1.0] {
+            let dense = merge.quantile(q).expect("dense");
+            let merged = one_by_one.quantile(q).expect("merged");
+            assert_eq!(dense, merged, "q={q}");
+            // And both are close to recording everything in one sketch.
+            let exact = whole.quantile(q).expect("whole");
+            assert!((dense - exact).abs() <= 0.1 * exact.max(1.0), "q={q} {dense} {exact}");
+        }
+        assert_eq!(QuantileMerge::new().quantile(0.5), None);
     }
 
     #[test]
@@ -521,7 +755,7 @@ mod tests {
             tier.push(hour, &aggregate(&[f64::from(hour)], true));
         }
         let mut seen = Vec::new();
-        tier.fold_range(3, 5, None, |s| seen.push(s.start));
+        tier.fold_range(3, 5, |s, _| seen.push(s.start));
         assert_eq!(seen, [3, 4, 5]);
     }
 }

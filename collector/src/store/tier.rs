@@ -725,7 +725,7 @@ mod tests {
                 rng ^= rng << 17;
                 // Wide and shifting ranges force different scales per hour.
                 let v = (rng % 10_000) as f64 / 100.0 * f64::from(1 + hour % 7);
-                let v = if rng % 13 == 0 { 0.0 } else { v };
+                let v = if rng.is_multiple_of(13) { 0.0 } else { v };
                 a.observe(v);
                 whole.record(v);
             }

@@ -129,66 +129,56 @@ impl MetricDef {
 
 const C: &[&str] = crate::identity::CONTAINER_LABELS;
 const NODE: &[&str] = &["node"];
-/// Container labels plus the resource and its unit (requests, limits).
-const C_RESOURCE: &[&str] = &[
-    "node",
-    "namespace",
-    "pod",
-    "container",
-    "workload_kind",
-    "workload_name",
-    "pod_uid",
-    "container_id",
-    "resource",
-    "unit",
-];
-
 const GPU: &[&str] = crate::identity::GPU_LABELS;
 const GPU_DEVICE: &[&str] = crate::identity::GPU_DEVICE_LABELS;
+/// Container labels plus the resource and its unit (requests, limits).
+const C_RESOURCE: &[&str] = &concat::<10>(C, &["resource", "unit"]);
 /// Container labels plus the GPU device the container's processes use and
 /// how that GPU is shared.
-const C_GPU: &[&str] = &[
-    "node",
-    "namespace",
-    "pod",
-    "container",
-    "workload_kind",
-    "workload_name",
-    "pod_uid",
-    "container_id",
-    "gpu_uuid",
-    "gpu_index",
-    "gpu_model",
-    "mig_profile",
-    "mig_instance",
-    "sharing",
-];
+const C_GPU: &[&str] = &concat::<14>(
+    C,
+    &[
+        "gpu_uuid",
+        "gpu_index",
+        "gpu_model",
+        "mig_profile",
+        "mig_instance",
+        "sharing",
+    ],
+);
 /// Container labels of a model server plus its engine and served model.
-const C_MODEL: &[&str] = &[
-    "node",
-    "namespace",
-    "pod",
-    "container",
-    "workload_kind",
-    "workload_name",
-    "pod_uid",
-    "container_id",
-    "engine",
-    "model",
-];
+const C_MODEL: &[&str] = &concat::<10>(C, &["engine", "model"]);
 /// Pod labels plus where the traffic went.
-const POD_DESTINATION: &[&str] = &[
-    "node",
-    "namespace",
-    "pod",
-    "workload_kind",
-    "workload_name",
-    "pod_uid",
-    "destination_class",
-    "destination_namespace",
-    "destination_workload",
-    "destination_service",
-];
+const POD_DESTINATION: &[&str] = &concat::<10>(
+    crate::identity::POD_LABELS,
+    &[
+        "destination_class",
+        "destination_namespace",
+        "destination_workload",
+        "destination_service",
+    ],
+);
+
+/// `base` followed by `extra`, at compile time, so a family's labels
+/// extend an identity list instead of repeating it (`N` is the total;
+/// a wrong `N` fails the build).
+const fn concat<const N: usize>(
+    base: &[&'static str],
+    extra: &[&'static str],
+) -> [&'static str; N] {
+    assert!(base.len() + extra.len() == N, "N must be the total length");
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < base.len() {
+        out[i] = base[i];
+        i += 1;
+    }
+    while i < N {
+        out[i] = extra[i - base.len()];
+        i += 1;
+    }
+    out
+}
 
 macro_rules! def {
     ($ident:ident, $base:literal, $kind:ident, $unit:ident, $labels:expr, $help:literal) => {
@@ -459,19 +449,7 @@ def!(
     "tally_container_info",
     Info,
     None,
-    &[
-        "node",
-        "namespace",
-        "pod",
-        "container",
-        "workload_kind",
-        "workload_name",
-        "pod_uid",
-        "container_id",
-        "runtime",
-        "cgroup",
-        "cgroup_version"
-    ],
+    &concat::<11>(C, &["runtime", "cgroup", "cgroup_version"]),
     "Container identity: runtime and cgroup path. runtime=\"unknown\" marks cgroups Tally could not map to a container."
 );
 def!(
@@ -723,15 +701,7 @@ def!(
     "tally_gpu_info",
     Info,
     None,
-    &[
-        "node",
-        "gpu_uuid",
-        "gpu_index",
-        "gpu_model",
-        "pci_bus_id",
-        "driver_version",
-        "mig_mode"
-    ],
+    &concat::<7>(GPU, &["pci_bus_id", "driver_version", "mig_mode"]),
     "GPU identity: PCI bus id, driver version and MIG mode (enabled or disabled)."
 );
 def!(
@@ -803,7 +773,7 @@ def!(
     "tally_gpu_clock",
     Gauge,
     Hertz,
-    &["node", "gpu_uuid", "gpu_index", "gpu_model", "clock"],
+    &concat::<5>(GPU, &["clock"]),
     "Current clock frequency, by clock (sm, memory)."
 );
 def!(
@@ -811,7 +781,7 @@ def!(
     "tally_gpu_throttled",
     Gauge,
     None,
-    &["node", "gpu_uuid", "gpu_index", "gpu_model", "reason"],
+    &concat::<5>(GPU, &["reason"]),
     "1 while the clocks are held down for the reason (NVML throttle reasons in snake case: gpu_idle, sw_power_cap, hw_slowdown, sw_thermal_slowdown, hw_thermal_slowdown, …), else 0."
 );
 def!(
@@ -837,19 +807,7 @@ def!(
     "tally_model_info",
     Info,
     None,
-    &[
-        "node",
-        "namespace",
-        "pod",
-        "container",
-        "workload_kind",
-        "workload_name",
-        "pod_uid",
-        "container_id",
-        "engine",
-        "model",
-        "engine_version"
-    ],
+    &concat::<11>(C_MODEL, &["engine_version"]),
     "Model server identity: engine (vllm, sglang, tgi, triton, ollama, genai), served model and engine version."
 );
 def!(
@@ -881,20 +839,7 @@ def!(
     "tally_model_requests",
     Counter,
     None,
-    &[
-        "node",
-        "namespace",
-        "pod",
-        "container",
-        "workload_kind",
-        "workload_name",
-        "pod_uid",
-        "container_id",
-        "engine",
-        "model",
-        "outcome",
-        "reason"
-    ],
+    &concat::<12>(C_MODEL, &["outcome", "reason"]),
     "Finished requests by outcome (success, failure) and the engine's reason (stop, length, abort, error, …)."
 );
 def!(
@@ -960,6 +905,15 @@ def!(
 );
 
 // === Pod network by destination (agent source `egress`, issue #8) ===
+/// Values of `destination_class`, nearest first.
+pub const DESTINATION_CLASSES: &[&str] = &[
+    "same_node",
+    "same_zone",
+    "cross_zone",
+    "cross_region",
+    "internet",
+    "service",
+];
 def!(
     POD_NETWORK_TRANSMIT,
     "tally_pod_network_transmit",
@@ -1276,26 +1230,10 @@ mod tests {
 
     #[test]
     fn composite_label_sets_extend_the_identity_labels() {
-        let gpu_device = &crate::identity::GPU_DEVICE_LABELS[1..];
-        assert_eq!(C_GPU, [C, gpu_device, &["sharing"]].concat());
-        assert_eq!(C_MODEL, [C, &["engine", "model"]].concat());
-        assert_eq!(
-            MODEL_REQUESTS.labels,
-            [C_MODEL, &["outcome", "reason"]].concat()
-        );
-        assert_eq!(
-            POD_DESTINATION,
-            [
-                crate::identity::POD_LABELS,
-                &[
-                    "destination_class",
-                    "destination_namespace",
-                    "destination_workload",
-                    "destination_service"
-                ]
-            ]
-            .concat()
-        );
+        assert_eq!(concat::<3>(&["a"], &["b", "c"]), ["a", "b", "c"]);
+        assert_eq!(C_GPU[..C.len()], *C);
+        assert_eq!(C_GPU[C.len()..C.len() + 5], GPU_DEVICE[1..]);
+        assert_eq!(MODEL_REQUESTS.labels.last(), Some(&"reason"));
     }
 
     #[test]

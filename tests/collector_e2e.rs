@@ -531,9 +531,72 @@ fn simulate_backfills_a_marked_fleet() {
         "every container has a CPU distribution"
     );
     let agents = api(port, "/api/v1/agents");
+    let agents = agents["agents"].as_array().cloned().unwrap_or_default();
+    assert!(agents.iter().all(|a| a["simulated"] == true));
+    // Pods report on themselves; only the three nodes push.
+    assert_eq!(agents.len(), 3, "{agents:?}");
+
+    // GPUs: an allocated GPU left idle, MIG instances, a time-sliced GPU.
+    let gpus = api(port, "/api/v1/gpus?window=3h");
+    assert_eq!(gpus["simulated"], true);
+    let gpus = gpus["gpus"].as_array().cloned().unwrap_or_default();
+    let pods = |g: &Value| g["pods"].as_array().map_or(0, Vec::len);
     assert!(
-        agents["agents"]
-            .as_array()
-            .is_some_and(|a| a.iter().all(|a| a["simulated"] == true))
+        gpus.iter()
+            .any(|g| pods(g) > 0 && g["utilization_p95"].as_f64().is_some_and(|u| u < 0.02)),
+        "an idle allocated GPU: {gpus:?}"
     );
+    assert!(
+        gpus.iter()
+            .any(|g| g["mig_profile"] == "1g.10gb" && g["memory_total_bytes"].is_number()),
+        "a MIG instance"
+    );
+    assert!(
+        gpus.iter()
+            .any(|g| g["sharing"] == "time_sliced" && pods(g) >= 2)
+    );
+
+    // Model services: latency and tokens.
+    let models = api(port, "/api/v1/models?window=3h");
+    assert_eq!(models["simulated"], true);
+    let models = models["models"].as_array().cloned().unwrap_or_default();
+    assert!(!models.is_empty());
+    for m in &models {
+        assert!(
+            m["time_to_first_token_seconds_p95"]
+                .as_f64()
+                .is_some_and(|t| t > 0.0),
+            "{m}"
+        );
+        assert!(
+            m["tokens_per_second"].as_f64().is_some_and(|t| t > 0.0),
+            "{m}"
+        );
+    }
+
+    // Workloads: requests against usage.
+    let workloads = api(port, "/api/v1/workloads?window=3h");
+    let workloads = workloads["workloads"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let containers: u64 = workloads
+        .iter()
+        .filter_map(|w| w["containers"].as_u64())
+        .sum();
+    assert_eq!(containers as usize, rows.len());
+    assert!(workloads.iter().all(
+        |w| w["simulated"] == true && w["cpu_request_cores"].as_f64().is_some_and(|c| c > 0.0)
+    ));
+
+    // Egress: cross-zone bytes and chatty pairs.
+    let egress = api(port, "/api/v1/egress?window=3h");
+    assert_eq!(egress["simulated"], true);
+    let cross_zone = egress["by_class"]["cross_zone"]["transmit_bytes"].as_f64();
+    assert!(
+        cross_zone.is_some_and(|b| b > 0.0),
+        "{}",
+        egress["by_class"]
+    );
+    assert!(egress["pairs"].as_array().is_some_and(|p| !p.is_empty()));
 }

@@ -181,7 +181,15 @@ fn unit_of(def: &MetricDef) -> Option<Unit> {
         MetricUnit::None => None,
         MetricUnit::Seconds => Some(Unit::Seconds),
         MetricUnit::Bytes => Some(Unit::Bytes),
-        MetricUnit::Cores => Some(Unit::Other("cores".to_owned())),
+        MetricUnit::Joules => Some(Unit::Joules),
+        MetricUnit::Celsius => Some(Unit::Celsius),
+        // prometheus-client's Ratios would render `ratios`; the catalog's
+        // suffix is `ratio`, as Prometheus names it.
+        MetricUnit::Cores
+        | MetricUnit::Watts
+        | MetricUnit::Hertz
+        | MetricUnit::Ratio
+        | MetricUnit::Tokens => def.unit.suffix().map(|s| Unit::Other(s.to_owned())),
     }
 }
 

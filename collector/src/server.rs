@@ -23,6 +23,7 @@ use prost::Message;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
+use crate::api;
 use crate::ingest::decode::{self, DecodeError, Format};
 use crate::ingest::points::{self, TimeWindow, attribute_text};
 use crate::store::snapshot::{self, SnapshotError};
@@ -328,8 +329,9 @@ fn apply_flattened(
                 .map(|kv| attribute_text(kv.value.as_ref()))
         };
         // One entry per pushing process: the node resource of an agent
-        // batch, or any SDK resource.
-        if find("container.id").is_some() {
+        // batch, or any SDK resource; container and pod resources are
+        // what it reports on.
+        if find("container.id").is_some() || find("k8s.pod.uid").is_some() {
             continue;
         }
         let last_point_ns = flattened
@@ -409,7 +411,7 @@ fn token_matches(headers: &HeaderMap, expected: &str) -> bool {
     difference == 0
 }
 
-fn unauthorized() -> Response {
+pub(crate) fn unauthorized() -> Response {
     (
         StatusCode::UNAUTHORIZED,
         [(header::WWW_AUTHENTICATE, "Bearer")],
@@ -430,6 +432,10 @@ pub fn router(collector: Arc<Collector>) -> Router {
         .route("/api/v1/query", get(api_query))
         .route("/api/v1/containers", get(api_containers))
         .route("/api/v1/nodes", get(api_nodes))
+        .route("/api/v1/workloads", api::route(api::workloads::view))
+        .route("/api/v1/gpus", api::route(api::gpus::view))
+        .route("/api/v1/models", api::route(api::models::view))
+        .route("/api/v1/egress", api::route(api::egress::view))
         .route("/api/v1/logs", get(api_logs))
         .route("/api/v1/recommendations", get(api_recommendations))
         .route("/api/v1/openapi.json", get(openapi))
@@ -799,7 +805,7 @@ async fn ingest_logs(
     respond(format, &ExportLogsServiceResponse { partial_success })
 }
 
-fn read_allowed(collector: &Collector, headers: &HeaderMap) -> bool {
+pub(crate) fn read_allowed(collector: &Collector, headers: &HeaderMap) -> bool {
     match (&collector.options.read_token, &collector.options.token) {
         (Some(read), _) => token_matches(headers, read),
         (None, Some(write)) => token_matches(headers, write),
@@ -832,7 +838,7 @@ pub fn parse_window(text: &str) -> Option<Duration> {
     Some(Duration::from_secs(seconds))
 }
 
-fn bad_request(message: String) -> Response {
+pub(crate) fn bad_request(message: String) -> Response {
     (
         StatusCode::BAD_REQUEST,
         axum::Json(json!({ "error": message })),
@@ -841,7 +847,7 @@ fn bad_request(message: String) -> Response {
 }
 
 /// The `window` parameter (default 1h) as (text, from ns, to ns = now).
-fn window_param(
+pub(crate) fn window_param(
     params: &std::collections::HashMap<String, String>,
 ) -> Result<(&str, u64, u64), String> {
     let text = params.get("window").map(String::as_str).unwrap_or("1h");

@@ -37,6 +37,18 @@ pub enum MetricUnit {
     Bytes,
     /// CPU cores (a rate of CPU-seconds per second).
     Cores,
+    /// Watts.
+    Watts,
+    /// Joules.
+    Joules,
+    /// Degrees Celsius.
+    Celsius,
+    /// Hertz.
+    Hertz,
+    /// A share of a whole, 0 to 1 (never percent).
+    Ratio,
+    /// Model tokens.
+    Tokens,
 }
 
 impl MetricUnit {
@@ -47,6 +59,12 @@ impl MetricUnit {
             MetricUnit::Seconds => Some("seconds"),
             MetricUnit::Bytes => Some("bytes"),
             MetricUnit::Cores => Some("cores"),
+            MetricUnit::Watts => Some("watts"),
+            MetricUnit::Joules => Some("joules"),
+            MetricUnit::Celsius => Some("celsius"),
+            MetricUnit::Hertz => Some("hertz"),
+            MetricUnit::Ratio => Some("ratio"),
+            MetricUnit::Tokens => Some("tokens"),
         }
     }
 
@@ -57,6 +75,12 @@ impl MetricUnit {
             MetricUnit::Seconds => "s",
             MetricUnit::Bytes => "By",
             MetricUnit::Cores => "{cpu}",
+            MetricUnit::Watts => "W",
+            MetricUnit::Joules => "J",
+            MetricUnit::Celsius => "Cel",
+            MetricUnit::Hertz => "Hz",
+            MetricUnit::Ratio => "1",
+            MetricUnit::Tokens => "{token}",
         }
     }
 }
@@ -105,19 +129,56 @@ impl MetricDef {
 
 const C: &[&str] = crate::identity::CONTAINER_LABELS;
 const NODE: &[&str] = &["node"];
+const GPU: &[&str] = crate::identity::GPU_LABELS;
+const GPU_DEVICE: &[&str] = crate::identity::GPU_DEVICE_LABELS;
 /// Container labels plus the resource and its unit (requests, limits).
-const C_RESOURCE: &[&str] = &[
-    "node",
-    "namespace",
-    "pod",
-    "container",
-    "workload_kind",
-    "workload_name",
-    "pod_uid",
-    "container_id",
-    "resource",
-    "unit",
-];
+const C_RESOURCE: &[&str] = &concat::<10>(C, &["resource", "unit"]);
+/// Container labels plus the GPU device the container's processes use and
+/// how that GPU is shared.
+const C_GPU: &[&str] = &concat::<14>(
+    C,
+    &[
+        "gpu_uuid",
+        "gpu_index",
+        "gpu_model",
+        "mig_profile",
+        "mig_instance",
+        "sharing",
+    ],
+);
+/// Container labels of a model server plus its engine and served model.
+const C_MODEL: &[&str] = &concat::<10>(C, &["engine", "model"]);
+/// Pod labels plus where the traffic went.
+const POD_DESTINATION: &[&str] = &concat::<10>(
+    crate::identity::POD_LABELS,
+    &[
+        "destination_class",
+        "destination_namespace",
+        "destination_workload",
+        "destination_service",
+    ],
+);
+
+/// `base` followed by `extra`, at compile time, so a family's labels
+/// extend an identity list instead of repeating it (`N` is the total;
+/// a wrong `N` fails the build).
+const fn concat<const N: usize>(
+    base: &[&'static str],
+    extra: &[&'static str],
+) -> [&'static str; N] {
+    assert!(base.len() + extra.len() == N, "N must be the total length");
+    let mut out = [""; N];
+    let mut i = 0;
+    while i < base.len() {
+        out[i] = base[i];
+        i += 1;
+    }
+    while i < N {
+        out[i] = extra[i - base.len()];
+        i += 1;
+    }
+    out
+}
 
 macro_rules! def {
     ($ident:ident, $base:literal, $kind:ident, $unit:ident, $labels:expr, $help:literal) => {
@@ -388,19 +449,7 @@ def!(
     "tally_container_info",
     Info,
     None,
-    &[
-        "node",
-        "namespace",
-        "pod",
-        "container",
-        "workload_kind",
-        "workload_name",
-        "pod_uid",
-        "container_id",
-        "runtime",
-        "cgroup",
-        "cgroup_version"
-    ],
+    &concat::<11>(C, &["runtime", "cgroup", "cgroup_version"]),
     "Container identity: runtime and cgroup path. runtime=\"unknown\" marks cgroups Tally could not map to a container."
 );
 def!(
@@ -646,6 +695,242 @@ def!(
     OtlpOnly
 );
 
+// === GPUs (agent source `gpu`, issue #5) ===
+def!(
+    GPU_INFO,
+    "tally_gpu_info",
+    Info,
+    None,
+    &concat::<7>(GPU, &["pci_bus_id", "driver_version", "mig_mode"]),
+    "GPU identity: PCI bus id, driver version and MIG mode (enabled or disabled)."
+);
+def!(
+    GPU_UTILIZATION,
+    "tally_gpu_utilization",
+    Gauge,
+    Ratio,
+    GPU_DEVICE,
+    "Share of time kernels ran on the GPU (NVML utilization.gpu), on a MIG instance its SM activity (GPM); absent on a MIG-enabled GPU itself."
+);
+def!(
+    GPU_MEMORY_UTILIZATION,
+    "tally_gpu_memory_utilization",
+    Gauge,
+    Ratio,
+    GPU_DEVICE,
+    "Share of time device memory was read or written (NVML utilization.memory), on a MIG instance its DRAM bandwidth use (GPM)."
+);
+def!(
+    GPU_MEMORY_USED,
+    "tally_gpu_memory_used",
+    Gauge,
+    Bytes,
+    GPU_DEVICE,
+    "Framebuffer memory in use on the GPU or MIG instance."
+);
+def!(
+    GPU_MEMORY_TOTAL,
+    "tally_gpu_memory_total",
+    Gauge,
+    Bytes,
+    GPU_DEVICE,
+    "Framebuffer memory of the GPU or MIG instance."
+);
+def!(
+    GPU_POWER,
+    "tally_gpu_power",
+    Gauge,
+    Watts,
+    GPU,
+    "Power draw."
+);
+def!(
+    GPU_POWER_LIMIT,
+    "tally_gpu_power_limit",
+    Gauge,
+    Watts,
+    GPU,
+    "Enforced power limit."
+);
+def!(
+    GPU_ENERGY,
+    "tally_gpu_energy",
+    Counter,
+    Joules,
+    GPU,
+    "Energy used since the driver loaded, from the GPU's own energy counter (not integrated from sampled power)."
+);
+def!(
+    GPU_TEMPERATURE,
+    "tally_gpu_temperature",
+    Gauge,
+    Celsius,
+    GPU,
+    "GPU die temperature."
+);
+def!(
+    GPU_CLOCK,
+    "tally_gpu_clock",
+    Gauge,
+    Hertz,
+    &concat::<5>(GPU, &["clock"]),
+    "Current clock frequency, by clock (sm, memory)."
+);
+def!(
+    GPU_THROTTLED,
+    "tally_gpu_throttled",
+    Gauge,
+    None,
+    &concat::<5>(GPU, &["reason"]),
+    "1 while the clocks are held down for the reason (NVML throttle reasons in snake case: gpu_idle, sw_power_cap, hw_slowdown, sw_thermal_slowdown, hw_thermal_slowdown, …), else 0."
+);
+def!(
+    CONTAINER_GPU_UTILIZATION,
+    "tally_container_gpu_utilization",
+    Gauge,
+    Ratio,
+    C_GPU,
+    "Share of the GPU's (or MIG instance's) time the container's processes ran kernels; sharing is exclusive, mig or time_sliced."
+);
+def!(
+    CONTAINER_GPU_MEMORY_USED,
+    "tally_container_gpu_memory_used",
+    Gauge,
+    Bytes,
+    C_GPU,
+    "GPU memory held by the container's processes on the GPU or MIG instance (NVML host PIDs mapped to the container by cgroup)."
+);
+
+// === Model serving (agent scrapes and OTel GenAI, issue #6) ===
+def!(
+    MODEL_INFO,
+    "tally_model_info",
+    Info,
+    None,
+    &concat::<11>(C_MODEL, &["engine_version"]),
+    "Model server identity: engine (vllm, sglang, tgi, triton, ollama, genai), served model and engine version."
+);
+def!(
+    MODEL_REQUESTS_RUNNING,
+    "tally_model_requests_running",
+    Gauge,
+    None,
+    C_MODEL,
+    "Requests in the engine's running batch."
+);
+def!(
+    MODEL_REQUESTS_WAITING,
+    "tally_model_requests_waiting",
+    Gauge,
+    None,
+    C_MODEL,
+    "Requests queued for a batch slot (queue depth)."
+);
+def!(
+    MODEL_KV_CACHE_USAGE,
+    "tally_model_kv_cache_usage",
+    Gauge,
+    Ratio,
+    C_MODEL,
+    "Share of the KV cache in use (engines that report percent are converted)."
+);
+def!(
+    MODEL_REQUESTS,
+    "tally_model_requests",
+    Counter,
+    None,
+    &concat::<12>(C_MODEL, &["outcome", "reason"]),
+    "Finished requests by outcome (success, failure) and the engine's reason (stop, length, abort, error, …)."
+);
+def!(
+    MODEL_PROMPT_TOKENS,
+    "tally_model_prompt",
+    Counter,
+    Tokens,
+    C_MODEL,
+    "Prompt (prefill) tokens processed."
+);
+def!(
+    MODEL_GENERATION_TOKENS,
+    "tally_model_generation",
+    Counter,
+    Tokens,
+    C_MODEL,
+    "Tokens generated."
+);
+def!(
+    MODEL_TIME_TO_FIRST_TOKEN,
+    "tally_model_time_to_first_token",
+    ExponentialHistogram,
+    Seconds,
+    C_MODEL,
+    "Distribution of time to first token per request.",
+    OtlpOnly
+);
+def!(
+    MODEL_INTER_TOKEN_LATENCY,
+    "tally_model_inter_token_latency",
+    ExponentialHistogram,
+    Seconds,
+    C_MODEL,
+    "Distribution of the time between consecutive output tokens.",
+    OtlpOnly
+);
+def!(
+    MODEL_TIME_PER_OUTPUT_TOKEN,
+    "tally_model_time_per_output_token",
+    ExponentialHistogram,
+    Seconds,
+    C_MODEL,
+    "Distribution of each request's mean time per output token after the first (all TGI reports).",
+    OtlpOnly
+);
+def!(
+    MODEL_E2E_REQUEST_LATENCY,
+    "tally_model_e2e_request_latency",
+    ExponentialHistogram,
+    Seconds,
+    C_MODEL,
+    "Distribution of end-to-end request latency, queueing included.",
+    OtlpOnly
+);
+def!(
+    MODEL_REQUEST_QUEUE_TIME,
+    "tally_model_request_queue_time",
+    ExponentialHistogram,
+    Seconds,
+    C_MODEL,
+    "Distribution of the time requests waited in the queue.",
+    OtlpOnly
+);
+
+// === Pod network by destination (agent source `egress`, issue #8) ===
+/// Values of `destination_class`, nearest first.
+pub const DESTINATION_CLASSES: &[&str] = &[
+    "same_node",
+    "same_zone",
+    "cross_zone",
+    "cross_region",
+    "internet",
+    "service",
+];
+def!(
+    POD_NETWORK_TRANSMIT,
+    "tally_pod_network_transmit",
+    Counter,
+    Bytes,
+    POD_DESTINATION,
+    "Bytes the pod sent, by destination class (same_node, same_zone, cross_zone, cross_region, internet, service), destination workload in the cluster and destination_service for class service."
+);
+def!(
+    POD_NETWORK_RECEIVE,
+    "tally_pod_network_receive",
+    Counter,
+    Bytes,
+    POD_DESTINATION,
+    "Bytes the pod received, labelled by the other end as for transmit."
+);
+
 // === Agent self-observability ===
 def!(
     AGENT_BUILD_INFO,
@@ -797,6 +1082,33 @@ pub const CATALOG: &[MetricDef] = &[
     CONTAINER_RESOURCE_LIMITS,
     CONTAINER_CPU_USAGE_SAMPLED,
     CONTAINER_MEMORY_WORKING_SET_SAMPLED,
+    GPU_INFO,
+    GPU_UTILIZATION,
+    GPU_MEMORY_UTILIZATION,
+    GPU_MEMORY_USED,
+    GPU_MEMORY_TOTAL,
+    GPU_POWER,
+    GPU_POWER_LIMIT,
+    GPU_ENERGY,
+    GPU_TEMPERATURE,
+    GPU_CLOCK,
+    GPU_THROTTLED,
+    CONTAINER_GPU_UTILIZATION,
+    CONTAINER_GPU_MEMORY_USED,
+    MODEL_INFO,
+    MODEL_REQUESTS_RUNNING,
+    MODEL_REQUESTS_WAITING,
+    MODEL_KV_CACHE_USAGE,
+    MODEL_REQUESTS,
+    MODEL_PROMPT_TOKENS,
+    MODEL_GENERATION_TOKENS,
+    MODEL_TIME_TO_FIRST_TOKEN,
+    MODEL_INTER_TOKEN_LATENCY,
+    MODEL_TIME_PER_OUTPUT_TOKEN,
+    MODEL_E2E_REQUEST_LATENCY,
+    MODEL_REQUEST_QUEUE_TIME,
+    POD_NETWORK_TRANSMIT,
+    POD_NETWORK_RECEIVE,
     AGENT_BUILD_INFO,
     AGENT_SOURCE_UP,
     AGENT_SOURCE_DURATION,
@@ -823,7 +1135,11 @@ pub fn markdown() -> String {
     out.push_str("a test fails when this file is stale. Do not edit by hand.\n\n");
     out.push_str("Container families carry the labels `");
     out.push_str(&crate::identity::CONTAINER_LABELS.join("`, `"));
-    out.push_str("`. OTLP metric names equal the full Prometheus names.\n\n");
+    out.push_str("`. OTLP metric names equal the full Prometheus names. Over OTLP the ");
+    out.push_str("identity labels are resource attributes (node, pod or container, ");
+    out.push_str("`schema/src/identity.rs`); the other labels (`mode`, `resource`, the GPU ");
+    out.push_str("device's `gpu_*` and `mig_*`, `engine`, `model`, `destination_*`, …) are ");
+    out.push_str("data-point attributes under the label's own name.\n\n");
     out.push_str("| Name | Type | Unit | Labels | Exposure | Help |\n");
     out.push_str("|---|---|---|---|---|---|\n");
     for def in CATALOG {
@@ -834,10 +1150,10 @@ pub fn markdown() -> String {
             MetricKind::Histogram => "histogram",
             MetricKind::ExponentialHistogram => "exponential histogram (delta)",
         };
-        let labels = if def.labels == C {
-            "container labels".to_owned()
-        } else {
-            def.labels.join(", ")
+        let labels = match def.labels.strip_prefix(C) {
+            Some([]) => "container labels".to_owned(),
+            Some(extra) => format!("container labels, {}", extra.join(", ")),
+            None => def.labels.join(", "),
         };
         let exposure = match def.exposure {
             Exposure::Both => "/metrics, OTLP",
@@ -893,13 +1209,31 @@ mod tests {
                 def.labels.first() == Some(&"node"),
                 "{name} must carry node"
             );
-            // Every container family starts with the identity labels.
-            if name.starts_with("tally_container_") {
+            // Every family starts with the identity labels of what it
+            // measures (pod_info predates the pod order and keeps the
+            // agent's).
+            if name.starts_with("tally_container_") || name.starts_with("tally_model_") {
                 assert_eq!(&def.labels[..C.len()], C, "{name}");
             }
+            if name.starts_with("tally_gpu_") {
+                assert_eq!(&def.labels[..GPU.len()], GPU, "{name}");
+            }
+            if name.starts_with("tally_pod_") && def.kind != MetricKind::Info {
+                let pod = crate::identity::POD_LABELS;
+                assert_eq!(&def.labels[..pod.len()], pod, "{name}");
+            }
+
             let unique: HashSet<_> = def.labels.iter().collect();
             assert_eq!(unique.len(), def.labels.len(), "{name} repeats a label");
         }
+    }
+
+    #[test]
+    fn composite_label_sets_extend_the_identity_labels() {
+        assert_eq!(concat::<3>(&["a"], &["b", "c"]), ["a", "b", "c"]);
+        assert_eq!(C_GPU[..C.len()], *C);
+        assert_eq!(C_GPU[C.len()..C.len() + 5], GPU_DEVICE[1..]);
+        assert_eq!(MODEL_REQUESTS.labels.last(), Some(&"reason"));
     }
 
     #[test]

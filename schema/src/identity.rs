@@ -19,6 +19,84 @@ pub const CONTAINER_LABELS: &[&str] = &[
     "container_id",
 ];
 
+/// The labels that identify a pod series (network families: a pod shares
+/// one network namespace between its containers), in the order of
+/// [`CONTAINER_LABELS`] without the container.
+pub const POD_LABELS: &[&str] = &[
+    "node",
+    "namespace",
+    "pod",
+    "workload_kind",
+    "workload_name",
+    "pod_uid",
+];
+
+/// The labels that identify a physical GPU (dcgm-exporter's `gpu`, `UUID`,
+/// `modelName`, under Tally's names).
+pub const GPU_LABELS: &[&str] = &["node", "gpu_uuid", "gpu_index", "gpu_model"];
+
+/// [`GPU_LABELS`] plus the MIG instance a series belongs to (dcgm-exporter's
+/// `GPU_I_PROFILE` and `GPU_I_ID`); both empty (absent) on whole GPUs.
+pub const GPU_DEVICE_LABELS: &[&str] = &[
+    "node",
+    "gpu_uuid",
+    "gpu_index",
+    "gpu_model",
+    "mig_profile",
+    "mig_instance",
+];
+
+/// Controller kinds with a semantic-convention workload attribute.
+pub const WORKLOAD_KINDS: &[&str] = &[
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "Job",
+    "CronJob",
+];
+
+/// One GPU device: a whole GPU, or one MIG instance of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct GpuIdentity {
+    /// The physical GPU's UUID (`GPU-…`), also for its MIG instances.
+    pub uuid: String,
+    /// The physical GPU's NVML index on the node.
+    pub index: u32,
+    /// Product name as NVML reports it (`NVIDIA H100 80GB HBM3`).
+    pub model: String,
+    /// MIG profile (`1g.10gb`, `3g.40gb`); empty for a whole GPU.
+    pub mig_profile: String,
+    /// MIG GPU instance id; empty for a whole GPU.
+    pub mig_instance: String,
+}
+
+impl GpuIdentity {
+    /// OTLP data-point attributes, named as the labels in
+    /// [`GPU_DEVICE_LABELS`] (GPU families ride on the node resource, as
+    /// filesystems do); empty MIG values are left out.
+    pub fn point_attributes(&self) -> Vec<(&'static str, String)> {
+        let mut attributes = vec![
+            ("gpu_uuid", self.uuid.clone()),
+            ("gpu_index", self.index.to_string()),
+            ("gpu_model", self.model.clone()),
+        ];
+        push_nonempty(&mut attributes, "mig_profile", &self.mig_profile);
+        push_nonempty(&mut attributes, "mig_instance", &self.mig_instance);
+        attributes
+    }
+}
+
+/// The workload (kind, name) named by the semantic-convention attributes
+/// `label` returns, for readers of stored series.
+pub fn workload_of<'a>(label: impl Fn(&str) -> Option<&'a str>) -> Option<(&'static str, &'a str)> {
+    WORKLOAD_KINDS.iter().find_map(|kind| {
+        workload_attribute(kind)
+            .and_then(&label)
+            .map(|name| (*kind, name))
+    })
+}
+
 /// Identity of the node the agent runs on, from the node object's labels
 /// when the Kubernetes API is reachable, else from the host.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -155,5 +233,35 @@ mod tests {
             id.resource_attributes(),
             vec![("container.id", "abc".to_owned())]
         );
+    }
+
+    #[test]
+    fn gpu_attributes_and_workloads_round_trip() {
+        let gpu = GpuIdentity {
+            uuid: "GPU-1".into(),
+            index: 3,
+            model: "NVIDIA H100 80GB HBM3".into(),
+            ..Default::default()
+        };
+        let attrs = gpu.point_attributes();
+        let keys: Vec<_> = attrs.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, GPU_LABELS[1..]);
+        let mig = GpuIdentity {
+            mig_profile: "1g.10gb".into(),
+            mig_instance: "9".into(),
+            ..gpu
+        };
+        let keys: Vec<_> = mig.point_attributes().iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, GPU_DEVICE_LABELS[1..]);
+
+        let id = ContainerIdentity {
+            workload_kind: "CronJob".into(),
+            workload_name: "nightly".into(),
+            ..Default::default()
+        };
+        let attrs = id.resource_attributes();
+        let found = workload_of(|k| attrs.iter().find(|(a, _)| *a == k).map(|(_, v)| v.as_str()));
+        assert_eq!(found, Some(("CronJob", "nightly")));
+        assert_eq!(workload_of(|_| None), None);
     }
 }

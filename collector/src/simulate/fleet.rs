@@ -1,0 +1,496 @@
+//! The fleet: nodes of realistic instance types running pods whose CPU and
+//! memory follow a daily cycle. GPU nodes get their GPUs, GPU pods and
+//! model servers from [`super::gpu`]; every pod's traffic comes from
+//! [`super::egress`].
+
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::KeyValue;
+use opentelemetry_proto::tonic::metrics::v1::{
+    ExponentialHistogramDataPoint, Metric, NumberDataPoint,
+};
+use tally_schema::catalog::{self, MetricDef};
+use tally_schema::exphist::ExpHistogram;
+use tally_schema::identity::{ContainerIdentity, NodeIdentity};
+use tally_schema::otlp;
+
+use super::Rng;
+use super::egress::Egress;
+use super::gpu::{self, GpuModel, GpuNode, Work};
+use super::serving::ModelServer;
+
+/// Samples folded into each step's distributions, like the agent's 1 s
+/// samples within a 15 s export.
+const SAMPLES_PER_STEP: usize = 15;
+
+pub(super) const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
+const ZONES: &[&str] = &["us-east-1a", "us-east-1b", "us-east-1c"];
+pub(super) const REGION: &str = "us-east-1";
+const NAMESPACES: &[&str] = &["ml-training", "inference", "data", "web", "platform"];
+const OWNERS: &[&str] = &[
+    "Deployment",
+    "Deployment",
+    "Deployment",
+    "StatefulSet",
+    "Job",
+    "CronJob",
+    "DaemonSet",
+];
+
+struct InstanceType {
+    name: &'static str,
+    cpus: f64,
+    memory: f64,
+    gpus: Option<(&'static GpuModel, u32)>,
+}
+
+const INSTANCE_TYPES: &[InstanceType] = &[
+    InstanceType {
+        name: "m6i.2xlarge",
+        cpus: 8.0,
+        memory: 32.0 * GIB,
+        gpus: None,
+    },
+    InstanceType {
+        name: "c6i.4xlarge",
+        cpus: 16.0,
+        memory: 32.0 * GIB,
+        gpus: None,
+    },
+    InstanceType {
+        name: "r6i.2xlarge",
+        cpus: 8.0,
+        memory: 64.0 * GIB,
+        gpus: None,
+    },
+    InstanceType {
+        name: "g5.2xlarge",
+        cpus: 8.0,
+        memory: 32.0 * GIB,
+        gpus: Some((&gpu::A10G, 1)),
+    },
+    InstanceType {
+        name: "p4d.24xlarge",
+        cpus: 96.0,
+        memory: 1152.0 * GIB,
+        gpus: Some((&gpu::A100_40GB, 8)),
+    },
+    InstanceType {
+        name: "p5.48xlarge",
+        cpus: 192.0,
+        memory: 2048.0 * GIB,
+        gpus: Some((&gpu::H100_80GB, 8)),
+    },
+];
+/// Node 1 is a p5 (MIG and an idle GPU) and node 2 a g5 (time-sliced), so
+/// even a three-node fleet plants every GPU case the analyzer must find.
+const PLANTED: &[(usize, usize)] = &[(1, 5), (2, 3)];
+
+/// Times of one step, shared by every family.
+pub(super) struct Clock {
+    /// Counter start (the fleet's start).
+    pub start_ns: u64,
+    /// This step's time.
+    pub now_ns: u64,
+    /// Start of the delta window of distributions.
+    pub window_start_ns: u64,
+    /// Step length, seconds.
+    pub step_s: f64,
+    /// Position in the UTC day, radians.
+    pub day_angle: f64,
+    /// Hours since the fleet's start.
+    pub hours: f64,
+}
+
+impl Clock {
+    /// A gauge or cumulative point at this step.
+    pub fn point(&self, attributes: Vec<KeyValue>, value: f64) -> NumberDataPoint {
+        otlp::number_point(attributes, self.start_ns, self.now_ns, value)
+    }
+
+    /// A delta distribution over this step's window.
+    pub fn window(
+        &self,
+        attributes: Vec<KeyValue>,
+        histogram: &ExpHistogram,
+    ) -> ExponentialHistogramDataPoint {
+        otlp::exp_histogram_point(attributes, self.window_start_ns, self.now_ns, histogram)
+    }
+
+    /// The daily cycle at `phase`: 1 ± `amplitude`.
+    pub fn cycle(&self, amplitude: f64, phase: f64) -> f64 {
+        1.0 + amplitude * (self.day_angle + phase).sin()
+    }
+}
+
+/// OTLP attributes from `(key, value)` pairs.
+pub(super) fn attributes(pairs: &[(&str, &str)]) -> Vec<KeyValue> {
+    pairs
+        .iter()
+        .map(|(k, v)| otlp::string_attribute(k, *v))
+        .collect()
+}
+
+pub(super) struct Container {
+    pub identity: ContainerIdentity,
+    cpu_request: f64,
+    cpu_limit: Option<f64>,
+    memory_request: f64,
+    memory_limit: f64,
+    /// Extended resources requested (GPUs, MIG slices), in devices.
+    pub devices: Vec<(String, f64)>,
+    /// Mean CPU as a share of the request (right-sizing signal).
+    cpu_share: f64,
+    /// Daily amplitude of the cycle, as a share of the mean.
+    diurnal: f64,
+    /// Phase of the daily cycle, radians.
+    pub phase: f64,
+    /// Baseline working set, bytes.
+    memory_base: f64,
+    /// Growth per simulated hour, bytes.
+    memory_growth: f64,
+    cpu_seconds: f64,
+    oom_kills: u64,
+    memory_now: f64,
+    /// What the container does with its GPUs, if it has any.
+    pub gpu_work: Option<Work>,
+    /// Its GPU utilization this step (per device it uses).
+    pub gpu_utilization: f64,
+    /// The model server it runs, if any.
+    pub server: Option<ModelServer>,
+}
+
+impl Container {
+    pub fn new(
+        rng: &mut Rng,
+        identity: ContainerIdentity,
+        cpu_request: f64,
+        memory_request: f64,
+    ) -> Container {
+        Container {
+            identity,
+            cpu_request,
+            cpu_limit: (rng.unit() < 0.5).then_some(cpu_request * 2.0),
+            memory_request,
+            memory_limit: memory_request * 1.5,
+            devices: Vec::new(),
+            // Most workloads use a fraction of what they ask for.
+            cpu_share: 0.05 + rng.unit() * 0.8,
+            diurnal: 0.2 + rng.unit() * 0.6,
+            phase: rng.unit() * std::f64::consts::TAU,
+            memory_base: memory_request * (0.2 + rng.unit() * 0.7),
+            memory_growth: if rng.unit() < 0.1 {
+                memory_request * 0.02
+            } else {
+                0.0
+            },
+            cpu_seconds: 0.0,
+            oom_kills: 0,
+            memory_now: 0.0,
+            gpu_work: None,
+            gpu_utilization: 0.0,
+            server: None,
+        }
+    }
+
+    /// Advances one step; returns the container's metrics.
+    fn step(&mut self, rng: &mut Rng, clock: &Clock) -> Vec<Metric> {
+        let mut cpu = ExpHistogram::default();
+        let mut memory = ExpHistogram::default();
+        let mean = self.cpu_request * self.cpu_share;
+        for _ in 0..SAMPLES_PER_STEP {
+            let cycle = clock.cycle(self.diurnal, self.phase);
+            let burst = if rng.unit() < 0.02 {
+                2.0 + rng.unit() * 3.0
+            } else {
+                1.0
+            };
+            let noise = 0.8 + rng.unit() * 0.4;
+            let mut cores = (mean * cycle * burst * noise).max(0.0);
+            if let Some(limit) = self.cpu_limit {
+                cores = cores.min(limit);
+            }
+            cpu.record(cores);
+            self.cpu_seconds += cores * clock.step_s / SAMPLES_PER_STEP as f64;
+            let working_set = self.memory_base
+                + self.memory_growth * (clock.hours % 48.0)
+                + rng.unit() * self.memory_base * 0.05;
+            if working_set >= self.memory_limit {
+                // OOM kill: the container restarts from its baseline.
+                self.oom_kills += 1;
+                self.memory_base *= 0.9;
+            }
+            self.memory_now = working_set.min(self.memory_limit);
+            memory.record(self.memory_now);
+        }
+        let point = |value: f64| vec![clock.point(vec![], value)];
+        let mut metrics: Vec<Metric> = vec![
+            otlp::cumulative_sum(&catalog::CONTAINER_CPU_USAGE, point(self.cpu_seconds)),
+            otlp::gauge(
+                &catalog::CONTAINER_MEMORY_WORKING_SET,
+                point(self.memory_now),
+            ),
+            otlp::gauge(
+                &catalog::CONTAINER_MEMORY_USAGE,
+                point(self.memory_now * 1.1),
+            ),
+            otlp::gauge(&catalog::CONTAINER_MEMORY_LIMIT, point(self.memory_limit)),
+            otlp::cumulative_sum(
+                &catalog::CONTAINER_MEMORY_OOM_KILLS,
+                point(self.oom_kills as f64),
+            ),
+            otlp::exp_histogram(
+                &catalog::CONTAINER_CPU_USAGE_SAMPLED,
+                vec![clock.window(vec![], &cpu)],
+            ),
+            otlp::exp_histogram(
+                &catalog::CONTAINER_MEMORY_WORKING_SET_SAMPLED,
+                vec![clock.window(vec![], &memory)],
+            ),
+        ];
+        if let Some(limit) = self.cpu_limit {
+            metrics.push(otlp::gauge(&catalog::CONTAINER_CPU_LIMIT, point(limit)));
+        }
+        let resources = |def: &MetricDef, cpu: f64, memory: f64| {
+            let mut points = vec![
+                clock.point(attributes(&[("resource", "cpu")]), cpu),
+                clock.point(attributes(&[("resource", "memory")]), memory),
+            ];
+            // Extended resources carry no default limit: request = limit.
+            for (resource, count) in &self.devices {
+                points.push(clock.point(attributes(&[("resource", resource)]), *count));
+            }
+            otlp::gauge(def, points)
+        };
+        metrics.push(resources(
+            &catalog::CONTAINER_RESOURCE_REQUESTS,
+            self.cpu_request,
+            self.memory_request,
+        ));
+        metrics.push(resources(
+            &catalog::CONTAINER_RESOURCE_LIMITS,
+            self.cpu_limit.unwrap_or(0.0),
+            self.memory_limit,
+        ));
+        let serving_load = match &mut self.server {
+            Some(server) => {
+                let load = server.step(rng, clock, &mut metrics);
+                Some(load)
+            }
+            None => None,
+        };
+        if let Some(work) = self.gpu_work {
+            self.gpu_utilization = work.utilization(rng, clock, self.phase, serving_load);
+        }
+        metrics
+    }
+}
+
+/// Names pods of one node: unique names and UIDs, deterministic.
+pub(super) struct PodNamer {
+    node: usize,
+    next: usize,
+}
+
+impl PodNamer {
+    /// The identity of the first container of a new pod of `workload`.
+    pub fn pod(
+        &mut self,
+        rng: &mut Rng,
+        namespace: &str,
+        kind: &str,
+        workload: &str,
+    ) -> ContainerIdentity {
+        let pod_uid = format!(
+            "{:08x}-{:04x}-4{:03x}-8{:03x}-{:012x}",
+            self.node,
+            self.next,
+            rng.below(4096),
+            rng.below(4096),
+            rng.next_u64() & 0xffff_ffff_ffff
+        );
+        self.next += 1;
+        let pod = format!("{workload}-{:05x}", rng.below(1 << 20));
+        ContainerIdentity {
+            namespace: namespace.to_owned(),
+            pod,
+            container: "main".to_owned(),
+            workload_kind: kind.to_owned(),
+            workload_name: workload.to_owned(),
+            pod_uid,
+            container_id: container_id(rng),
+        }
+    }
+}
+
+/// A runtime container ID (64 hex characters).
+pub(super) fn container_id(rng: &mut Rng) -> String {
+    format!(
+        "{:016x}{:016x}{:016x}{:016x}",
+        rng.next_u64(),
+        rng.next_u64(),
+        rng.next_u64(),
+        rng.next_u64()
+    )
+}
+
+pub(super) struct Node {
+    pub identity: NodeIdentity,
+    cpus: f64,
+    memory: f64,
+    pub containers: Vec<Container>,
+    gpus: Option<GpuNode>,
+}
+
+impl Node {
+    /// Resource attributes of the node (and, extended, of its pods).
+    pub fn attributes(&self) -> Vec<(&'static str, String)> {
+        let mut attributes = self.identity.resource_attributes();
+        attributes.push(("service.name", "tally-simulate".to_owned()));
+        attributes.push(("tally.simulated", "true".to_owned()));
+        attributes
+    }
+}
+
+/// The simulated fleet.
+pub struct Fleet {
+    nodes: Vec<Node>,
+    egress: Egress,
+    rng: Rng,
+    start_ns: u64,
+}
+
+impl Fleet {
+    /// A fleet of `nodes` nodes from `seed`, counters starting at `start_ns`.
+    pub fn new(nodes: usize, seed: u64, start_ns: u64) -> Fleet {
+        let mut rng = Rng::new(seed);
+        let nodes: Vec<Node> = (0..nodes)
+            .map(|n| {
+                let drawn = rng.below(INSTANCE_TYPES.len());
+                let planted = PLANTED.iter().find(|(node, _)| *node == n);
+                let instance = &INSTANCE_TYPES[planted.map_or(drawn, |(_, t)| *t)];
+                let zone = ZONES[n % ZONES.len()];
+                let identity = NodeIdentity {
+                    name: format!("sim-node-{n:04}"),
+                    zone: zone.to_owned(),
+                    region: REGION.to_owned(),
+                    instance_type: instance.name.to_owned(),
+                    capacity_type: if rng.unit() < 0.3 {
+                        "spot"
+                    } else {
+                        "on-demand"
+                    }
+                    .to_owned(),
+                };
+                let mut namer = PodNamer { node: n, next: 0 };
+                let mut containers = Vec::new();
+                for _ in 0..(4 + rng.below(12)) {
+                    let namespace = NAMESPACES[rng.below(NAMESPACES.len())];
+                    let kind = OWNERS[rng.below(OWNERS.len())];
+                    let workload = format!("{namespace}-app-{}", rng.below(40));
+                    let main = namer.pod(&mut rng, namespace, kind, &workload);
+                    for c in 0..(1 + rng.below(2)) {
+                        let identity = if c == 0 {
+                            main.clone()
+                        } else {
+                            ContainerIdentity {
+                                container: "sidecar".to_owned(),
+                                container_id: container_id(&mut rng),
+                                ..main.clone()
+                            }
+                        };
+                        let cpu_request = [0.1, 0.25, 0.5, 1.0, 2.0, 4.0][rng.below(6)];
+                        let memory_request = [0.25, 0.5, 1.0, 2.0, 4.0, 8.0][rng.below(6)] * GIB;
+                        containers.push(Container::new(
+                            &mut rng,
+                            identity,
+                            cpu_request,
+                            memory_request,
+                        ));
+                    }
+                }
+                let gpus = instance.gpus.map(|(model, count)| {
+                    gpu::plant(&mut rng, n, model, count, &mut namer, &mut containers)
+                });
+                Node {
+                    identity,
+                    cpus: instance.cpus,
+                    memory: instance.memory,
+                    containers,
+                    gpus,
+                }
+            })
+            .collect();
+        let egress = Egress::new(&mut rng, &nodes);
+        Fleet {
+            nodes,
+            egress,
+            rng,
+            start_ns,
+        }
+    }
+
+    /// Containers in the fleet.
+    pub fn containers(&self) -> usize {
+        self.nodes.iter().map(|n| n.containers.len()).sum()
+    }
+
+    /// Advances to `now_ns` by `step` and returns one batch for every node.
+    pub fn step(&mut self, now_ns: u64, step: Duration) -> ExportMetricsServiceRequest {
+        let clock = Clock {
+            start_ns: self.start_ns,
+            now_ns,
+            window_start_ns: now_ns.saturating_sub(step.as_nanos() as u64),
+            step_s: step.as_secs_f64(),
+            day_angle: (now_ns % 86_400_000_000_000) as f64 / 86_400e9 * std::f64::consts::TAU,
+            hours: now_ns.saturating_sub(self.start_ns) as f64 / 3.6e12,
+        };
+        let mut resource_metrics = Vec::new();
+        for node in &mut self.nodes {
+            let node_attributes = node.attributes();
+            let mut container_metrics: Vec<Vec<Metric>> = node
+                .containers
+                .iter_mut()
+                .map(|c| c.step(&mut self.rng, &clock))
+                .collect();
+            let mut node_metrics = vec![
+                otlp::gauge(
+                    &catalog::NODE_MEMORY_TOTAL,
+                    vec![clock.point(vec![], node.memory)],
+                ),
+                otlp::gauge(
+                    &catalog::NODE_CPU_COUNT,
+                    vec![clock.point(vec![], node.cpus)],
+                ),
+            ];
+            if let Some(gpus) = &mut node.gpus {
+                gpus.step(
+                    &mut self.rng,
+                    &clock,
+                    &node.containers,
+                    &mut node_metrics,
+                    &mut container_metrics,
+                );
+            }
+            resource_metrics.push(otlp::resource_metrics(
+                otlp::resource(node_attributes.clone()),
+                node_metrics,
+                "simulated",
+            ));
+            for (container, metrics) in node.containers.iter().zip(container_metrics) {
+                let mut attributes = node_attributes.clone();
+                attributes.extend(container.identity.resource_attributes());
+                attributes.push(("container.runtime", "containerd".to_owned()));
+                resource_metrics.push(otlp::resource_metrics(
+                    otlp::resource(attributes),
+                    metrics,
+                    "simulated",
+                ));
+            }
+        }
+        self.egress
+            .step(&mut self.rng, &clock, &mut resource_metrics);
+        ExportMetricsServiceRequest { resource_metrics }
+    }
+}

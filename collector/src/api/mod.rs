@@ -195,6 +195,7 @@ mod tests {
             raw_window_ns: 6 * HOUR_NS,
             raw_points: 1440,
             log_records: 10,
+            max_series: 1_000_000,
         });
         let mut fleet = Fleet::new(3, 7, t0);
         let step = Duration::from_secs(600);

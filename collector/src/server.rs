@@ -952,9 +952,13 @@ async fn api_query(
     };
     let matchers = matchers(&params);
     let results: Vec<Value> = collector.with_store(|s| {
-        s.select(metric, &matchers)
-            .filter_map(|series| {
-                Store::stat(series, stat, from, to).map(|value| {
+        let selected: Vec<_> = s.select(metric, &matchers).collect();
+        let values = Store::stat_all(&selected, stat, from, to);
+        selected
+            .iter()
+            .zip(values)
+            .filter_map(|(series, value)| {
+                value.map(|value| {
                     json!({
                         "labels": series.labels().iter().collect::<std::collections::BTreeMap<_, _>>(),
                         "value": value,

@@ -331,7 +331,8 @@ fn apply_flattened(
         // One entry per pushing process: the node resource of an agent
         // batch, or any SDK resource; container and pod resources are
         // what it reports on.
-        if find("container.id").is_some() || find("k8s.pod.uid").is_some() {
+        let has = |key: &str| attributes.iter().any(|kv| kv.key == key);
+        if has("container.id") || has("k8s.pod.uid") {
             continue;
         }
         let last_point_ns = flattened

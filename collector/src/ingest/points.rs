@@ -112,13 +112,14 @@ fn resource_labels(resource: &[KeyValue]) -> Labels {
 }
 
 /// The labels of a point: its resource's set when it has no attributes of
-/// its own (the common case: no allocation), else a merged set in which
-/// point attributes win over resource attributes of the same key.
+/// its own (the common case: no allocation), else a set in which point
+/// attributes win over resource attributes of the same key, sharing the
+/// resource's strings.
 fn labels_of(resource: &Labels, point: &[KeyValue], extra: Option<(&str, String)>) -> Labels {
     if point.is_empty() && extra.is_none() {
         return Arc::clone(resource);
     }
-    let pairs = extra
+    let own = extra
         .map(|(k, v)| (k.to_owned(), v))
         .into_iter()
         .chain(
@@ -126,9 +127,8 @@ fn labels_of(resource: &Labels, point: &[KeyValue], extra: Option<(&str, String)
                 .iter()
                 .map(|kv| (kv.key.clone(), attribute_text(kv.value.as_ref()))),
         )
-        .chain(resource.iter().map(|(k, v)| (k.to_owned(), v.to_owned())))
         .collect();
-    Arc::new(LabelSet::new(pairs))
+    Arc::new(LabelSet::over(own, resource))
 }
 
 fn number(value: Option<&number_data_point::Value>) -> Option<f64> {

@@ -12,10 +12,12 @@ use std::sync::Arc;
 /// A shared label set.
 pub type Labels = Arc<LabelSet>;
 
-/// Sorted, de-duplicated `(key, value)` pairs with their hash.
+/// Sorted, de-duplicated `(key, value)` pairs with their hash. Strings
+/// are shared, so a point's set built from its resource's set copies
+/// pointers, not text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LabelSet {
-    pairs: Box<[(Box<str>, Box<str>)]>,
+    pairs: Box<[(Arc<str>, Arc<str>)]>,
     hash: u64,
 }
 
@@ -40,16 +42,38 @@ impl Ord for LabelSet {
 impl LabelSet {
     /// Builds a set; for a repeated key the first occurrence wins (callers
     /// put the attributes that take precedence first).
-    pub fn new(mut pairs: Vec<(String, String)>) -> Self {
+    pub fn new(pairs: Vec<(String, String)>) -> Self {
+        Self::from_shared(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (Arc::from(k), Arc::from(v)))
+                .collect(),
+        )
+    }
+
+    /// `own` pairs over `base`'s: an own pair wins over a base pair of the
+    /// same key. The base's strings are shared, not copied.
+    pub fn over(own: Vec<(String, String)>, base: &LabelSet) -> Self {
+        let mut pairs: Vec<(Arc<str>, Arc<str>)> = own
+            .into_iter()
+            .map(|(k, v)| (Arc::from(k), Arc::from(v)))
+            .collect();
+        pairs.extend(base.pairs.iter().cloned());
+        Self::from_shared(pairs)
+    }
+
+    fn from_shared(mut pairs: Vec<(Arc<str>, Arc<str>)>) -> Self {
         // Stable sort: equal keys keep their order, so dedup keeps the first.
         pairs.sort_by(|a, b| a.0.cmp(&b.0));
         pairs.dedup_by(|later, earlier| later.0 == earlier.0);
-        let pairs: Box<[(Box<str>, Box<str>)]> = pairs
-            .into_iter()
-            .map(|(k, v)| (k.into_boxed_str(), v.into_boxed_str()))
-            .collect();
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        pairs.hash(&mut hasher);
+        let pairs = pairs.into_boxed_slice();
+        let mut hasher = FastHasher::seeded();
+        for (k, v) in pairs.iter() {
+            hasher.write(k.as_bytes());
+            hasher.write_u8(0xff);
+            hasher.write(v.as_bytes());
+            hasher.write_u8(0xfe);
+        }
         let hash = hasher.finish();
         Self { pairs, hash }
     }
@@ -87,21 +111,102 @@ impl LabelSet {
         self.hash
     }
 
-    /// Heap bytes held by the set (strings and the pair array).
+    /// Heap bytes held by the set (strings, counted as if unshared, and
+    /// the pair array).
     pub fn heap_bytes(&self) -> usize {
-        self.pairs.len() * std::mem::size_of::<(Box<str>, Box<str>)>()
+        self.pairs.len() * std::mem::size_of::<(Arc<str>, Arc<str>)>()
             + self
                 .pairs
                 .iter()
-                .map(|(k, v)| k.len() + v.len())
+                .map(|(k, v)| k.len() + v.len() + 32)
                 .sum::<usize>()
     }
 }
 
+/// A fast multiply-rotate hasher (the FxHash scheme) seeded once per
+/// process from the standard library's random keys: label sets are hashed
+/// on every ingested point with attributes, where SipHash showed up in
+/// profiles; the seed keeps collisions from being crafted offline.
+#[derive(Debug, Clone, Copy)]
+pub struct FastHasher(u64);
+
+const FX_MULTIPLIER: u64 = 0x517c_c1b7_2722_0a95;
+
+fn process_seed() -> u64 {
+    use std::hash::BuildHasher;
+    static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *SEED.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0x7a11_u64))
+}
+
+impl FastHasher {
+    /// A hasher starting from the process seed.
+    pub fn seeded() -> Self {
+        Self(process_seed())
+    }
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(FX_MULTIPLIER);
+    }
+}
+
+impl Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word) ^ (rest.len() as u64) << 56);
+        }
+    }
+
+    fn write_u8(&mut self, byte: u8) {
+        self.add(u64::from(byte));
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.add(word);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// For maps keyed by [`LabelSet`]: its hash is already seeded and mixed,
+/// so the map uses it as it is.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is expected; fold anything else in.
+        for byte in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(*byte)).wrapping_mul(FX_MULTIPLIER);
+        }
+    }
+
+    fn write_u64(&mut self, word: u64) {
+        self.0 ^= word;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Map hasher for label-set keys.
+pub type LabelHashing = std::hash::BuildHasherDefault<PassThrough>;
+
 /// Interned label sets and metric names.
 #[derive(Debug, Default)]
 pub struct Interner {
-    sets: HashMap<u64, Vec<Labels>>,
+    sets: HashMap<u64, Vec<Labels>, LabelHashing>,
     names: HashMap<Arc<str>, ()>,
 }
 

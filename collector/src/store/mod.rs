@@ -350,7 +350,7 @@ pub struct Store {
     limits: StoreLimits,
     /// Series by metric, then by label set: a query for one metric visits
     /// only that metric's series, and a label set's hash is computed once.
-    metrics: HashMap<Arc<str>, HashMap<Labels, Series>>,
+    metrics: HashMap<Arc<str>, HashMap<Labels, Series, labels::LabelHashing>>,
     series_total: usize,
     interner: Interner,
     agents: BTreeMap<(String, String), AgentSeen>,

@@ -203,6 +203,18 @@ impl Hasher for PassThrough {
 /// Map hasher for label-set keys.
 pub type LabelHashing = std::hash::BuildHasherDefault<PassThrough>;
 
+/// Map hasher for metric names (looked up once per ingested point).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NameHashing;
+
+impl std::hash::BuildHasher for NameHashing {
+    type Hasher = FastHasher;
+
+    fn build_hasher(&self) -> FastHasher {
+        FastHasher::seeded()
+    }
+}
+
 /// Interned label sets and metric names.
 #[derive(Debug, Default)]
 pub struct Interner {

@@ -350,7 +350,7 @@ pub struct Store {
     limits: StoreLimits,
     /// Series by metric, then by label set: a query for one metric visits
     /// only that metric's series, and a label set's hash is computed once.
-    metrics: HashMap<Arc<str>, HashMap<Labels, Series, labels::LabelHashing>>,
+    metrics: HashMap<Arc<str>, HashMap<Labels, Series, labels::LabelHashing>, labels::NameHashing>,
     series_total: usize,
     interner: Interner,
     agents: BTreeMap<(String, String), AgentSeen>,
@@ -363,7 +363,7 @@ impl Store {
     pub fn new(limits: StoreLimits) -> Self {
         Self {
             limits,
-            metrics: HashMap::new(),
+            metrics: HashMap::default(),
             series_total: 0,
             interner: Interner::default(),
             agents: BTreeMap::new(),

@@ -20,10 +20,12 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use prost::Message;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-use crate::ingest::decode::{self, DecodeError, Format};
+use crate::ingest::decode::{self, DecodeError, Decoded, Format};
+use crate::ingest::logs;
 use crate::ingest::points::{self, TimeWindow, attribute_text};
 use crate::store::wal::{RecordKind, Wal, WalError};
 use crate::store::{AgentSeen, LogRecord, Stat, Store, StoreLimits};
@@ -210,11 +212,7 @@ fn apply_flattened(
     mut flattened: points::Flattened,
 ) {
     for rm in &request.resource_metrics {
-        let attributes = rm
-            .resource
-            .as_ref()
-            .map(|r| r.attributes.as_slice())
-            .unwrap_or(&[]);
+        let attributes = points::resource_attributes(rm.resource.as_ref());
         let find = |key: &str| {
             attributes
                 .iter()
@@ -255,32 +253,8 @@ fn apply_flattened(
 }
 
 fn apply_logs(store: &mut Store, request: &ExportLogsServiceRequest) {
-    for rl in &request.resource_logs {
-        let resource = rl
-            .resource
-            .as_ref()
-            .map(|r| r.attributes.as_slice())
-            .unwrap_or(&[]);
-        for scope in &rl.scope_logs {
-            for record in &scope.log_records {
-                let mut attributes: Vec<(String, String)> = resource
-                    .iter()
-                    .chain(&record.attributes)
-                    .map(|kv| (kv.key.clone(), attribute_text(kv.value.as_ref())))
-                    .collect();
-                attributes.sort();
-                store.push_log(LogRecord {
-                    time_ns: if record.time_unix_nano > 0 {
-                        record.time_unix_nano
-                    } else {
-                        record.observed_time_unix_nano
-                    },
-                    severity: record.severity_text.clone(),
-                    body: attribute_text(record.body.as_ref()),
-                    attributes,
-                });
-            }
-        }
+    for record in logs::flatten(request) {
+        store.push_log(record);
     }
 }
 
@@ -395,12 +369,12 @@ fn refuse(collector: &Collector, refusal: Refusal) -> Response {
 }
 
 /// The common front of both ingest routes: auth, the bounded body read,
-/// decompression and the wire format.
-async fn accept(
+/// then decompression and decoding by the wire format.
+async fn accept<T: Message + Default + DeserializeOwned>(
     collector: &Collector,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(Format, Vec<u8>), Box<Response>> {
+) -> Result<Decoded<T>, Box<Response>> {
     if let Some(token) = &collector.options.token
         && !token_matches(headers, token)
     {
@@ -424,20 +398,18 @@ async fn read_body(collector: &Collector, body: Body) -> Result<Bytes, Refusal> 
         })
 }
 
-fn body_of(
+fn body_of<T: Message + Default + DeserializeOwned>(
     collector: &Collector,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(Format, Vec<u8>), Refusal> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let format = decode::format_of(content_type)?;
-    let encoding = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok());
-    let raw = decode::decompress(encoding, body, collector.options.max_body_bytes)?;
-    Ok((format, raw))
+) -> Result<Decoded<T>, Refusal> {
+    let header_text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    Ok(decode::body(
+        header_text(header::CONTENT_TYPE),
+        header_text(header::CONTENT_ENCODING),
+        body,
+        collector.options.max_body_bytes,
+    )?)
 }
 
 fn respond<M: Message + serde::Serialize>(format: Format, message: &M) -> Response {
@@ -496,14 +468,15 @@ async fn ingest_metrics(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (format, raw) = match accept(&collector, &headers, body).await {
-        Ok(parts) => parts,
+    let decoded = match accept::<ExportMetricsServiceRequest>(&collector, &headers, body).await {
+        Ok(decoded) => decoded,
         Err(response) => return *response,
     };
-    let request = match decode::metrics(format, &raw) {
-        Ok(request) => request,
-        Err(error) => return refuse(&collector, error.into()),
-    };
+    let Decoded {
+        format,
+        raw,
+        request,
+    } = decoded;
     let now = now_ns();
     let window = TimeWindow {
         oldest_ns: now.saturating_sub(collector.options.retention.as_nanos() as u64),
@@ -562,14 +535,15 @@ async fn ingest_logs(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (format, raw) = match accept(&collector, &headers, body).await {
-        Ok(parts) => parts,
+    let decoded = match accept::<ExportLogsServiceRequest>(&collector, &headers, body).await {
+        Ok(decoded) => decoded,
         Err(response) => return *response,
     };
-    let request = match decode::logs(format, &raw) {
-        Ok(request) => request,
-        Err(error) => return refuse(&collector, error.into()),
-    };
+    let Decoded {
+        format,
+        raw,
+        request,
+    } = decoded;
     let payload = match format {
         Format::Protobuf => raw,
         Format::Json => request.encode_to_vec(),

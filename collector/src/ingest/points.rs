@@ -10,6 +10,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, metric::Data, number_data_point,
 };
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use tally_schema::exphist::ExpHistogram;
 
 /// Sorted `(key, value)` attributes identifying a series.
@@ -99,6 +100,11 @@ pub fn attribute_text(value: Option<&AnyValue>) -> String {
     }
 }
 
+/// A resource's attributes (none when the request has no resource).
+pub fn resource_attributes(resource: Option<&Resource>) -> &[KeyValue] {
+    resource.map(|r| r.attributes.as_slice()).unwrap_or(&[])
+}
+
 fn labels_of(resource: &[KeyValue], point: &[KeyValue]) -> Labels {
     let mut labels: Labels = resource
         .iter()
@@ -122,11 +128,7 @@ fn number(value: Option<&number_data_point::Value>) -> Option<f64> {
 pub fn flatten(request: &ExportMetricsServiceRequest, window: TimeWindow) -> Flattened {
     let mut out = Flattened::default();
     for resource_metrics in &request.resource_metrics {
-        let resource: &[KeyValue] = resource_metrics
-            .resource
-            .as_ref()
-            .map(|r| r.attributes.as_slice())
-            .unwrap_or(&[]);
+        let resource = resource_attributes(resource_metrics.resource.as_ref());
         for scope in &resource_metrics.scope_metrics {
             for metric in &scope.metrics {
                 if metric.name.is_empty() {

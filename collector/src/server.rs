@@ -20,11 +20,13 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use prost::Message;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::api;
-use crate::ingest::decode::{self, DecodeError, Format};
+use crate::ingest::decode::{self, DecodeError, Decoded, Format};
+use crate::ingest::logs;
 use crate::ingest::points::{self, TimeWindow, attribute_text};
 use crate::store::snapshot::{self, SnapshotError};
 use crate::store::wal::{RecordKind, Wal, WalError};
@@ -317,11 +319,7 @@ fn apply_flattened(
     mut flattened: points::Flattened,
 ) -> u64 {
     for rm in &request.resource_metrics {
-        let attributes = rm
-            .resource
-            .as_ref()
-            .map(|r| r.attributes.as_slice())
-            .unwrap_or(&[]);
+        let attributes = points::resource_attributes(rm.resource.as_ref());
         let find = |key: &str| {
             attributes
                 .iter()
@@ -368,32 +366,8 @@ fn apply_flattened(
 }
 
 fn apply_logs(store: &mut Store, request: &ExportLogsServiceRequest) {
-    for rl in &request.resource_logs {
-        let resource = rl
-            .resource
-            .as_ref()
-            .map(|r| r.attributes.as_slice())
-            .unwrap_or(&[]);
-        for scope in &rl.scope_logs {
-            for record in &scope.log_records {
-                let mut attributes: Vec<(String, String)> = resource
-                    .iter()
-                    .chain(&record.attributes)
-                    .map(|kv| (kv.key.clone(), attribute_text(kv.value.as_ref())))
-                    .collect();
-                attributes.sort();
-                store.push_log(LogRecord {
-                    time_ns: if record.time_unix_nano > 0 {
-                        record.time_unix_nano
-                    } else {
-                        record.observed_time_unix_nano
-                    },
-                    severity: record.severity_text.clone(),
-                    body: attribute_text(record.body.as_ref()),
-                    attributes,
-                });
-            }
-        }
+    for record in logs::flatten(request) {
+        store.push_log(record);
     }
 }
 
@@ -553,12 +527,12 @@ fn refuse(collector: &Collector, refusal: Refusal) -> Response {
 }
 
 /// The common front of both ingest routes: auth, the bounded body read,
-/// decompression and the wire format.
-async fn accept(
+/// then decompression and decoding by the wire format.
+async fn accept<T: Message + Default + DeserializeOwned>(
     collector: &Collector,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(Format, Vec<u8>, tokio::sync::OwnedSemaphorePermit), Box<Response>> {
+) -> Result<(Decoded<T>, tokio::sync::OwnedSemaphorePermit), Box<Response>> {
     if let Some(token) = &collector.options.token
         && !token_matches(headers, token)
     {
@@ -567,10 +541,10 @@ async fn accept(
     let body = read_body(collector, body)
         .await
         .map_err(|refusal| Box::new(refuse(collector, refusal)))?;
-    let (format, raw) = body_of(collector, headers, &body)
+    let decoded = body_of(collector, headers, &body)
         .map_err(|refusal| Box::new(refuse(collector, refusal)))?;
-    let permit = admit(collector, raw.len())?;
-    Ok((format, raw, permit))
+    let permit = admit(collector, decoded.raw.len())?;
+    Ok((decoded, permit))
 }
 
 /// Backpressure: a request is admitted only while the decompressed bytes
@@ -612,20 +586,18 @@ async fn read_body(collector: &Collector, body: Body) -> Result<Bytes, Refusal> 
         })
 }
 
-fn body_of(
+fn body_of<T: Message + Default + DeserializeOwned>(
     collector: &Collector,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<(Format, Vec<u8>), Refusal> {
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let format = decode::format_of(content_type)?;
-    let encoding = headers
-        .get(header::CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok());
-    let raw = decode::decompress(encoding, body, collector.options.max_body_bytes)?;
-    Ok((format, raw))
+) -> Result<Decoded<T>, Refusal> {
+    let header_text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    Ok(decode::body(
+        header_text(header::CONTENT_TYPE),
+        header_text(header::CONTENT_ENCODING),
+        body,
+        collector.options.max_body_bytes,
+    )?)
 }
 
 fn respond<M: Message + serde::Serialize>(format: Format, message: &M) -> Response {
@@ -705,14 +677,15 @@ async fn ingest_metrics(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (format, raw, _admitted) = match accept(&collector, &headers, body).await {
+    let (decoded, _admitted) = match accept::<ExportMetricsServiceRequest>(&collector, &headers, body).await {
         Ok(parts) => parts,
         Err(response) => return *response,
     };
-    let request = match decode::metrics(format, &raw) {
-        Ok(request) => request,
-        Err(error) => return refuse(&collector, error.into()),
-    };
+    let Decoded {
+        format,
+        raw,
+        request,
+    } = decoded;
     let now = now_ns();
     let window = TimeWindow {
         oldest_ns: now.saturating_sub(collector.options.retention.as_nanos() as u64),
@@ -779,14 +752,15 @@ async fn ingest_logs(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (format, raw, _admitted) = match accept(&collector, &headers, body).await {
+    let (decoded, _admitted) = match accept::<ExportLogsServiceRequest>(&collector, &headers, body).await {
         Ok(parts) => parts,
         Err(response) => return *response,
     };
-    let request = match decode::logs(format, &raw) {
-        Ok(request) => request,
-        Err(error) => return refuse(&collector, error.into()),
-    };
+    let Decoded {
+        format,
+        raw,
+        request,
+    } = decoded;
     let payload = match format {
         Format::Protobuf => raw,
         Format::Json => request.encode_to_vec(),

@@ -73,12 +73,12 @@ impl ExpHistogram {
             return;
         }
         let value = value.clamp(0.0, f64::MAX);
-        self.count += n;
+        self.count = self.count.saturating_add(n);
         self.sum += value * n as f64;
         self.min = self.min.min(value);
         self.max = self.max.max(value);
         if value == 0.0 {
-            self.zero_count += n;
+            self.zero_count = self.zero_count.saturating_add(n);
             return;
         }
         let mut index = bucket_index(value, self.scale);
@@ -115,13 +115,16 @@ impl ExpHistogram {
         if position >= self.counts.len() {
             self.counts.resize(position + 1, 0);
         }
-        self.counts[position] += n;
+        self.counts[position] = self.counts[position].saturating_add(n);
     }
 
-    /// How many halvings make `[low, high]` fit the bucket budget.
-    fn scale_change(&self, mut low: i32, mut high: i32) -> i32 {
+    /// How many halvings make `[low, high]` fit the bucket budget. In i64:
+    /// at scale 20 the indices of the smallest and largest doubles are
+    /// further apart than `i32::MAX`.
+    fn scale_change(&self, low: i32, high: i32) -> i32 {
+        let (mut low, mut high) = (i64::from(low), i64::from(high));
         let mut change = 0;
-        while (high - low + 1) as usize > self.max_buckets {
+        while (high - low + 1) as u64 > self.max_buckets as u64 {
             low >>= 1;
             high >>= 1;
             change += 1;
@@ -130,12 +133,13 @@ impl ExpHistogram {
     }
 
     fn downscale(&mut self, change: i32) {
-        let new_offset = self.offset >> change;
-        let last = (self.offset + self.counts.len() as i32 - 1) >> change;
+        let new_offset = coarser(self.offset, 0, change);
+        let last = coarser(self.offset, self.counts.len() - 1, change);
         let mut merged = vec![0u64; (last - new_offset + 1) as usize];
         for (position, count) in self.counts.iter().enumerate() {
-            let index = (self.offset + position as i32) >> change;
-            merged[(index - new_offset) as usize] += count;
+            let index = coarser(self.offset, position, change);
+            let slot = &mut merged[(index - new_offset) as usize];
+            *slot = slot.saturating_add(*count);
         }
         self.counts = merged;
         self.offset = new_offset;
@@ -167,13 +171,13 @@ impl ExpHistogram {
         }
         let mut target = self.scale.min(other.scale).clamp(-10, MAX_SCALE);
         if !other.counts.is_empty() {
-            let shift = other.scale - target;
-            let mut low = other.offset >> shift;
-            let mut high = (other.offset + other.counts.len() as i32 - 1) >> shift;
+            let shift = other.scale.saturating_sub(target);
+            let mut low = coarser(other.offset, 0, shift);
+            let mut high = coarser(other.offset, other.counts.len() - 1, shift);
             if !self.counts.is_empty() {
                 let own_shift = self.scale - target;
-                low = low.min(self.offset >> own_shift);
-                high = high.max((self.offset + self.counts.len() as i32 - 1) >> own_shift);
+                low = low.min(coarser(self.offset, 0, own_shift));
+                high = high.max(coarser(self.offset, self.counts.len() - 1, own_shift));
             }
             target -= self.scale_change(low, high);
         }
@@ -182,15 +186,15 @@ impl ExpHistogram {
         } else if self.scale > target {
             self.downscale(self.scale - target);
         }
-        let shift = other.scale - target;
+        let shift = other.scale.saturating_sub(target);
         for (position, count) in other.counts.iter().enumerate() {
             if *count == 0 {
                 continue;
             }
-            self.add_at((other.offset + position as i32) >> shift, *count);
+            self.add_at(coarser(other.offset, position, shift), *count);
         }
-        self.zero_count += other.zero_count;
-        self.count += other.count;
+        self.zero_count = self.zero_count.saturating_add(other.zero_count);
+        self.count = self.count.saturating_add(other.count);
         self.sum += other.sum;
         if let Some(min) = other.min {
             self.min = self.min.min(min);
@@ -249,7 +253,7 @@ impl ExpHistogram {
         }
         let mut seen = self.zero_count;
         for (position, count) in self.counts.iter().enumerate() {
-            seen += count;
+            seen = seen.saturating_add(*count);
             if seen >= rank {
                 let upper = bucket_upper_bound(self.offset + position as i32, self.scale);
                 return Some(upper.clamp(self.min, self.max));
@@ -278,6 +282,16 @@ pub struct Parts<'a> {
     pub min: Option<f64>,
     /// Largest value, when known.
     pub max: Option<f64>,
+}
+
+/// Index of bucket `offset + position` at a scale `shift` steps coarser
+/// (floor division by `2^shift`), in i64 so that an OTLP point's offset near
+/// `i32::MAX` or a shift past 31 cannot overflow; indices past the `i32`
+/// range saturate.
+fn coarser(offset: i32, position: usize, shift: i32) -> i32 {
+    let index = i64::from(offset).saturating_add(i64::try_from(position).unwrap_or(i64::MAX));
+    let index = index >> shift.clamp(0, 63);
+    index.clamp(i64::from(i32::MIN), i64::from(i32::MAX)) as i32
 }
 
 /// Bucket index of a positive, finite value at `scale`.
@@ -411,6 +425,47 @@ mod tests {
         assert_eq!(h.zero_count(), 2);
         assert_eq!(h.quantile(0.5), Some(0.0));
         assert_eq!(h.quantile(1.0), Some(0.5));
+    }
+
+    /// Ranges and counts from hostile OTLP points (found while writing the
+    /// collector's fuzz target): each used to overflow, and an offset near
+    /// `i32::MAX` made a "capacity overflow" panic even without overflow
+    /// checks.
+    #[test]
+    fn extreme_ranges_and_counts_do_not_overflow() {
+        // The smallest and largest doubles are 2.2e9 indices apart at scale 20.
+        let mut h = ExpHistogram::default();
+        h.record(5e-324);
+        h.record(f64::MAX);
+        assert_eq!(h.count(), 2);
+        assert!(h.bucket_counts().len() <= DEFAULT_MAX_BUCKETS);
+        assert_eq!(h.quantile(1.0), Some(f64::MAX));
+
+        let parts = |scale, offset, counts| Parts {
+            scale,
+            offset,
+            counts,
+            zero_count: u64::MAX,
+            count: u64::MAX,
+            sum: 1.0,
+            min: None,
+            max: None,
+        };
+        let mut h = ExpHistogram::default();
+        for (scale, offset) in [
+            (100, 0),
+            (0, i32::MAX),
+            (20, i32::MIN),
+            (i32::MAX, i32::MAX),
+        ] {
+            h.merge_parts(&parts(scale, offset, &[u64::MAX, 1, 2]));
+            assert!(h.bucket_counts().len() <= DEFAULT_MAX_BUCKETS);
+        }
+        assert_eq!((h.count(), h.zero_count()), (u64::MAX, u64::MAX));
+        let mut twice = h.clone();
+        twice.merge(&h);
+        assert_eq!(twice.count(), u64::MAX);
+        assert!(twice.quantile(0.5).is_some());
     }
 
     #[test]

@@ -133,6 +133,36 @@ fn decode<T: Message + Default + DeserializeOwned>(
     }
 }
 
+/// A body read from untrusted bytes.
+#[derive(Debug)]
+pub struct Decoded<T> {
+    /// The wire format (the response is sent in the same one).
+    pub format: Format,
+    /// The decompressed body.
+    pub raw: Vec<u8>,
+    /// The decoded export request.
+    pub request: T,
+}
+
+/// The whole path of an OTLP/HTTP body from untrusted bytes, without the
+/// HTTP layer: `Content-Type` picks the format, `Content-Encoding` the
+/// decompression (bounded by `limit`), then the request is decoded.
+pub fn body<T: Message + Default + DeserializeOwned>(
+    content_type: Option<&str>,
+    encoding: Option<&str>,
+    body: &[u8],
+    limit: usize,
+) -> Result<Decoded<T>, DecodeError> {
+    let format = format_of(content_type)?;
+    let raw = decompress(encoding, body, limit)?;
+    let request = decode(format, &raw)?;
+    Ok(Decoded {
+        format,
+        raw,
+        request,
+    })
+}
+
 /// Decodes a metrics export request.
 pub fn metrics(format: Format, body: &[u8]) -> Result<ExportMetricsServiceRequest, DecodeError> {
     decode(format, body)

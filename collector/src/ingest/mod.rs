@@ -1,4 +1,6 @@
-//! OTLP ingest: body decoding and flattening into store samples.
+//! OTLP ingest: body decoding and flattening into store samples and log
+//! records.
 
 pub mod decode;
+pub mod logs;
 pub mod points;

@@ -10,6 +10,7 @@ use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
     AggregationTemporality, metric::Data, number_data_point,
 };
+use opentelemetry_proto::tonic::resource::v1::Resource;
 use std::sync::Arc;
 
 use tally_schema::exphist::ExpHistogram;
@@ -101,6 +102,11 @@ pub fn attribute_text(value: Option<&AnyValue>) -> String {
     }
 }
 
+/// A resource's attributes (none when the request has no resource).
+pub fn resource_attributes(resource: Option<&Resource>) -> &[KeyValue] {
+    resource.map(|r| r.attributes.as_slice()).unwrap_or(&[])
+}
+
 /// The label set of one resource, built once and shared by its points.
 fn resource_labels(resource: &[KeyValue]) -> Labels {
     Arc::new(LabelSet::new(
@@ -142,13 +148,7 @@ fn number(value: Option<&number_data_point::Value>) -> Option<f64> {
 pub fn flatten(request: &ExportMetricsServiceRequest, window: TimeWindow) -> Flattened {
     let mut out = Flattened::default();
     for resource_metrics in &request.resource_metrics {
-        let resource = resource_labels(
-            resource_metrics
-                .resource
-                .as_ref()
-                .map(|r| r.attributes.as_slice())
-                .unwrap_or(&[]),
-        );
+        let resource = resource_labels(resource_attributes(resource_metrics.resource.as_ref()));
         for scope in &resource_metrics.scope_metrics {
             for metric in &scope.metrics {
                 if metric.name.is_empty() {
@@ -255,11 +255,22 @@ fn flatten_metric(
                     out.reject(1, format!("{name}: NaN or infinite sum"));
                     continue;
                 }
+                // Coarser scales cannot be mapped onto the sketch's buckets
+                // (-10 already puts every double in three buckets).
+                if p.scale < -10 {
+                    out.reject(1, format!("{name}: exponential histogram scale below -10"));
+                    continue;
+                }
                 let positive = p.positive.as_ref();
-                let negative: u64 = p
+                // Counts are untrusted: saturate rather than overflow.
+                let negative = p
                     .negative
                     .as_ref()
-                    .map(|n| n.bucket_counts.iter().sum())
+                    .map(|n| {
+                        n.bucket_counts
+                            .iter()
+                            .fold(0u64, |a, c| a.saturating_add(*c))
+                    })
                     .unwrap_or(0);
                 let mut sketch = ExpHistogram::default();
                 sketch.merge_parts(&tally_schema::exphist::Parts {
@@ -268,7 +279,7 @@ fn flatten_metric(
                     counts: positive.map(|b| b.bucket_counts.as_slice()).unwrap_or(&[]),
                     // Tally's quantities are not negative; values below zero
                     // are folded into the zero bucket rather than dropped.
-                    zero_count: p.zero_count + negative,
+                    zero_count: p.zero_count.saturating_add(negative),
                     count: p.count,
                     sum: p.sum.unwrap_or(0.0),
                     min: p.min.filter(|m| m.is_finite()),
@@ -362,5 +373,93 @@ fn flatten_metric(
             }
         }
         None => out.reject(1, format!("{name}: metric without data")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::decode;
+    use crate::store::{Store, StoreLimits};
+
+    const HOUR_NS: u64 = 3_600_000_000_000;
+    const NOW_NS: u64 = 1_767_225_600_000_000_000;
+    const WINDOW: TimeWindow = TimeWindow {
+        oldest_ns: NOW_NS - 24 * HOUR_NS,
+        newest_ns: NOW_NS + HOUR_NS,
+    };
+
+    /// Decodes an OTLP/JSON body with one metric (`data` is its data field)
+    /// and flattens it, as the server does.
+    fn flatten_json(data: &str) -> Flattened {
+        let body = format!(
+            r#"{{"resourceMetrics":[{{"scopeMetrics":[{{"metrics":[{{"name":"h",{data}}}]}}]}}]}}"#
+        );
+        let decoded = decode::body::<ExportMetricsServiceRequest>(
+            Some("application/json"),
+            None,
+            body.as_bytes(),
+            1 << 20,
+        )
+        .expect("valid OTLP/JSON");
+        flatten(&decoded.request, WINDOW)
+    }
+
+    fn exp_histogram(point: &str) -> String {
+        format!(
+            r#""exponentialHistogram":{{"aggregationTemporality":1,"dataPoints":[{{"timeUnixNano":"{NOW_NS}","count":"3","sum":1.0,{point}}}]}}"#
+        )
+    }
+
+    /// Hostile points found while writing the fuzz target
+    /// (`fuzz/fuzz_targets/otlp_decode.rs`): each overflowed in flattening
+    /// or in the sketch (a panic under overflow checks), and the offset near
+    /// `i32::MAX` was a "capacity overflow" panic even without them, which
+    /// aborts the release collector (`panic = "abort"`).
+    #[test]
+    fn hostile_exponential_histograms_are_flattened_without_overflow() {
+        let points = [
+            r#""scale":100,"positive":{"offset":0,"bucketCounts":["1","2"]}"#,
+            r#""scale":0,"positive":{"offset":2147483647,"bucketCounts":["1","2"]}"#,
+            r#""scale":20,"positive":{"offset":-2147483648,"bucketCounts":["1"]}"#,
+            r#""scale":0,"zeroCount":"18446744073709551615","negative":{"bucketCounts":["18446744073709551615","1"]}"#,
+        ];
+        let mut store = Store::new(StoreLimits {
+            retention_ns: 24 * HOUR_NS,
+            raw_window_ns: HOUR_NS,
+            raw_points: 10,
+            log_records: 10,
+            max_series: 100,
+        });
+        for point in points {
+            let flattened = flatten_json(&exp_histogram(point));
+            assert_eq!((flattened.samples.len(), flattened.rejected), (1, 0));
+            // Twice: the second merges into the first's hourly sketch.
+            for sample in flattened.samples {
+                store.apply(sample.clone());
+                store.apply(sample);
+            }
+        }
+        let coarse = flatten_json(&exp_histogram(
+            r#""scale":-11,"positive":{"offset":0,"bucketCounts":["3"]}"#,
+        ));
+        assert!(coarse.samples.is_empty());
+        assert_eq!(coarse.reasons, ["h: exponential histogram scale below -10"]);
+    }
+
+    /// Bounds at both ends of the doubles are further apart, in buckets at
+    /// scale 20, than an `i32` holds.
+    #[test]
+    fn explicit_histogram_spanning_every_double() {
+        let flattened = flatten_json(&format!(
+            r#""histogram":{{"aggregationTemporality":1,"dataPoints":[{{"timeUnixNano":"{NOW_NS}","count":"2","sum":1.0,"bucketCounts":["1","1"],"explicitBounds":[5e-324,1e308]}}]}}"#
+        ));
+        let [sample] = flattened.samples.as_slice() else {
+            panic!("one sample: {flattened:?}");
+        };
+        let SampleValue::Distribution(sketch) = &sample.value else {
+            panic!("a distribution: {sample:?}");
+        };
+        assert_eq!(sketch.count(), 2);
     }
 }

@@ -63,3 +63,5 @@ s0=$(now_ns)
 start_collector
 s1=$(now_ns)
 echo "restart (snapshot load + log replay) until /readyz: $(( (s1 - s0) / 1000000 )) ms; snapshot $(du -h "$WORK/collector/snapshot.bin" | cut -f1)"
+rss_kb=$(awk '/^VmRSS:/{print $2}' "/proc/$C/status")
+echo "collector after restart (no ingest garbage): RSS $(( rss_kb / 1024 )) MiB = $(( rss_kb * 1024 / series )) B per series"

@@ -677,10 +677,11 @@ async fn ingest_metrics(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (decoded, _admitted) = match accept::<ExportMetricsServiceRequest>(&collector, &headers, body).await {
-        Ok(parts) => parts,
-        Err(response) => return *response,
-    };
+    let (decoded, _admitted) =
+        match accept::<ExportMetricsServiceRequest>(&collector, &headers, body).await {
+            Ok(parts) => parts,
+            Err(response) => return *response,
+        };
     let Decoded {
         format,
         raw,
@@ -752,10 +753,11 @@ async fn ingest_logs(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (decoded, _admitted) = match accept::<ExportLogsServiceRequest>(&collector, &headers, body).await {
-        Ok(parts) => parts,
-        Err(response) => return *response,
-    };
+    let (decoded, _admitted) =
+        match accept::<ExportLogsServiceRequest>(&collector, &headers, body).await {
+            Ok(parts) => parts,
+            Err(response) => return *response,
+        };
     let Decoded {
         format,
         raw,

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod config;
 pub mod ingest;
+pub mod replay;
 pub mod server;
 pub mod simulate;
 pub mod store;

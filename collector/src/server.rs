@@ -206,14 +206,21 @@ impl Collector {
             oldest_ns: now_ns().saturating_sub(limits.retention_ns),
             newest_ns: u64::MAX,
         };
+        let mut replay =
+            crate::replay::Replay::new(&mut store, window, apply_flattened, apply_logs);
         let (wal, recovery) = Wal::open(
             &options.data_dir.join("wal"),
             options.retention,
             wal_seq,
-            |kind, payload| {
-                apply_record(&mut store, kind, payload, window);
-            },
+            |kind, payload| replay.push(kind, payload),
         )?;
+        replay.flush();
+        if replay.unreadable > 0 {
+            tracing::warn!(
+                records = replay.unreadable,
+                "write-ahead log records that no longer decode were skipped"
+            );
+        }
         let recovery_micros = started.elapsed().as_micros() as u64;
         tracing::info!(
             records = recovery.records,
@@ -289,26 +296,6 @@ impl Collector {
     pub fn with_store<T>(&self, f: impl FnOnce(&Store) -> T) -> T {
         f(&self.lock().1)
     }
-}
-
-/// Applies one WAL record (at ingest and at replay).
-fn apply_record(store: &mut Store, kind: RecordKind, payload: &[u8], window: TimeWindow) {
-    match kind {
-        RecordKind::Metrics => {
-            if let Ok(request) = ExportMetricsServiceRequest::decode(payload) {
-                apply_metrics(store, &request, window);
-            }
-        }
-        RecordKind::Logs => {
-            if let Ok(request) = ExportLogsServiceRequest::decode(payload) {
-                apply_logs(store, &request);
-            }
-        }
-    }
-}
-
-fn apply_metrics(store: &mut Store, request: &ExportMetricsServiceRequest, window: TimeWindow) {
-    apply_flattened(store, request, points::flatten(request, window));
 }
 
 /// Applies samples already flattened (and validated) from `request`;

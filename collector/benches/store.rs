@@ -13,7 +13,9 @@
 //!   interval) of fleet data in the write-ahead log; timed: a real
 //!   `Collector::open` on that data directory.
 //!
-//! `BENCH_ONLY=query` or `BENCH_ONLY=recovery` runs one of them.
+//! `BENCH_ONLY=query` or `BENCH_ONLY=recovery` runs one of them;
+//! `BENCH_ONLY=reopen` times the restart again on a kept
+//! `BENCH_RECOVERY_DIR`.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -236,7 +238,12 @@ fn recovery() {
         Ok(dir) => dir,
         Err(error) => panic!("tempdir: {error}"),
     };
-    let data = dir.path().to_path_buf();
+    // BENCH_RECOVERY_DIR=DIR keeps the data directory, so the restart can
+    // be timed again (BENCH_ONLY=reopen) without building the fleet again.
+    let data = std::env::var_os("BENCH_RECOVERY_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| dir.path().to_path_buf());
+    let _ = std::fs::create_dir_all(&data);
     let began = Instant::now();
     let bytes = snapshot::encode(&store, 2);
     let encoded = began.elapsed();
@@ -271,9 +278,15 @@ fn recovery() {
         t += raw_step.as_nanos() as u64;
     }
     drop(wal);
+    reopen(&data, tail_minutes, tail_points);
+}
+
+/// Times a real `Collector::open` on a data directory: snapshot load plus
+/// log replay.
+fn reopen(data: &std::path::Path, tail_minutes: u64, tail_points: usize) {
     let began = Instant::now();
     let collector = match Collector::open(CollectorOptions {
-        data_dir: data.clone(),
+        data_dir: data.to_path_buf(),
         ..CollectorOptions::default()
     }) {
         Ok(collector) => collector,
@@ -295,5 +308,11 @@ fn main() {
     }
     if only.is_empty() || only == "recovery" {
         recovery();
+    }
+    if only == "reopen" {
+        match std::env::var_os("BENCH_RECOVERY_DIR") {
+            Some(dir) => reopen(std::path::Path::new(&dir), env("BENCH_TAIL_MINUTES", 10), 0),
+            None => println!("reopen: set BENCH_RECOVERY_DIR to a directory a recovery run kept"),
+        }
     }
 }

@@ -75,34 +75,9 @@ impl<'a> Replay<'a> {
 
     /// Decodes the queued records on all cores and applies them in order.
     pub fn flush(&mut self) {
-        let threads = std::thread::available_parallelism()
-            .map(usize::from)
-            .unwrap_or(1)
-            .min(self.pending.len())
-            .max(1);
         let window = self.window;
-        let chunk = self.pending.len().div_ceil(threads).max(1);
-        let ready: Vec<Ready> = std::thread::scope(|scope| {
-            let workers: Vec<_> = self
-                .pending
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|(kind, payload)| prepare(*kind, payload, window))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|worker| {
-                    // A worker only panics on a bug; count its records lost.
-                    worker
-                        .join()
-                        .unwrap_or_else(|_| (0..chunk).map(|_| Ready::Unreadable).collect())
-                })
-                .collect()
+        let ready = crate::parallel::map_on_cores(&self.pending, 1, |(kind, payload)| {
+            prepare(*kind, payload, window)
         });
         self.pending.clear();
         for record in ready {

@@ -5,7 +5,7 @@
 //! the store, so every series of a container points at one copy instead of
 //! holding its own strings.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
 
@@ -219,7 +219,7 @@ impl std::hash::BuildHasher for NameHashing {
 #[derive(Debug, Default)]
 pub struct Interner {
     sets: HashMap<u64, Vec<Labels>, LabelHashing>,
-    names: HashMap<Arc<str>, ()>,
+    names: HashSet<Arc<str>>,
 }
 
 impl Interner {
@@ -235,10 +235,10 @@ impl Interner {
 
     /// The shared copy of a metric name.
     pub fn name(&mut self, name: &Arc<str>) -> Arc<str> {
-        if let Some((existing, ())) = self.names.get_key_value(&**name) {
+        if let Some(existing) = self.names.get(&**name) {
             return Arc::clone(existing);
         }
-        self.names.insert(Arc::clone(name), ());
+        self.names.insert(Arc::clone(name));
         Arc::clone(name)
     }
 
@@ -248,7 +248,7 @@ impl Interner {
             bucket.retain(|l| Arc::strong_count(l) > 1);
         }
         self.sets.retain(|_, bucket| !bucket.is_empty());
-        self.names.retain(|name, ()| Arc::strong_count(name) > 1);
+        self.names.retain(|name| Arc::strong_count(name) > 1);
     }
 
     /// Heap bytes held by the interned sets (each counted once).
@@ -258,7 +258,7 @@ impl Interner {
             .flatten()
             .map(|l| l.heap_bytes() + std::mem::size_of::<LabelSet>() + 16)
             .sum::<usize>()
-            + self.names.keys().map(|n| n.len() + 16).sum::<usize>()
+            + self.names.iter().map(|n| n.len() + 16).sum::<usize>()
     }
 }
 

@@ -559,39 +559,7 @@ impl Store {
     /// there are enough of them to be worth threads (a fleet-wide 14-day
     /// percentile merges some 60 sketches for each of thousands of series).
     pub fn stat_all(series: &[&Series], stat: Stat, from_ns: u64, to_ns: u64) -> Vec<Option<f64>> {
-        const PER_THREAD: usize = 1024;
-        let threads = std::thread::available_parallelism()
-            .map(usize::from)
-            .unwrap_or(1)
-            .min(series.len().div_ceil(PER_THREAD))
-            .max(1);
-        if threads == 1 {
-            return series
-                .iter()
-                .map(|s| Self::stat(s, stat, from_ns, to_ns))
-                .collect();
-        }
-        let chunk = series.len().div_ceil(threads);
-        std::thread::scope(|scope| {
-            let workers: Vec<_> = series
-                .chunks(chunk)
-                .map(|part| {
-                    scope.spawn(move || {
-                        part.iter()
-                            .map(|s| Self::stat(s, stat, from_ns, to_ns))
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            workers
-                .into_iter()
-                .flat_map(|worker| {
-                    // A worker only panics on a bug; answer "no data" then.
-                    worker.join().unwrap_or_else(|_| vec![None; chunk])
-                })
-                .take(series.len())
-                .collect()
-        })
+        crate::parallel::map_on_cores(series, 1024, |s| Self::stat(s, stat, from_ns, to_ns))
     }
 
     /// `stat` of one series over `[from_ns, to_ns]`, merging the hourly

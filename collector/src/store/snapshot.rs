@@ -283,10 +283,7 @@ pub fn read(dir: &Path, limits: StoreLimits) -> Result<Option<Loaded>, SnapshotE
     }
     let wal_seq = header.u64().ok_or_else(|| corrupt("truncated header"))?;
     let len = header.u64().ok_or_else(|| corrupt("truncated header"))?;
-    let crc = header
-        .bytes(4)
-        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .ok_or_else(|| corrupt("truncated header"))?;
+    let crc = header.u32().ok_or_else(|| corrupt("truncated header"))?;
     let body = usize::try_from(len)
         .ok()
         .and_then(|len| header.bytes(len))

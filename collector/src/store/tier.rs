@@ -564,6 +564,12 @@ impl<'a> Reader<'a> {
         None
     }
 
+    /// Reads a little-endian u32.
+    pub fn u32(&mut self) -> Option<u32> {
+        let bytes = self.bytes(4)?;
+        Some(u32::from_le_bytes(bytes.try_into().ok()?))
+    }
+
     /// Reads a little-endian u64.
     pub fn u64(&mut self) -> Option<u64> {
         let bytes = self.bytes.get(self.at..self.at + 8)?;

@@ -52,7 +52,7 @@ impl Aggregate {
         self.min = self.min.min(value);
         self.max = self.max.max(value);
         self.sum += value;
-        self.count += 1;
+        self.count = self.count.saturating_add(1);
         if let Some(sketch) = &mut self.sketch {
             sketch.record(value);
         }
@@ -70,7 +70,8 @@ impl Aggregate {
             self.max = self.max.max(max);
         }
         self.sum += distribution.sum();
-        self.count += distribution.count();
+        // Counts come from clients: saturate rather than overflow.
+        self.count = self.count.saturating_add(distribution.count());
         self.sketch
             .get_or_insert_with(stored_sketch)
             .merge(distribution);
@@ -81,7 +82,7 @@ impl Aggregate {
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
         self.sum += other.sum;
-        self.count += other.count;
+        self.count = self.count.saturating_add(other.count);
         if let Some(sketch) = &other.sketch {
             self.sketch.get_or_insert_with(stored_sketch).merge(sketch);
         }
@@ -779,6 +780,25 @@ mod tests {
             );
         }
         assert_eq!(QuantileMerge::new().quantile(0.5), None);
+    }
+
+    /// Found by the fuzzer: a late hostile distribution with a count near
+    /// `u64::MAX` merged into its sealed hour overflowed the count.
+    #[test]
+    fn huge_counts_saturate_when_merged() {
+        let mut huge = ExpHistogram::default();
+        huge.record_n(1.0, u64::MAX - 1);
+        let mut first = Aggregate::new(true);
+        first.observe_distribution(&huge);
+        let mut tier = Tier::default();
+        tier.push(1, &first);
+        tier.push(1, &first);
+        let record = tier.iter().next().expect("record");
+        assert_eq!(record.aggregate.count, u64::MAX);
+        let mut again = record.aggregate.clone();
+        again.observe(2.0);
+        again.observe_distribution(&huge);
+        assert_eq!(again.count, u64::MAX);
     }
 
     #[test]

@@ -52,7 +52,8 @@ victoria-metrics -httpListenAddr="127.0.0.1:$VM_PORT" -storageDataPath="$WORK/vm
 V=$!; PIDS+=("$V")
 until curl -sf "http://127.0.0.1:$VM_PORT/health" >/dev/null; do sleep 0.05; done
 v0=$(ticks "$V"); s0=$(now_ns)
-curl -sf --data-binary @"$WORK/points.prom" "http://127.0.0.1:$VM_PORT/api/v1/import/prometheus"
+# -T streams the file (--data-binary loads it whole, which fails past 2 GiB).
+curl -sf -X POST -T "$WORK/points.prom" "http://127.0.0.1:$VM_PORT/api/v1/import/prometheus"
 curl -sf "http://127.0.0.1:$VM_PORT/internal/force_flush" >/dev/null
 s1=$(now_ns); v1=$(ticks "$V")
 

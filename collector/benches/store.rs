@@ -197,7 +197,7 @@ fn apply(
         oldest_ns: 0,
         newest_ns: u64::MAX,
     };
-    let flattened = points::flatten(request, window);
+    let flattened = points::flatten_request(request, window, &store.interner());
     let n = flattened.samples.len();
     for sample in flattened.samples {
         store.apply(sample);

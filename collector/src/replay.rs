@@ -3,33 +3,33 @@
 //! store ends exactly as a one-by-one replay would leave it.
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use prost::Message;
 
 use crate::ingest::points::{self, Flattened, TimeWindow};
-use crate::store::Store;
 use crate::store::wal::RecordKind;
+use crate::store::{SharedInterner, Store};
 
 /// Records decoded together before they are applied.
 const BATCH: usize = 64;
 
 /// A record ready to apply.
 enum Ready {
-    Metrics(Box<ExportMetricsServiceRequest>, Flattened),
+    Metrics(Flattened),
     Logs(ExportLogsServiceRequest),
     /// A record that no longer decodes (it did when it was accepted).
     Unreadable,
 }
 
-fn prepare(kind: RecordKind, payload: &[u8], window: TimeWindow) -> Ready {
+fn prepare(
+    kind: RecordKind,
+    payload: &[u8],
+    window: TimeWindow,
+    interner: &SharedInterner,
+) -> Ready {
     match kind {
-        RecordKind::Metrics => match ExportMetricsServiceRequest::decode(payload) {
-            Ok(request) => {
-                let flattened = points::flatten(&request, window);
-                Ready::Metrics(Box::new(request), flattened)
-            }
-            Err(_) => Ready::Unreadable,
-        },
+        RecordKind::Metrics => points::flatten(payload, window, interner)
+            .map(Ready::Metrics)
+            .unwrap_or(Ready::Unreadable),
         RecordKind::Logs => ExportLogsServiceRequest::decode(payload)
             .map(Ready::Logs)
             .unwrap_or(Ready::Unreadable),
@@ -39,9 +39,10 @@ fn prepare(kind: RecordKind, payload: &[u8], window: TimeWindow) -> Ready {
 /// Collects log records and applies them in batches.
 pub struct Replay<'a> {
     store: &'a mut Store,
+    interner: SharedInterner,
     window: TimeWindow,
     pending: Vec<(RecordKind, Vec<u8>)>,
-    apply_metrics: fn(&mut Store, &ExportMetricsServiceRequest, Flattened) -> u64,
+    apply_metrics: fn(&mut Store, Flattened) -> u64,
     apply_logs: fn(&mut Store, &ExportLogsServiceRequest),
     /// Records that did not decode.
     pub unreadable: u64,
@@ -52,10 +53,11 @@ impl<'a> Replay<'a> {
     pub fn new(
         store: &'a mut Store,
         window: TimeWindow,
-        apply_metrics: fn(&mut Store, &ExportMetricsServiceRequest, Flattened) -> u64,
+        apply_metrics: fn(&mut Store, Flattened) -> u64,
         apply_logs: fn(&mut Store, &ExportLogsServiceRequest),
     ) -> Self {
         Self {
+            interner: store.interner(),
             store,
             window,
             pending: Vec::with_capacity(BATCH),
@@ -75,15 +77,15 @@ impl<'a> Replay<'a> {
 
     /// Decodes the queued records on all cores and applies them in order.
     pub fn flush(&mut self) {
-        let window = self.window;
+        let (window, interner) = (self.window, &self.interner);
         let ready = crate::parallel::map_on_cores(&self.pending, 1, |(kind, payload)| {
-            prepare(*kind, payload, window)
+            prepare(*kind, payload, window, interner)
         });
         self.pending.clear();
         for record in ready {
             match record {
-                Ready::Metrics(request, flattened) => {
-                    (self.apply_metrics)(self.store, &request, flattened);
+                Ready::Metrics(flattened) => {
+                    (self.apply_metrics)(self.store, flattened);
                 }
                 Ready::Logs(request) => (self.apply_logs)(self.store, &request),
                 Ready::Unreadable => self.unreadable += 1,
@@ -96,6 +98,7 @@ impl<'a> Replay<'a> {
 mod tests {
     use super::*;
     use crate::store::{Stat, StoreLimits};
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
     use tally_schema::catalog;
     use tally_schema::otlp;
 
@@ -112,7 +115,7 @@ mod tests {
         })
     }
 
-    fn apply_metrics(store: &mut Store, _: &ExportMetricsServiceRequest, f: Flattened) -> u64 {
+    fn apply_metrics(store: &mut Store, f: Flattened) -> u64 {
         f.samples
             .into_iter()
             .filter(|s| !store.apply(s.clone()))
@@ -154,9 +157,10 @@ mod tests {
         assert_eq!(replay.unreadable, 1);
         let mut serial = store();
         for record in &records {
-            if let Ready::Metrics(request, flattened) = prepare(RecordKind::Metrics, record, window)
+            if let Ready::Metrics(flattened) =
+                prepare(RecordKind::Metrics, record, window, &serial.interner())
             {
-                apply_metrics(&mut serial, &request, flattened);
+                apply_metrics(&mut serial, flattened);
             }
         }
         let metric = catalog::NODE_CPU.full_name();

@@ -17,17 +17,16 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+    ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
 };
 use prost::Message;
-use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
 use crate::api;
-use crate::ingest::decode::{self, DecodeError, Decoded, Format};
+use crate::ingest::decode::{self, DecodeError, Decoded, EncodedMetrics, Format};
 use crate::ingest::logs;
-use crate::ingest::points::{self, TimeWindow, attribute_text};
+use crate::ingest::points::{self, TimeWindow};
 use crate::store::snapshot::{self, SnapshotError};
 use crate::store::wal::{RecordKind, Wal, WalError};
 use crate::store::{AgentSeen, LogRecord, Stat, Store, StoreLimits};
@@ -139,6 +138,8 @@ pub struct Collector {
     options: CollectorOptions,
     /// Store and WAL under one lock so replay order equals apply order.
     inner: Mutex<(Wal, Store)>,
+    /// The store's interner, used by flattening outside the lock.
+    interner: crate::store::SharedInterner,
     counters: Counters,
     ready: AtomicBool,
     /// Admission budget in KiB of decompressed request bodies.
@@ -240,6 +241,7 @@ impl Collector {
             .recovery_micros
             .store(recovery_micros, Ordering::Relaxed);
         Ok(Arc::new(Collector {
+            interner: store.interner(),
             inner: Mutex::new((wal, store)),
             inflight: Arc::new(tokio::sync::Semaphore::new(
                 (options.max_inflight_bytes / 1024).max(1),
@@ -298,45 +300,26 @@ impl Collector {
     }
 }
 
-/// Applies samples already flattened (and validated) from `request`;
+/// Applies samples already flattened (and validated) from a request;
 /// returns how many were refused by the series limit.
-fn apply_flattened(
-    store: &mut Store,
-    request: &ExportMetricsServiceRequest,
-    mut flattened: points::Flattened,
-) -> u64 {
-    for rm in &request.resource_metrics {
-        let attributes = points::resource_attributes(rm.resource.as_ref());
-        let find = |key: &str| {
-            attributes
-                .iter()
-                .find(|kv| kv.key == key)
-                .map(|kv| attribute_text(kv.value.as_ref()))
-        };
-        // One entry per pushing process: the node resource of an agent
-        // batch, or any SDK resource; container and pod resources are
-        // what it reports on.
-        let has = |key: &str| attributes.iter().any(|kv| kv.key == key);
-        if has("container.id") || has("k8s.pod.uid") {
-            continue;
-        }
-        let last_point_ns = flattened
-            .samples
-            .iter()
-            .map(|s| s.time_ns)
-            .max()
-            .unwrap_or(0);
+fn apply_flattened(store: &mut Store, mut flattened: points::Flattened) -> u64 {
+    let last_point_ns = flattened
+        .samples
+        .iter()
+        .map(|s| s.time_ns)
+        .max()
+        .unwrap_or(0);
+    // One entry per pushing process: the node resource of an agent batch,
+    // or any SDK resource; container and pod resources are what it
+    // reports on.
+    for pusher in flattened.pushers.drain(..) {
+        let find = |key: &str| pusher.labels.get(key).map(str::to_owned);
         store.saw_agent(AgentSeen {
             service: find("service.name").unwrap_or_default(),
             node: find("k8s.node.name")
                 .or_else(|| find("host.name"))
                 .unwrap_or_default(),
-            version: rm
-                .scope_metrics
-                .first()
-                .and_then(|s| s.scope.as_ref())
-                .map(|s| s.version.clone())
-                .unwrap_or_default(),
+            version: pusher.scope_version,
             last_push_ns: now_ns(),
             last_point_ns,
             batches: 0,
@@ -513,13 +496,19 @@ fn refuse(collector: &Collector, refusal: Refusal) -> Response {
         .into_response()
 }
 
+/// Decodes an ingest body: (content type, content encoding, body, limit).
+type BodyDecoder<D> = fn(Option<&str>, Option<&str>, &[u8], usize) -> Result<D, DecodeError>;
+
 /// The common front of both ingest routes: auth, the bounded body read,
-/// then decompression and decoding by the wire format.
-async fn accept<T: Message + Default + DeserializeOwned>(
+/// then decompression and decoding by the wire format (`decode`), and
+/// admission by the decoded size (`size`).
+async fn accept<D>(
     collector: &Collector,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(Decoded<T>, tokio::sync::OwnedSemaphorePermit), Box<Response>> {
+    decode: BodyDecoder<D>,
+    size: fn(&D) -> usize,
+) -> Result<(D, tokio::sync::OwnedSemaphorePermit), Box<Response>> {
     if let Some(token) = &collector.options.token
         && !token_matches(headers, token)
     {
@@ -528,9 +517,15 @@ async fn accept<T: Message + Default + DeserializeOwned>(
     let body = read_body(collector, body)
         .await
         .map_err(|refusal| Box::new(refuse(collector, refusal)))?;
-    let decoded = body_of(collector, headers, &body)
-        .map_err(|refusal| Box::new(refuse(collector, refusal)))?;
-    let permit = admit(collector, decoded.raw.len())?;
+    let header_text = |name| headers.get(name).and_then(|v| v.to_str().ok());
+    let decoded = decode(
+        header_text(header::CONTENT_TYPE),
+        header_text(header::CONTENT_ENCODING),
+        &body,
+        collector.options.max_body_bytes,
+    )
+    .map_err(|error| Box::new(refuse(collector, error.into())))?;
+    let permit = admit(collector, size(&decoded))?;
     Ok((decoded, permit))
 }
 
@@ -571,20 +566,6 @@ async fn read_body(collector: &Collector, body: Body) -> Result<Bytes, Refusal> 
             status: StatusCode::PAYLOAD_TOO_LARGE,
             message: format!("request body exceeds the {limit}-byte limit (or was cut off)"),
         })
-}
-
-fn body_of<T: Message + Default + DeserializeOwned>(
-    collector: &Collector,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Decoded<T>, Refusal> {
-    let header_text = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    Ok(decode::body(
-        header_text(header::CONTENT_TYPE),
-        header_text(header::CONTENT_ENCODING),
-        body,
-        collector.options.max_body_bytes,
-    )?)
 }
 
 fn respond<M: Message + serde::Serialize>(format: Format, message: &M) -> Response {
@@ -664,24 +645,30 @@ async fn ingest_metrics(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (decoded, _admitted) =
-        match accept::<ExportMetricsServiceRequest>(&collector, &headers, body).await {
-            Ok(parts) => parts,
-            Err(response) => return *response,
-        };
-    let Decoded {
-        format,
-        raw,
-        request,
-    } = decoded;
+    let (encoded, _admitted) = match accept(
+        &collector,
+        &headers,
+        body,
+        decode::metrics_body,
+        |encoded| encoded.protobuf.len(),
+    )
+    .await
+    {
+        Ok(parts) => parts,
+        Err(response) => return *response,
+    };
+    let EncodedMetrics { format, protobuf } = encoded;
     let now = now_ns();
     let window = TimeWindow {
         oldest_ns: now.saturating_sub(collector.options.retention.as_nanos() as u64),
         newest_ns: now + FUTURE_SKEW_NS,
     };
-    // Validate before writing anything, so a request that is entirely
-    // invalid leaves no trace in the log.
-    let check = points::flatten(&request, window);
+    // Validate before writing anything, so a request that is malformed or
+    // entirely invalid leaves no trace in the log.
+    let check = match points::flatten(&protobuf, window, &collector.interner) {
+        Ok(check) => check,
+        Err(error) => return refuse(&collector, DecodeError::from(error).into()),
+    };
     if check.samples.is_empty() && check.rejected > 0 {
         return refuse(
             &collector,
@@ -692,13 +679,9 @@ async fn ingest_metrics(
         );
     }
     let (mut rejected, mut reasons) = (check.rejected, check.reasons.clone());
-    let payload = match format {
-        Format::Protobuf => raw,
-        Format::Json => request.encode_to_vec(),
-    };
     // Apply the samples validated above: flattening once, not twice.
-    let result = commit(&collector, RecordKind::Metrics, payload, move |store| {
-        apply_flattened(store, &request, check)
+    let result = commit(&collector, RecordKind::Metrics, protobuf, move |store| {
+        apply_flattened(store, check)
     })
     .await;
     match result {
@@ -740,11 +723,18 @@ async fn ingest_logs(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let (decoded, _admitted) =
-        match accept::<ExportLogsServiceRequest>(&collector, &headers, body).await {
-            Ok(parts) => parts,
-            Err(response) => return *response,
-        };
+    let (decoded, _admitted) = match accept(
+        &collector,
+        &headers,
+        body,
+        decode::body::<ExportLogsServiceRequest>,
+        |decoded| decoded.raw.len(),
+    )
+    .await
+    {
+        Ok(parts) => parts,
+        Err(response) => return *response,
+    };
     let Decoded {
         format,
         raw,

@@ -20,7 +20,7 @@ use prost::Message;
 use serde::de::DeserializeOwned;
 use tally_collector::ingest::decode::{self, Format};
 use tally_collector::ingest::{logs, points};
-use tally_collector::store::{Store, StoreLimits};
+use tally_collector::store::{SharedInterner, Store, StoreLimits};
 
 const CONTENT_TYPES: [&str; 4] = [
     "application/x-protobuf",
@@ -85,21 +85,24 @@ fn replayed<T: Message + Default>(request: &T) -> T {
 }
 
 fn ingest_metrics(content_type: Option<&str>, encoding: Option<&str>, body: &[u8]) {
-    let Some((format, request)) =
-        decoded::<ExportMetricsServiceRequest>(content_type, encoding, body)
-    else {
+    let Ok(encoded) = decode::metrics_body(content_type, encoding, body, LIMIT) else {
         return;
     };
-    let flattened = points::flatten(&request, WINDOW);
-    if format == Format::Json {
-        let again = points::flatten(&replayed(&request), WINDOW);
-        assert_eq!(
-            (again.samples.len(), again.rejected),
-            (flattened.samples.len(), flattened.rejected),
-            "replayed metrics flatten differently"
+    let mut store = store();
+    let Ok(flattened) = points::flatten(&encoded.protobuf, WINDOW, &store.interner()) else {
+        return;
+    };
+    // The in-place walk must read what prost reads: where prost decodes
+    // the bytes too, flattening its decoding (fresh interner, re-encoded,
+    // which is also what the log keeps for a JSON request) gives the same
+    // samples.
+    if let Ok(request) = ExportMetricsServiceRequest::decode(encoded.protobuf.as_slice()) {
+        let again = points::flatten_request(&request, WINDOW, &SharedInterner::default());
+        assert!(
+            again.samples == flattened.samples && again.rejected == flattened.rejected,
+            "the walk and prost flatten differently"
         );
     }
-    let mut store = store();
     for sample in flattened.samples {
         store.apply(sample);
     }

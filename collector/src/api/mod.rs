@@ -207,7 +207,7 @@ mod tests {
         while t < t0 + 3 * HOUR_NS {
             t += 600_000_000_000;
             let request = fleet.step(t, step);
-            let flattened = points::flatten(&request, all);
+            let flattened = points::flatten_request(&request, all, &store.interner());
             assert_eq!(flattened.rejected, 0, "{:?}", flattened.reasons);
             for sample in flattened.samples {
                 store.apply(sample);

@@ -39,6 +39,9 @@ pub enum DecodeError {
     /// JSON that does not decode.
     #[error("malformed OTLP JSON: {0}")]
     Json(String),
+    /// Protobuf that does not walk (see [`crate::ingest::wire`]).
+    #[error("malformed OTLP protobuf: {0}")]
+    Wire(#[from] crate::ingest::wire::WireError),
 }
 
 impl DecodeError {
@@ -161,6 +164,35 @@ pub fn body<T: Message + Default + DeserializeOwned>(
         raw,
         request,
     })
+}
+
+/// A metrics body as protobuf bytes, not yet decoded: flattening walks
+/// them in place ([`crate::ingest::points::flatten`], which also reports
+/// malformed bytes), and they are what the write-ahead log keeps.
+#[derive(Debug)]
+pub struct EncodedMetrics {
+    /// The wire format (the response is sent in the same one).
+    pub format: Format,
+    /// An `ExportMetricsServiceRequest`, encoded.
+    pub protobuf: Vec<u8>,
+}
+
+/// The whole path of an OTLP/HTTP metrics body from untrusted bytes up to
+/// protobuf bytes: as [`body`], but a protobuf body is only decompressed
+/// and a JSON body is decoded and encoded again as protobuf.
+pub fn metrics_body(
+    content_type: Option<&str>,
+    encoding: Option<&str>,
+    body: &[u8],
+    limit: usize,
+) -> Result<EncodedMetrics, DecodeError> {
+    let format = format_of(content_type)?;
+    let raw = decompress(encoding, body, limit)?;
+    let protobuf = match format {
+        Format::Protobuf => raw,
+        Format::Json => metrics(Format::Json, &raw)?.encode_to_vec(),
+    };
+    Ok(EncodedMetrics { format, protobuf })
 }
 
 /// Decodes a metrics export request.

@@ -4,3 +4,4 @@
 pub mod decode;
 pub mod logs;
 pub mod points;
+pub mod wire;

@@ -8,13 +8,17 @@
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, metric::Data, number_data_point,
+    AggregationTemporality, ExponentialHistogramDataPoint, HistogramDataPoint, SummaryDataPoint,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use tally_schema::exphist::ExpHistogram;
 
+use super::wire::{Fields, WireError};
+use crate::store::labels::{self, SharedInterner};
 use crate::store::{LabelSet, Labels};
 
 /// What one sample carries.
@@ -58,6 +62,8 @@ pub struct Flattened {
     pub rejected: u64,
     /// Distinct reasons for refusals (for the partial-success message).
     pub reasons: Vec<String>,
+    /// The processes that pushed (node or SDK resources).
+    pub pushers: Vec<Pusher>,
 }
 
 impl Flattened {
@@ -107,62 +113,532 @@ pub fn resource_attributes(resource: Option<&Resource>) -> &[KeyValue] {
     resource.map(|r| r.attributes.as_slice()).unwrap_or(&[])
 }
 
-/// The label set of one resource, built once and shared by its points.
-fn resource_labels(resource: &[KeyValue]) -> Labels {
-    Arc::new(LabelSet::new(
-        resource
-            .iter()
-            .map(|kv| (kv.key.clone(), attribute_text(kv.value.as_ref())))
-            .collect(),
-    ))
+/// The pairs of decoded attributes, in order.
+fn attribute_pairs(attributes: &[KeyValue]) -> Vec<(String, String)> {
+    attributes
+        .iter()
+        .map(|kv| (kv.key.clone(), attribute_text(kv.value.as_ref())))
+        .collect()
 }
 
-/// The labels of a point: its resource's set when it has no attributes of
-/// its own (the common case: no allocation), else a set in which point
-/// attributes win over resource attributes of the same key, sharing the
-/// resource's strings.
-fn labels_of(resource: &Labels, point: &[KeyValue], extra: Option<(&str, String)>) -> Labels {
-    if point.is_empty() && extra.is_none() {
-        return Arc::clone(resource);
-    }
-    let own = extra
-        .map(|(k, v)| (k.to_owned(), v))
-        .into_iter()
-        .chain(
-            point
+/// The text of an encoded `AnyValue`, as [`attribute_text`] renders the
+/// decoded one. The last value field wins, as in a protobuf oneof.
+fn any_value_text(bytes: &[u8]) -> Result<String, WireError> {
+    let mut text = String::new();
+    for field in Fields::new(bytes, "AnyValue") {
+        let (number, value) = field?;
+        text = match number {
+            1 => value.text(1, "AnyValue")?.to_owned(),
+            2 => (value.varint(2, "AnyValue")? != 0).to_string(),
+            3 => (value.varint(3, "AnyValue")? as i64).to_string(),
+            4 => f64::from_bits(value.fixed64(4, "AnyValue")?).to_string(),
+            // Lists and maps are rare and nest: prost decodes them (with its
+            // recursion limit) and they render as the decoded form does.
+            5 | 6 => {
+                let decoded = AnyValue::decode(bytes).map_err(|e| WireError::Nested {
+                    message: "AnyValue",
+                    reason: e.to_string(),
+                })?;
+                return Ok(attribute_text(Some(&decoded)));
+            }
+            7 => value
+                .bytes(7, "AnyValue")?
                 .iter()
-                .map(|kv| (kv.key.clone(), attribute_text(kv.value.as_ref()))),
-        )
-        .collect();
-    Arc::new(LabelSet::over(own, resource))
+                .map(|x| format!("{x:02x}"))
+                .collect(),
+            _ => continue,
+        };
+    }
+    Ok(text)
 }
 
-fn number(value: Option<&number_data_point::Value>) -> Option<f64> {
-    match value? {
-        number_data_point::Value::AsDouble(d) => Some(*d),
-        number_data_point::Value::AsInt(i) => Some(*i as f64),
+/// Adds another occurrence of a singular message field: protobuf merges
+/// them, and the concatenation of two encodings is their merge.
+fn merge<'a>(field: &mut Option<Cow<'a, [u8]>>, more: &'a [u8]) {
+    *field = Some(match field.take() {
+        None => Cow::Borrowed(more),
+        Some(earlier) => Cow::Owned([&*earlier, more].concat()),
+    });
+}
+
+/// Decodes encoded `KeyValue`s into `(key, text)` pairs.
+fn encoded_pairs(attributes: &[&[u8]]) -> Result<Vec<(String, String)>, WireError> {
+    let mut pairs = Vec::with_capacity(attributes.len());
+    for attribute in attributes {
+        let (mut key, mut value) = ("", None);
+        for field in Fields::new(attribute, "KeyValue") {
+            match field? {
+                (1, text) => key = text.text(1, "KeyValue")?,
+                (2, more) => merge(&mut value, more.bytes(2, "KeyValue")?),
+                _ => {}
+            }
+        }
+        let text = value.as_deref().map(any_value_text).transpose()?;
+        pairs.push((key.to_owned(), text.unwrap_or_default()));
+    }
+    Ok(pairs)
+}
+
+/// A pushing process seen in a request: a resource that is not a
+/// container or pod (an agent's node resource, or any SDK's resource).
+#[derive(Debug, Clone)]
+pub struct Pusher {
+    /// The resource's labels (`service.name`, `k8s.node.name`, ...).
+    pub labels: Labels,
+    /// The version of its first instrumentation scope.
+    pub scope_version: String,
+}
+
+/// A resource being flattened: its interned labels and cache id.
+struct ResourceRef {
+    id: u64,
+    labels: Labels,
+}
+
+/// The encoded bytes of one request, flattened into samples.
+struct Walk<'i> {
+    out: Flattened,
+    window: TimeWindow,
+    interner: &'i SharedInterner,
+    /// Reused per point: its encoded attributes, each after its length
+    /// (the key of the point-set cache).
+    attributes: Vec<u8>,
+}
+
+/// Flattens an encoded `ExportMetricsServiceRequest`, validating every
+/// point. Bytes that are not a valid request are an error and nothing
+/// from them is kept. Label sets come from (and go to) `interner`.
+pub fn flatten(
+    request: &[u8],
+    window: TimeWindow,
+    interner: &SharedInterner,
+) -> Result<Flattened, WireError> {
+    let mut walk = Walk {
+        out: Flattened::default(),
+        window,
+        interner,
+        attributes: Vec::new(),
+    };
+    for field in Fields::new(request, "ExportMetricsServiceRequest") {
+        if let (1, value) = field? {
+            walk.resource_metrics(value.bytes(1, "ExportMetricsServiceRequest")?)?;
+        }
+    }
+    Ok(walk.out)
+}
+
+/// [`flatten`] for a decoded request (tests, benchmarks, in-process
+/// simulation): it is encoded first, as the server's log stores it.
+pub fn flatten_request(
+    request: &ExportMetricsServiceRequest,
+    window: TimeWindow,
+    interner: &SharedInterner,
+) -> Flattened {
+    // A message prost just encoded always walks.
+    flatten(&request.encode_to_vec(), window, interner).unwrap_or_default()
+}
+
+fn number_of_points(data: &[u8]) -> u64 {
+    Fields::new(data, "data")
+        .filter(|f| matches!(f, Ok((1, _))))
+        .count() as u64
+}
+
+impl Walk<'_> {
+    fn resource_metrics(&mut self, bytes: &[u8]) -> Result<(), WireError> {
+        // A repeated singular message merges, and the concatenation of two
+        // encodings is the encoding of their merge.
+        let mut resource = None;
+        let mut first_scope = None;
+        for field in Fields::new(bytes, "ResourceMetrics") {
+            match field? {
+                (1, value) => merge(&mut resource, value.bytes(1, "ResourceMetrics")?),
+                (2, value) if first_scope.is_none() => {
+                    first_scope = Some(value.bytes(2, "ResourceMetrics")?);
+                }
+                _ => {}
+            }
+        }
+        let resource = self.resource(resource.as_deref().unwrap_or(&[]))?;
+        let labels = &resource.labels;
+        if labels.get("container.id").is_none() && labels.get("k8s.pod.uid").is_none() {
+            self.out.pushers.push(Pusher {
+                labels: Arc::clone(labels),
+                scope_version: first_scope
+                    .map(scope_version)
+                    .transpose()?
+                    .unwrap_or_default(),
+            });
+        }
+        for field in Fields::new(bytes, "ResourceMetrics") {
+            if let (2, value) = field? {
+                for field in Fields::new(value.bytes(2, "ResourceMetrics")?, "ScopeMetrics") {
+                    if let (2, value) = field? {
+                        self.metric(value.bytes(2, "ScopeMetrics")?, &resource)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The labels of the resource encoded as `bytes`: from the cache, or
+    /// decoded, built, interned and cached.
+    fn resource(&mut self, bytes: &[u8]) -> Result<ResourceRef, WireError> {
+        if let Some(found) = labels::lock(self.interner).resource(bytes) {
+            return Ok(ResourceRef {
+                id: found.id,
+                labels: found.labels,
+            });
+        }
+        let mut attributes = Vec::new();
+        for field in Fields::new(bytes, "Resource") {
+            if let (1, value) = field? {
+                attributes.push(value.bytes(1, "Resource")?);
+            }
+        }
+        let labels = Arc::new(LabelSet::new(encoded_pairs(&attributes)?));
+        let cached = labels::lock(self.interner).adopt_resource(bytes, &labels);
+        Ok(ResourceRef {
+            id: cached.id,
+            labels: cached.labels,
+        })
+    }
+
+    /// Adds one of the current point's encoded attributes.
+    fn add_attribute(&mut self, attribute: &[u8]) {
+        self.attributes
+            .extend_from_slice(&(attribute.len() as u32).to_le_bytes());
+        self.attributes.extend_from_slice(attribute);
+    }
+
+    /// The labels of a point whose encoded attributes are in
+    /// `self.attributes`: its resource's set when it has none (the common
+    /// case), else the cached or newly built set in which point attributes
+    /// win over resource attributes of the same key.
+    fn point_labels(&mut self, resource: &ResourceRef) -> Result<Labels, WireError> {
+        if self.attributes.is_empty() {
+            return Ok(Arc::clone(&resource.labels));
+        }
+        let id = resource.id;
+        if let Some(found) = labels::lock(self.interner).point_set(id, &self.attributes) {
+            return Ok(found);
+        }
+        let mut attributes = Vec::new();
+        let mut rest = self.attributes.as_slice();
+        while let Some((len, more)) = rest.split_first_chunk::<4>() {
+            let len = u32::from_le_bytes(*len) as usize;
+            // Written just above by `add_attribute`, so always in bounds.
+            let (Some(attribute), Some(after)) = (more.get(..len), more.get(len..)) else {
+                break;
+            };
+            attributes.push(attribute);
+            rest = after;
+        }
+        let own = encoded_pairs(&attributes)?;
+        let labels = Arc::new(LabelSet::over(own, &resource.labels));
+        Ok(labels::lock(self.interner).adopt_point_set(id, &self.attributes, &labels))
+    }
+
+    fn reject(&mut self, count: u64, reason: String) {
+        self.out.reject(count, reason);
+    }
+
+    fn check_time(&mut self, metric: &str, time_ns: u64) -> bool {
+        check_time(&mut self.out, metric, time_ns, self.window)
+    }
+
+    fn push(&mut self, metric: &Arc<str>, labels: Labels, time_ns: u64, value: SampleValue) {
+        self.out.samples.push(Sample {
+            metric: Arc::clone(metric),
+            labels,
+            time_ns,
+            value,
+        });
+    }
+
+    fn metric(&mut self, bytes: &[u8], resource: &ResourceRef) -> Result<(), WireError> {
+        // The data is a oneof: a later field of another kind replaces it,
+        // one of the same kind merges into it.
+        let (mut name, mut kind, mut data) = ("", 0, None);
+        for field in Fields::new(bytes, "Metric") {
+            match field? {
+                (1, value) => name = value.text(1, "Metric")?,
+                (number @ (5 | 7 | 9 | 10 | 11), value) => {
+                    if number != kind {
+                        (kind, data) = (number, None);
+                    }
+                    merge(&mut data, value.bytes(number, "Metric")?);
+                }
+                _ => {}
+            }
+        }
+        let data = data.map(|d| (kind, d));
+        if name.is_empty() {
+            let points = data.as_ref().map(|(_, d)| number_of_points(d)).unwrap_or(0);
+            self.reject(points.max(1), "metric without a name".to_owned());
+            return Ok(());
+        }
+        let Some((kind, data)) = data else {
+            self.reject(1, format!("{name}: metric without data"));
+            return Ok(());
+        };
+        let data: &[u8] = &data;
+        let metric = labels::lock(self.interner).name_of(name);
+        match kind {
+            5 => self.number_points(&metric, data, resource, "Gauge", |v, _| {
+                SampleValue::Gauge(v)
+            }),
+            7 => {
+                let (mut temporality, mut monotonic) = (0, false);
+                for field in Fields::new(data, "Sum") {
+                    match field? {
+                        (2, value) => temporality = value.varint(2, "Sum")?,
+                        (3, value) => monotonic = value.varint(3, "Sum")? != 0,
+                        _ => {}
+                    }
+                }
+                // An enum field is an int32 on the wire's varint.
+                let cumulative = temporality as i32 == AggregationTemporality::Cumulative as i32;
+                self.number_points(&metric, data, resource, "Sum", |v, start_ns| {
+                    if !monotonic {
+                        // A non-monotonic sum (an up-down counter) is a level.
+                        SampleValue::Gauge(v)
+                    } else if cumulative {
+                        SampleValue::Cumulative { value: v, start_ns }
+                    } else {
+                        SampleValue::Delta(v)
+                    }
+                })
+            }
+            9 => self.decoded_points(&metric, data, resource, "Histogram", 9, Self::histogram),
+            10 => self.decoded_points(
+                &metric,
+                data,
+                resource,
+                "ExponentialHistogram",
+                1,
+                Self::exponential_histogram,
+            ),
+            _ => self.decoded_points(&metric, data, resource, "Summary", 7, Self::summary),
+        }
+    }
+
+    /// The number points of a gauge or sum, parsed in place.
+    fn number_points(
+        &mut self,
+        metric: &Arc<str>,
+        data: &[u8],
+        resource: &ResourceRef,
+        message: &'static str,
+        value_of: impl Fn(f64, u64) -> SampleValue,
+    ) -> Result<(), WireError> {
+        const POINT: &str = "NumberDataPoint";
+        for field in Fields::new(data, message) {
+            let (1, point) = field? else { continue };
+            let (mut start_ns, mut time_ns, mut value) = (0, 0, None);
+            self.attributes.clear();
+            for field in Fields::new(point.bytes(1, message)?, POINT) {
+                match field? {
+                    (2, v) => start_ns = v.fixed64(2, POINT)?,
+                    (3, v) => time_ns = v.fixed64(3, POINT)?,
+                    (4, v) => value = Some(f64::from_bits(v.fixed64(4, POINT)?)),
+                    (6, v) => value = Some(v.fixed64(6, POINT)? as i64 as f64),
+                    (7, v) => self.add_attribute(v.bytes(7, POINT)?),
+                    (8, v) => {
+                        v.varint(8, POINT)?;
+                    }
+                    _ => {}
+                }
+            }
+            if !self.check_time(metric, time_ns) {
+                continue;
+            }
+            match value {
+                Some(v) if v.is_finite() => {
+                    let labels = self.point_labels(resource)?;
+                    self.push(metric, labels, time_ns, value_of(v, start_ns));
+                }
+                _ => self.reject(1, format!("{metric}: NaN, infinite or missing value")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Histogram and summary points: prost decodes each point (they are
+    /// few, and carry lists), the attributes still come from the cache.
+    fn decoded_points<P: Message + Default>(
+        &mut self,
+        metric: &Arc<str>,
+        data: &[u8],
+        resource: &ResourceRef,
+        message: &'static str,
+        attributes_field: u32,
+        flatten_point: fn(&mut Self, &Arc<str>, &ResourceRef, P) -> Result<(), WireError>,
+    ) -> Result<(), WireError> {
+        for field in Fields::new(data, message) {
+            let (1, point) = field? else { continue };
+            let point = point.bytes(1, message)?;
+            self.attributes.clear();
+            for field in Fields::new(point, message) {
+                if let (number, value) = field?
+                    && number == attributes_field
+                {
+                    self.add_attribute(value.bytes(number, message)?);
+                }
+            }
+            let decoded = P::decode(point).map_err(|e| WireError::Nested {
+                message,
+                reason: e.to_string(),
+            })?;
+            flatten_point(self, metric, resource, decoded)?;
+        }
+        Ok(())
+    }
+
+    fn exponential_histogram(
+        &mut self,
+        name: &Arc<str>,
+        resource: &ResourceRef,
+        p: ExponentialHistogramDataPoint,
+    ) -> Result<(), WireError> {
+        if !self.check_time(name, p.time_unix_nano) {
+            return Ok(());
+        }
+        if !p.sum.unwrap_or(0.0).is_finite() {
+            self.reject(1, format!("{name}: NaN or infinite sum"));
+            return Ok(());
+        }
+        // Coarser scales cannot be mapped onto the sketch's buckets (-10
+        // already puts every double in three buckets).
+        if p.scale < -10 {
+            self.reject(1, format!("{name}: exponential histogram scale below -10"));
+            return Ok(());
+        }
+        let positive = p.positive.as_ref();
+        // Counts are untrusted: saturate rather than overflow.
+        let negative = p
+            .negative
+            .as_ref()
+            .map(|n| {
+                n.bucket_counts
+                    .iter()
+                    .fold(0u64, |a, c| a.saturating_add(*c))
+            })
+            .unwrap_or(0);
+        let mut sketch = ExpHistogram::default();
+        sketch.merge_parts(&tally_schema::exphist::Parts {
+            scale: p.scale,
+            offset: positive.map(|b| b.offset).unwrap_or(0),
+            counts: positive.map(|b| b.bucket_counts.as_slice()).unwrap_or(&[]),
+            // Tally's quantities are not negative; values below zero are
+            // folded into the zero bucket rather than dropped.
+            zero_count: p.zero_count.saturating_add(negative),
+            count: p.count,
+            sum: p.sum.unwrap_or(0.0),
+            min: p.min.filter(|m| m.is_finite()),
+            max: p.max.filter(|m| m.is_finite()),
+        });
+        let labels = self.point_labels(resource)?;
+        let value = SampleValue::Distribution(Box::new(sketch));
+        self.push(name, labels, p.time_unix_nano, value);
+        Ok(())
+    }
+
+    fn histogram(
+        &mut self,
+        name: &Arc<str>,
+        resource: &ResourceRef,
+        p: HistogramDataPoint,
+    ) -> Result<(), WireError> {
+        if !self.check_time(name, p.time_unix_nano) {
+            return Ok(());
+        }
+        if !p.sum.unwrap_or(0.0).is_finite() || p.explicit_bounds.iter().any(|b| !b.is_finite()) {
+            self.reject(1, format!("{name}: NaN or infinite sum or bound"));
+            return Ok(());
+        }
+        // Each bucket's count is recorded at its upper bound (the first at
+        // its bound, the overflow bucket at the max or the last bound), the
+        // same estimate histogram_quantile makes.
+        let mut sketch = ExpHistogram::default();
+        for (i, count) in p.bucket_counts.iter().enumerate() {
+            let mut at = p
+                .explicit_bounds
+                .get(i)
+                .copied()
+                .or(p.max)
+                .or(p.explicit_bounds.last().copied())
+                .unwrap_or(0.0);
+            // The observed extremes are exact; never estimate past them.
+            if let Some(max) = p.max.filter(|m| m.is_finite()) {
+                at = at.min(max);
+            }
+            if let Some(min) = p.min.filter(|m| m.is_finite()) {
+                at = at.max(min);
+            }
+            sketch.record_n(at, *count);
+        }
+        let labels = self.point_labels(resource)?;
+        let value = SampleValue::Distribution(Box::new(sketch));
+        self.push(name, labels, p.time_unix_nano, value);
+        Ok(())
+    }
+
+    fn summary(
+        &mut self,
+        name: &Arc<str>,
+        resource: &ResourceRef,
+        p: SummaryDataPoint,
+    ) -> Result<(), WireError> {
+        if !self.check_time(name, p.time_unix_nano) {
+            return Ok(());
+        }
+        let labels = self.point_labels(resource)?;
+        for q in &p.quantile_values {
+            if q.value.is_finite() {
+                // Rare: built uncached, each quantile its own series.
+                let mut own = vec![("quantile".to_owned(), q.quantile.to_string())];
+                own.extend(attribute_pairs(&p.attributes));
+                let labels = Arc::new(LabelSet::over(own, &resource.labels));
+                self.push(name, labels, p.time_unix_nano, SampleValue::Gauge(q.value));
+            }
+        }
+        let (sum_name, count_name) = {
+            let mut interner = labels::lock(self.interner);
+            (
+                interner.name_of(&format!("{name}_sum")),
+                interner.name_of(&format!("{name}_count")),
+            )
+        };
+        if p.sum.is_finite() {
+            let value = SampleValue::Cumulative {
+                value: p.sum,
+                start_ns: p.start_time_unix_nano,
+            };
+            self.push(&sum_name, Arc::clone(&labels), p.time_unix_nano, value);
+        }
+        let value = SampleValue::Cumulative {
+            value: p.count as f64,
+            start_ns: p.start_time_unix_nano,
+        };
+        self.push(&count_name, labels, p.time_unix_nano, value);
+        Ok(())
     }
 }
 
-/// Flattens a request, validating every point.
-pub fn flatten(request: &ExportMetricsServiceRequest, window: TimeWindow) -> Flattened {
-    let mut out = Flattened::default();
-    for resource_metrics in &request.resource_metrics {
-        let resource = resource_labels(resource_attributes(resource_metrics.resource.as_ref()));
-        for scope in &resource_metrics.scope_metrics {
-            for metric in &scope.metrics {
-                if metric.name.is_empty() {
-                    out.reject(
-                        tally_schema::otlp::points_in(metric).max(1) as u64,
-                        "metric without a name".to_owned(),
-                    );
-                    continue;
+fn scope_version(scope_metrics: &[u8]) -> Result<String, WireError> {
+    let mut version = String::new();
+    for field in Fields::new(scope_metrics, "ScopeMetrics") {
+        if let (1, scope) = field? {
+            for field in Fields::new(scope.bytes(1, "ScopeMetrics")?, "InstrumentationScope") {
+                if let (2, value) = field? {
+                    version = value.text(2, "InstrumentationScope")?.to_owned();
                 }
-                flatten_metric(&mut out, metric, &resource, window);
             }
         }
     }
-    out
+    Ok(version)
 }
 
 fn check_time(out: &mut Flattened, metric: &str, time_ns: u64, window: TimeWindow) -> bool {
@@ -180,199 +656,6 @@ fn check_time(out: &mut Flattened, metric: &str, time_ns: u64, window: TimeWindo
         false
     } else {
         true
-    }
-}
-
-fn flatten_metric(
-    out: &mut Flattened,
-    metric: &opentelemetry_proto::tonic::metrics::v1::Metric,
-    resource: &Labels,
-    window: TimeWindow,
-) {
-    let name = &metric.name;
-    let shared_name: Arc<str> = Arc::from(name.as_str());
-    let push = |out: &mut Flattened, labels: Labels, time_ns: u64, value: SampleValue| {
-        out.samples.push(Sample {
-            metric: Arc::clone(&shared_name),
-            labels,
-            time_ns,
-            value,
-        });
-    };
-    match &metric.data {
-        Some(Data::Gauge(gauge)) => {
-            for p in &gauge.data_points {
-                if !check_time(out, name, p.time_unix_nano, window) {
-                    continue;
-                }
-                match number(p.value.as_ref()) {
-                    Some(v) if v.is_finite() => push(
-                        out,
-                        labels_of(resource, &p.attributes, None),
-                        p.time_unix_nano,
-                        SampleValue::Gauge(v),
-                    ),
-                    _ => out.reject(1, format!("{name}: NaN, infinite or missing value")),
-                }
-            }
-        }
-        Some(Data::Sum(sum)) => {
-            let cumulative =
-                sum.aggregation_temporality == AggregationTemporality::Cumulative as i32;
-            for p in &sum.data_points {
-                if !check_time(out, name, p.time_unix_nano, window) {
-                    continue;
-                }
-                let Some(v) = number(p.value.as_ref()).filter(|v| v.is_finite()) else {
-                    out.reject(1, format!("{name}: NaN, infinite or missing value"));
-                    continue;
-                };
-                let value = if !sum.is_monotonic {
-                    // A non-monotonic sum (an up-down counter) is a level.
-                    SampleValue::Gauge(v)
-                } else if cumulative {
-                    SampleValue::Cumulative {
-                        value: v,
-                        start_ns: p.start_time_unix_nano,
-                    }
-                } else {
-                    SampleValue::Delta(v)
-                };
-                push(
-                    out,
-                    labels_of(resource, &p.attributes, None),
-                    p.time_unix_nano,
-                    value,
-                );
-            }
-        }
-        Some(Data::ExponentialHistogram(h)) => {
-            for p in &h.data_points {
-                if !check_time(out, name, p.time_unix_nano, window) {
-                    continue;
-                }
-                if !p.sum.unwrap_or(0.0).is_finite() {
-                    out.reject(1, format!("{name}: NaN or infinite sum"));
-                    continue;
-                }
-                // Coarser scales cannot be mapped onto the sketch's buckets
-                // (-10 already puts every double in three buckets).
-                if p.scale < -10 {
-                    out.reject(1, format!("{name}: exponential histogram scale below -10"));
-                    continue;
-                }
-                let positive = p.positive.as_ref();
-                // Counts are untrusted: saturate rather than overflow.
-                let negative = p
-                    .negative
-                    .as_ref()
-                    .map(|n| {
-                        n.bucket_counts
-                            .iter()
-                            .fold(0u64, |a, c| a.saturating_add(*c))
-                    })
-                    .unwrap_or(0);
-                let mut sketch = ExpHistogram::default();
-                sketch.merge_parts(&tally_schema::exphist::Parts {
-                    scale: p.scale,
-                    offset: positive.map(|b| b.offset).unwrap_or(0),
-                    counts: positive.map(|b| b.bucket_counts.as_slice()).unwrap_or(&[]),
-                    // Tally's quantities are not negative; values below zero
-                    // are folded into the zero bucket rather than dropped.
-                    zero_count: p.zero_count.saturating_add(negative),
-                    count: p.count,
-                    sum: p.sum.unwrap_or(0.0),
-                    min: p.min.filter(|m| m.is_finite()),
-                    max: p.max.filter(|m| m.is_finite()),
-                });
-                let value = SampleValue::Distribution(Box::new(sketch));
-                push(
-                    out,
-                    labels_of(resource, &p.attributes, None),
-                    p.time_unix_nano,
-                    value,
-                );
-            }
-        }
-        Some(Data::Histogram(h)) => {
-            for p in &h.data_points {
-                if !check_time(out, name, p.time_unix_nano, window) {
-                    continue;
-                }
-                if !p.sum.unwrap_or(0.0).is_finite()
-                    || p.explicit_bounds.iter().any(|b| !b.is_finite())
-                {
-                    out.reject(1, format!("{name}: NaN or infinite sum or bound"));
-                    continue;
-                }
-                // Each bucket's count is recorded at its upper bound (the
-                // first at its bound, the overflow bucket at the max or the
-                // last bound), the same estimate histogram_quantile makes.
-                let mut sketch = ExpHistogram::default();
-                for (i, count) in p.bucket_counts.iter().enumerate() {
-                    let mut at = p
-                        .explicit_bounds
-                        .get(i)
-                        .copied()
-                        .or(p.max)
-                        .or(p.explicit_bounds.last().copied())
-                        .unwrap_or(0.0);
-                    // The observed extremes are exact; never estimate past them.
-                    if let Some(max) = p.max.filter(|m| m.is_finite()) {
-                        at = at.min(max);
-                    }
-                    if let Some(min) = p.min.filter(|m| m.is_finite()) {
-                        at = at.max(min);
-                    }
-                    sketch.record_n(at, *count);
-                }
-                push(
-                    out,
-                    labels_of(resource, &p.attributes, None),
-                    p.time_unix_nano,
-                    SampleValue::Distribution(Box::new(sketch)),
-                );
-            }
-        }
-        Some(Data::Summary(summary)) => {
-            for p in &summary.data_points {
-                if !check_time(out, name, p.time_unix_nano, window) {
-                    continue;
-                }
-                let labels = labels_of(resource, &p.attributes, None);
-                for q in &p.quantile_values {
-                    if q.value.is_finite() {
-                        let labels = labels_of(
-                            resource,
-                            &p.attributes,
-                            Some(("quantile", q.quantile.to_string())),
-                        );
-                        push(out, labels, p.time_unix_nano, SampleValue::Gauge(q.value));
-                    }
-                }
-                if p.sum.is_finite() {
-                    out.samples.push(Sample {
-                        metric: Arc::from(format!("{name}_sum")),
-                        labels: Arc::clone(&labels),
-                        time_ns: p.time_unix_nano,
-                        value: SampleValue::Cumulative {
-                            value: p.sum,
-                            start_ns: p.start_time_unix_nano,
-                        },
-                    });
-                }
-                out.samples.push(Sample {
-                    metric: Arc::from(format!("{name}_count")),
-                    labels,
-                    time_ns: p.time_unix_nano,
-                    value: SampleValue::Cumulative {
-                        value: p.count as f64,
-                        start_ns: p.start_time_unix_nano,
-                    },
-                });
-            }
-        }
-        None => out.reject(1, format!("{name}: metric without data")),
     }
 }
 
@@ -402,7 +685,7 @@ mod tests {
             1 << 20,
         )
         .expect("valid OTLP/JSON");
-        flatten(&decoded.request, WINDOW)
+        flatten_request(&decoded.request, WINDOW, &SharedInterner::default())
     }
 
     fn exp_histogram(point: &str) -> String {
@@ -445,6 +728,136 @@ mod tests {
         ));
         assert!(coarse.samples.is_empty());
         assert_eq!(coarse.reasons, ["h: exponential histogram scale below -10"]);
+    }
+
+    fn gauge_request(pod: &str, points: Vec<(&str, &str, f64)>) -> ExportMetricsServiceRequest {
+        use tally_schema::{catalog, otlp};
+        let points = points
+            .into_iter()
+            .map(|(key, value, v)| {
+                let attributes = if key.is_empty() {
+                    vec![]
+                } else {
+                    vec![otlp::string_attribute(key, value)]
+                };
+                otlp::number_point(attributes, 0, NOW_NS, v)
+            })
+            .collect();
+        ExportMetricsServiceRequest {
+            resource_metrics: vec![otlp::resource_metrics(
+                otlp::resource([
+                    ("k8s.pod.name", pod.to_owned()),
+                    ("zone", "a".to_owned()),
+                    ("k8s.pod.uid", "u".to_owned()),
+                ]),
+                vec![otlp::gauge(&catalog::CONTAINER_MEMORY_WORKING_SET, points)],
+                "test",
+            )],
+        }
+    }
+
+    /// A second request with the same resource and point attributes finds
+    /// the first one's interned sets in the cache (the same allocation);
+    /// point attributes win over resource attributes of the same key.
+    #[test]
+    fn repeated_resources_and_attributes_reuse_interned_sets() {
+        let interner = SharedInterner::default();
+        let request = gauge_request(
+            "p",
+            vec![("", "", 1.0), ("zone", "b", 2.0), ("gpu", "0", 3.0)],
+        );
+        let first = flatten_request(&request, WINDOW, &interner);
+        let second = flatten_request(&request, WINDOW, &interner);
+        assert_eq!((first.samples.len(), first.rejected), (3, 0));
+        for (a, b) in first.samples.iter().zip(&second.samples) {
+            assert!(Arc::ptr_eq(&a.labels, &b.labels), "{:?}", a.labels);
+            assert!(Arc::ptr_eq(&a.metric, &b.metric));
+        }
+        let pairs = |sample: &Sample| {
+            sample
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        assert_eq!(
+            pairs(&first.samples[0]),
+            "k8s.pod.name=p,k8s.pod.uid=u,zone=a"
+        );
+        assert_eq!(
+            pairs(&first.samples[1]),
+            "k8s.pod.name=p,k8s.pod.uid=u,zone=b"
+        );
+        assert_eq!(
+            pairs(&first.samples[2]),
+            "gpu=0,k8s.pod.name=p,k8s.pod.uid=u,zone=a"
+        );
+        // Another pod: other sets, not a stale cache hit.
+        let other = flatten_request(
+            &gauge_request("q", vec![("gpu", "0", 3.0)]),
+            WINDOW,
+            &interner,
+        );
+        assert_eq!(other.samples[0].labels.get("k8s.pod.name"), Some("q"));
+        // A sweep empties the caches; the sets come back equal.
+        crate::store::labels::lock(&interner).sweep();
+        let again = flatten_request(&request, WINDOW, &interner);
+        assert_eq!(again.samples, first.samples);
+        // Container and pod resources are not pushers.
+        assert!(first.pushers.is_empty());
+    }
+
+    /// Protobuf merges repeated singular messages; the walk reads merged
+    /// resources and data as prost does.
+    #[test]
+    fn repeated_singular_fields_merge_as_prost_merges() {
+        let request = gauge_request("p", vec![("", "", 1.0)]);
+        let encoded = request.encode_to_vec();
+        let resource_metrics = &request.resource_metrics[0];
+        // The resource metrics again with a second resource field and a
+        // second gauge field in its metric, as a concatenation would give.
+        let extra_resource = opentelemetry_proto::tonic::resource::v1::Resource {
+            attributes: vec![tally_schema::otlp::string_attribute("node", "n1")],
+            ..Default::default()
+        };
+        let mut doubled = resource_metrics.clone();
+        doubled.resource = Some(extra_resource);
+        let mut bytes = Vec::new();
+        // Field 1 of the request, holding both encodings back to back.
+        let inner = [resource_metrics.encode_to_vec(), doubled.encode_to_vec()].concat();
+        prost::encoding::encode_key(1, prost::encoding::WireType::LengthDelimited, &mut bytes);
+        prost::encoding::encode_varint(inner.len() as u64, &mut bytes);
+        bytes.extend_from_slice(&inner);
+        let prost_view = ExportMetricsServiceRequest::decode(bytes.as_slice()).expect("decodes");
+        let walked = flatten(&bytes, WINDOW, &SharedInterner::default()).expect("walks");
+        let via_prost = flatten_request(&prost_view, WINDOW, &SharedInterner::default());
+        assert_eq!(walked.samples, via_prost.samples);
+        assert_eq!(walked.samples.len(), 2);
+        assert_eq!(walked.samples[0].labels.get("node"), Some("n1"));
+        assert!(flatten(&encoded, WINDOW, &SharedInterner::default()).is_ok());
+    }
+
+    #[test]
+    fn malformed_requests_are_errors() {
+        let request = gauge_request("p", vec![("gpu", "0", 3.0)]);
+        let mut bytes = request.encode_to_vec();
+        let interner = SharedInterner::default();
+        // Invalid UTF-8 in the point attribute's value ("0" is its last byte
+        // before the point's value field).
+        let at = bytes.iter().rposition(|b| *b == b'0').expect("the value");
+        bytes[at] = 0xff;
+        assert_eq!(
+            flatten(&bytes, WINDOW, &interner).map(|f| f.samples.len()),
+            Err(WireError::Utf8("AnyValue"))
+        );
+        let whole = request.encode_to_vec();
+        for cut in 1..whole.len() {
+            // Every truncation is an error or fewer points, never a panic.
+            if let Ok(flattened) = flatten(&whole[..cut], WINDOW, &interner) {
+                assert!(flattened.samples.len() <= 1);
+            }
+        }
     }
 
     /// Bounds at both ends of the doubles are further apart, in buckets at

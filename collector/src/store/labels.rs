@@ -215,11 +215,55 @@ impl std::hash::BuildHasher for NameHashing {
     }
 }
 
-/// Interned label sets and metric names.
+/// Entries the byte-keyed caches may hold before they are dropped and
+/// refilled (a bound against a client that sends endless new resources).
+const CACHE_ENTRIES: usize = 1 << 20;
+
+/// A resource label set found by its encoded bytes.
+#[derive(Debug, Clone)]
+pub struct CachedResource {
+    /// Unique while the cache lives; keys the point-attribute cache.
+    pub id: u64,
+    /// The interned set.
+    pub labels: Labels,
+}
+
+/// Interned label sets and metric names, plus caches from encoded OTLP
+/// bytes to the interned sets: an agent sends the same resources and
+/// point attributes every export, so after the first request flattening
+/// finds each set by hashing bytes instead of decoding and building it.
+/// Cached sets are the interned ones, so the store's series lookups
+/// compare them by pointer.
 #[derive(Debug, Default)]
 pub struct Interner {
     sets: HashMap<u64, Vec<Labels>, LabelHashing>,
     names: HashSet<Arc<str>>,
+    /// Encoded resource → its set, by the bytes' hash.
+    resources: ByHash<(Box<[u8]>, CachedResource)>,
+    /// (Resource id, encoded point attributes) → the point's set.
+    point_sets: ByHash<(u64, Box<[u8]>, Labels)>,
+    cached: usize,
+    next_resource: u64,
+}
+
+/// Entries by a hash computed by the caller (collisions share a bucket).
+type ByHash<T> = HashMap<u64, Vec<T>, LabelHashing>;
+
+/// The interner, shared by the store and the flattening of requests
+/// (which runs outside the store's lock, on several threads).
+pub type SharedInterner = Arc<std::sync::Mutex<Interner>>;
+
+/// Locks the shared interner (a panic elsewhere leaves it consistent:
+/// every method completes its update before returning).
+pub fn lock(interner: &SharedInterner) -> std::sync::MutexGuard<'_, Interner> {
+    interner.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn bytes_hash(salt: u64, bytes: &[u8]) -> u64 {
+    let mut hasher = FastHasher::seeded();
+    hasher.write_u64(salt);
+    hasher.write(bytes);
+    hasher.finish()
 }
 
 impl Interner {
@@ -242,8 +286,82 @@ impl Interner {
         Arc::clone(name)
     }
 
-    /// Forgets sets and names no series uses any more.
+    /// The shared copy of a metric name, allocating only when it is new.
+    pub fn name_of(&mut self, name: &str) -> Arc<str> {
+        if let Some(existing) = self.names.get(name) {
+            return Arc::clone(existing);
+        }
+        let name: Arc<str> = Arc::from(name);
+        self.names.insert(Arc::clone(&name));
+        name
+    }
+
+    /// The resource whose encoded `Resource` message is `bytes`, if cached.
+    pub fn resource(&self, bytes: &[u8]) -> Option<CachedResource> {
+        self.resources
+            .get(&bytes_hash(0, bytes))?
+            .iter()
+            .find(|(key, _)| **key == *bytes)
+            .map(|(_, resource)| resource.clone())
+    }
+
+    /// Interns `labels`, built from the resource encoded as `bytes`, and
+    /// caches it under those bytes.
+    pub fn adopt_resource(&mut self, bytes: &[u8], labels: &Labels) -> CachedResource {
+        self.make_room();
+        let resource = CachedResource {
+            id: self.next_resource,
+            labels: self.labels(labels),
+        };
+        self.next_resource += 1;
+        self.cached += 1;
+        self.resources
+            .entry(bytes_hash(0, bytes))
+            .or_default()
+            .push((bytes.into(), resource.clone()));
+        resource
+    }
+
+    /// The set of a point of `resource` whose encoded attributes are
+    /// `key`, if cached.
+    pub fn point_set(&self, resource: u64, key: &[u8]) -> Option<Labels> {
+        self.point_sets
+            .get(&bytes_hash(resource, key))?
+            .iter()
+            .find(|(owner, bytes, _)| *owner == resource && **bytes == *key)
+            .map(|(_, _, labels)| Arc::clone(labels))
+    }
+
+    /// Interns a point's `labels` and caches them under its resource and
+    /// encoded attributes.
+    pub fn adopt_point_set(&mut self, resource: u64, key: &[u8], labels: &Labels) -> Labels {
+        self.make_room();
+        let labels = self.labels(labels);
+        self.cached += 1;
+        self.point_sets
+            .entry(bytes_hash(resource, key))
+            .or_default()
+            .push((resource, key.into(), Arc::clone(&labels)));
+        labels
+    }
+
+    fn make_room(&mut self) {
+        if self.cached >= CACHE_ENTRIES {
+            self.clear_caches();
+        }
+    }
+
+    /// Empties the byte-keyed caches (the interned sets stay).
+    pub fn clear_caches(&mut self) {
+        self.resources.clear();
+        self.point_sets.clear();
+        self.cached = 0;
+    }
+
+    /// Forgets sets and names no series uses any more (the caches, which
+    /// would keep them alive, are emptied first and refill on demand).
     pub fn sweep(&mut self) {
+        self.clear_caches();
         for bucket in self.sets.values_mut() {
             bucket.retain(|l| Arc::strong_count(l) > 1);
         }
@@ -251,7 +369,8 @@ impl Interner {
         self.names.retain(|name| Arc::strong_count(name) > 1);
     }
 
-    /// Heap bytes held by the interned sets (each counted once).
+    /// Heap bytes held by the interned sets (each counted once) and the
+    /// caches' keys.
     pub fn heap_bytes(&self) -> usize {
         self.sets
             .values()
@@ -259,6 +378,18 @@ impl Interner {
             .map(|l| l.heap_bytes() + std::mem::size_of::<LabelSet>() + 16)
             .sum::<usize>()
             + self.names.iter().map(|n| n.len() + 16).sum::<usize>()
+            + self
+                .resources
+                .values()
+                .flatten()
+                .map(|(key, _)| key.len() + 48)
+                .sum::<usize>()
+            + self
+                .point_sets
+                .values()
+                .flatten()
+                .map(|(_, key, _)| key.len() + 48)
+                .sum::<usize>()
     }
 }
 

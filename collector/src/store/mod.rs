@@ -19,7 +19,7 @@ use serde::Serialize;
 use tally_schema::exphist::ExpHistogram;
 
 use crate::ingest::points::{Sample, SampleValue};
-pub use labels::{Interner, LabelSet, Labels};
+pub use labels::{Interner, LabelSet, Labels, SharedInterner};
 use raw::RawWindow;
 pub use tier::Aggregate;
 use tier::Tier;
@@ -352,7 +352,7 @@ pub struct Store {
     /// only that metric's series, and a label set's hash is computed once.
     metrics: HashMap<Arc<str>, HashMap<Labels, Series, labels::LabelHashing>, labels::NameHashing>,
     series_total: usize,
-    interner: Interner,
+    interner: SharedInterner,
     agents: BTreeMap<(String, String), AgentSeen>,
     logs: VecDeque<LogRecord>,
     stats: StoreStats,
@@ -365,11 +365,17 @@ impl Store {
             limits,
             metrics: HashMap::default(),
             series_total: 0,
-            interner: Interner::default(),
+            interner: SharedInterner::default(),
             agents: BTreeMap::new(),
             logs: VecDeque::new(),
             stats: StoreStats::default(),
         }
+    }
+
+    /// The interner that flattening shares with the store, so the label
+    /// sets of incoming points are the store's own (compared by pointer).
+    pub fn interner(&self) -> SharedInterner {
+        Arc::clone(&self.interner)
     }
 
     /// The limits.
@@ -418,8 +424,13 @@ impl Store {
                 return false;
             }
             None => {
-                let metric = self.interner.name(&sample.metric);
-                let labels = self.interner.labels(&sample.labels);
+                let (metric, labels) = {
+                    let mut interner = labels::lock(&self.interner);
+                    (
+                        interner.name(&sample.metric),
+                        interner.labels(&sample.labels),
+                    )
+                };
                 self.series_total += 1;
                 self.metrics
                     .entry(Arc::clone(&metric))
@@ -484,7 +495,7 @@ impl Store {
         }
         self.metrics.retain(|_, by_labels| !by_labels.is_empty());
         self.series_total = self.metrics.values().map(HashMap::len).sum();
-        self.interner.sweep();
+        labels::lock(&self.interner).sweep();
         before - self.series_total
     }
 
@@ -493,7 +504,7 @@ impl Store {
     /// raw windows.
     pub fn estimated_bytes(&self) -> usize {
         let slot = std::mem::size_of::<(Labels, Series)>() + 8;
-        self.interner.heap_bytes()
+        labels::lock(&self.interner).heap_bytes()
             + self
                 .all_series()
                 .map(|s| slot + s.heap_bytes())

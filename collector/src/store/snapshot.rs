@@ -164,9 +164,13 @@ fn read_series(reader: &mut Reader<'_>, store: &mut Store) -> Option<Series> {
         0 => None,
         _ => Some((reader.u64()?, reader.f64()?)),
     };
+    let (metric, labels) = {
+        let mut interner = super::labels::lock(&store.interner);
+        (interner.name(&metric), interner.labels(&labels))
+    };
     Some(Series {
-        metric: store.interner.name(&metric),
-        labels: store.interner.labels(&labels),
+        metric,
+        labels,
         kind,
         open,
         hours,

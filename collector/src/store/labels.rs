@@ -62,7 +62,9 @@ impl LabelSet {
         Self::from_shared(pairs)
     }
 
-    fn from_shared(mut pairs: Vec<(Arc<str>, Arc<str>)>) -> Self {
+    /// Builds a set from shared strings (snapshot loading shares one copy
+    /// of each distinct string across all sets).
+    pub fn from_shared(mut pairs: Vec<(Arc<str>, Arc<str>)>) -> Self {
         // Stable sort: equal keys keep their order, so dedup keeps the first.
         pairs.sort_by(|a, b| a.0.cmp(&b.0));
         pairs.dedup_by(|later, earlier| later.0 == earlier.0);

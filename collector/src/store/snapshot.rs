@@ -5,6 +5,13 @@
 //! File: `[magic u32]["version" u32][wal seq u64][body len u64][crc32 u32][body]`.
 //! The body packs the series (sealed tiers and raw chunks byte for byte,
 //! so loading does no re-encoding), the agents seen and the log records.
+//!
+//! Version 2 (written now) starts the body with a table of every distinct
+//! string and one of every distinct label set (a container's ~30 series
+//! share one), then holds the series in blocks of [`BLOCK_SERIES`] that
+//! refer to them by number; blocks are encoded and decoded on all cores,
+//! and tiers are taken as they are, trusting the checksum. Version 1
+//! (labels spelled out per series) is still read.
 //! A snapshot is written to a temporary file, fsynced and renamed over the
 //! previous one; only then are the log segments it covers deleted.
 
@@ -13,13 +20,17 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::labels::LabelSet;
+use std::collections::HashMap;
+
+use super::labels::{LabelSet, Labels};
 use super::raw::RawWindow;
 use super::tier::{Reader, Tier, put_prefixed, put_varint};
 use super::{AgentSeen, LogRecord, Series, SeriesKind, Store, StoreLimits, StoreStats};
 
 const MAGIC: u32 = 0x5441_4c53; // "TALS"
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
+/// Series per block of a version 2 body.
+const BLOCK_SERIES: usize = 2048;
 const HEADER: usize = 4 + 4 + 8 + 8 + 4;
 /// File name inside the data directory.
 pub const FILE_NAME: &str = "snapshot.bin";
@@ -54,12 +65,73 @@ pub struct Loaded {
     pub wal_seq: u64,
 }
 
+/// Every distinct string once, numbered in order of first use.
+#[derive(Default)]
+struct StringTable<'s> {
+    ids: HashMap<&'s str, u32>,
+    list: Vec<&'s str>,
+}
+
+impl<'s> StringTable<'s> {
+    fn id(&mut self, text: &'s str) -> u32 {
+        *self.ids.entry(text).or_insert_with(|| {
+            self.list.push(text);
+            (self.list.len() - 1) as u32
+        })
+    }
+}
+
 /// Encodes `store` as a snapshot covering the log before `wal_seq`.
 pub fn encode(store: &Store, wal_seq: u64) -> Vec<u8> {
-    let mut body = Vec::with_capacity(store.estimated_bytes() + 4096);
-    put_varint(&mut body, store.series_count() as u64);
-    for series in store.all_series() {
-        write_series(&mut body, series);
+    let series: Vec<&Series> = store.all_series().collect();
+    let mut strings = StringTable::default();
+    // Sets by address: series of one container share one interned set.
+    let mut sets: HashMap<*const LabelSet, u32> = HashMap::new();
+    let mut set_list: Vec<Vec<(u32, u32)>> = Vec::new();
+    let refs: Vec<(u32, u32)> = series
+        .iter()
+        .map(|s| {
+            let name = strings.id(s.metric());
+            let set = *sets.entry(Arc::as_ptr(&s.labels)).or_insert_with(|| {
+                let pairs = s
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (strings.id(k), strings.id(v)))
+                    .collect();
+                set_list.push(pairs);
+                (set_list.len() - 1) as u32
+            });
+            (name, set)
+        })
+        .collect();
+    let blocks: Vec<std::ops::Range<usize>> = (0..series.len())
+        .step_by(BLOCK_SERIES)
+        .map(|start| start..(start + BLOCK_SERIES).min(series.len()))
+        .collect();
+    let blocks = crate::parallel::map_on_cores(&blocks, 1, |range| {
+        let mut block = Vec::with_capacity(range.len() * 1024);
+        put_varint(&mut block, range.len() as u64);
+        for i in range.clone() {
+            write_series(&mut block, series[i], refs[i]);
+        }
+        block
+    });
+    let mut body = Vec::with_capacity(blocks.iter().map(Vec::len).sum::<usize>() + (1 << 20));
+    put_varint(&mut body, strings.list.len() as u64);
+    for text in &strings.list {
+        put_prefixed(&mut body, text.as_bytes());
+    }
+    put_varint(&mut body, set_list.len() as u64);
+    for pairs in &set_list {
+        put_varint(&mut body, pairs.len() as u64);
+        for (k, v) in pairs {
+            put_varint(&mut body, u64::from(*k));
+            put_varint(&mut body, u64::from(*v));
+        }
+    }
+    put_varint(&mut body, blocks.len() as u64);
+    for block in &blocks {
+        put_prefixed(&mut body, block);
     }
     put_varint(&mut body, store.agents.len() as u64);
     for agent in store.agents.values() {
@@ -101,18 +173,15 @@ pub fn encode(store: &Store, wal_seq: u64) -> Vec<u8> {
 }
 
 fn write_tier(out: &mut Vec<u8>, tier: &Tier) {
-    let (bytes, len, _) = tier.raw();
+    let (bytes, len, last_start) = tier.raw();
     put_varint(out, u64::from(len));
+    put_varint(out, last_start.map_or(0, |start| u64::from(start) + 1));
     put_prefixed(out, bytes);
 }
 
-fn write_series(out: &mut Vec<u8>, series: &Series) {
-    put_prefixed(out, series.metric.as_bytes());
-    put_varint(out, series.labels.len() as u64);
-    for (k, v) in series.labels.iter() {
-        put_prefixed(out, k.as_bytes());
-        put_prefixed(out, v.as_bytes());
-    }
+fn write_series(out: &mut Vec<u8>, series: &Series, (name, set): (u32, u32)) {
+    put_varint(out, u64::from(name));
+    put_varint(out, u64::from(set));
     out.push(series.kind.code());
     // The open hour as a one-record tier.
     let mut open = Tier::default();
@@ -135,6 +204,127 @@ fn write_series(out: &mut Vec<u8>, series: &Series) {
     out.extend_from_slice(&series.last_ns.to_le_bytes());
 }
 
+/// Reads a version 2 tier: taken as it is.
+fn read_tier_v2(reader: &mut Reader<'_>) -> Option<Tier> {
+    let len = u32::try_from(reader.varint()?).ok()?;
+    let last_start = match reader.varint()? {
+        0 => None,
+        start => Some(u32::try_from(start - 1).ok()?),
+    };
+    Some(Tier::from_parts(
+        reader.prefixed()?.to_vec(),
+        len,
+        last_start,
+    ))
+}
+
+/// Reads one version 2 series; its name and set are table entries.
+fn read_series_v2(
+    reader: &mut Reader<'_>,
+    strings: &[Arc<str>],
+    sets: &[Labels],
+) -> Option<Series> {
+    let metric = strings.get(usize::try_from(reader.varint()?).ok()?)?;
+    let labels = sets.get(usize::try_from(reader.varint()?).ok()?)?;
+    let kind = SeriesKind::from_code(reader.bytes(1)?[0])?;
+    let open = read_tier_v2(reader)?
+        .iter()
+        .next()
+        .map(|record| (record.start, record.aggregate));
+    let hours = read_tier_v2(reader)?;
+    let days = read_tier_v2(reader)?;
+    let recent = RawWindow::read(reader)?;
+    let last_cumulative = match reader.bytes(1)?[0] {
+        0 => None,
+        _ => Some((reader.u64()?, reader.f64()?)),
+    };
+    Some(Series {
+        metric: Arc::clone(metric),
+        labels: Arc::clone(labels),
+        kind,
+        open,
+        hours,
+        days,
+        recent,
+        last_cumulative,
+        total: reader.f64()?,
+        last_ns: reader.u64()?,
+    })
+}
+
+fn read_block(block: &[u8], strings: &[Arc<str>], sets: &[Labels]) -> Option<Vec<Series>> {
+    let mut reader = Reader::new(block);
+    let count = usize::try_from(reader.varint()?).ok()?;
+    let mut series = Vec::with_capacity(count.min(BLOCK_SERIES));
+    for _ in 0..count {
+        series.push(read_series_v2(&mut reader, strings, sets)?);
+    }
+    reader.done().then_some(series)
+}
+
+/// Decodes a version 2 body: tables, then the series blocks on all
+/// cores, then the rest as in version 1.
+fn decode_body_v2(body: &[u8], limits: StoreLimits) -> Option<Store> {
+    let mut reader = Reader::new(body);
+    let store = Store::new(limits);
+    let strings = {
+        let count = usize::try_from(reader.varint()?).ok()?;
+        let mut strings = Vec::with_capacity(count.min(1 << 20));
+        for _ in 0..count {
+            strings.push(Arc::<str>::from(
+                std::str::from_utf8(reader.prefixed()?).ok()?,
+            ));
+        }
+        strings
+    };
+    let sets = {
+        let count = usize::try_from(reader.varint()?).ok()?;
+        let mut sets = Vec::with_capacity(count.min(1 << 20));
+        let mut interner = super::labels::lock(&store.interner);
+        for _ in 0..count {
+            let pairs = usize::try_from(reader.varint()?).ok()?;
+            let mut shared = Vec::with_capacity(pairs.min(256));
+            for _ in 0..pairs {
+                let key = strings.get(usize::try_from(reader.varint()?).ok()?)?;
+                let value = strings.get(usize::try_from(reader.varint()?).ok()?)?;
+                shared.push((Arc::clone(key), Arc::clone(value)));
+            }
+            sets.push(interner.labels(&Arc::new(LabelSet::from_shared(shared))));
+        }
+        sets
+    };
+    let blocks = {
+        let count = usize::try_from(reader.varint()?).ok()?;
+        let mut blocks = Vec::with_capacity(count.min(1 << 20));
+        for _ in 0..count {
+            blocks.push(reader.prefixed()?);
+        }
+        blocks
+    };
+    let decoded =
+        crate::parallel::map_on_cores(&blocks, 1, |block| read_block(block, &strings, &sets));
+    let mut store = store;
+    for block in decoded {
+        for series in block? {
+            let by_labels = store.metrics.entry(Arc::clone(&series.metric)).or_default();
+            if by_labels
+                .insert(Arc::clone(&series.labels), series)
+                .is_none()
+            {
+                store.series_total += 1;
+            }
+        }
+    }
+    {
+        let mut interner = super::labels::lock(&store.interner);
+        for name in store.metrics.keys() {
+            interner.name(name);
+        }
+    }
+    decode_rest(&mut reader, &mut store)?;
+    reader.done().then_some(store)
+}
+
 fn text(reader: &mut Reader<'_>) -> Option<String> {
     String::from_utf8(reader.prefixed()?.to_vec()).ok()
 }
@@ -144,7 +334,7 @@ fn read_tier(reader: &mut Reader<'_>) -> Option<Tier> {
     Tier::from_raw(reader.prefixed()?.to_vec(), len)
 }
 
-fn read_series(reader: &mut Reader<'_>, store: &mut Store) -> Option<Series> {
+fn read_series_v1(reader: &mut Reader<'_>, store: &mut Store) -> Option<Series> {
     let metric: Arc<str> = Arc::from(text(reader)?);
     let pairs = usize::try_from(reader.varint()?).ok()?;
     let mut labels = Vec::with_capacity(pairs.min(256));
@@ -182,12 +372,13 @@ fn read_series(reader: &mut Reader<'_>, store: &mut Store) -> Option<Series> {
     })
 }
 
-fn decode_body(body: &[u8], limits: StoreLimits) -> Option<Store> {
+/// Decodes a version 1 body (labels spelled out per series).
+fn decode_body_v1(body: &[u8], limits: StoreLimits) -> Option<Store> {
     let mut reader = Reader::new(body);
     let mut store = Store::new(limits);
     let series = reader.varint()?;
     for _ in 0..series {
-        let series = read_series(&mut reader, &mut store)?;
+        let series = read_series_v1(&mut reader, &mut store)?;
         let by_labels = store.metrics.entry(Arc::clone(&series.metric)).or_default();
         if by_labels
             .insert(Arc::clone(&series.labels), series)
@@ -196,11 +387,17 @@ fn decode_body(body: &[u8], limits: StoreLimits) -> Option<Store> {
             store.series_total += 1;
         }
     }
+    decode_rest(&mut reader, &mut store)?;
+    reader.done().then_some(store)
+}
+
+/// Agents, log records and counters: the end of every version's body.
+fn decode_rest(reader: &mut Reader<'_>, store: &mut Store) -> Option<()> {
     for _ in 0..reader.varint()? {
         let agent = AgentSeen {
-            service: text(&mut reader)?,
-            node: text(&mut reader)?,
-            version: text(&mut reader)?,
+            service: text(reader)?,
+            node: text(reader)?,
+            version: text(reader)?,
             last_push_ns: reader.varint()?,
             last_point_ns: reader.varint()?,
             batches: reader.varint()?,
@@ -212,12 +409,12 @@ fn decode_body(body: &[u8], limits: StoreLimits) -> Option<Store> {
     }
     for _ in 0..reader.varint()? {
         let time_ns = reader.varint()?;
-        let severity = text(&mut reader)?;
-        let body = text(&mut reader)?;
+        let severity = text(reader)?;
+        let body = text(reader)?;
         let pairs = reader.varint()?;
         let mut attributes = Vec::new();
         for _ in 0..pairs {
-            attributes.push((text(&mut reader)?, text(&mut reader)?));
+            attributes.push((text(reader)?, text(reader)?));
         }
         store.logs.push_back(LogRecord {
             time_ns,
@@ -232,7 +429,7 @@ fn decode_body(body: &[u8], limits: StoreLimits) -> Option<Store> {
         log_records: reader.varint()?,
         series_limited: reader.varint()?,
     };
-    reader.done().then_some(store)
+    Some(())
 }
 
 /// Writes `bytes` as the snapshot in `dir`: temporary file, fsync, rename,
@@ -282,9 +479,11 @@ pub fn read(dir: &Path, limits: StoreLimits) -> Result<Option<Loaded>, SnapshotE
     if magic != Some(MAGIC) {
         return Err(corrupt("not a Tally snapshot"));
     }
-    if version != Some(VERSION) {
-        return Err(corrupt("written by another snapshot version"));
-    }
+    let decode_body = match version {
+        Some(1) => decode_body_v1,
+        Some(VERSION) => decode_body_v2,
+        _ => return Err(corrupt("written by another snapshot version")),
+    };
     let wal_seq = header.u64().ok_or_else(|| corrupt("truncated header"))?;
     let len = header.u64().ok_or_else(|| corrupt("truncated header"))?;
     let crc = header.u32().ok_or_else(|| corrupt("truncated header"))?;
@@ -306,10 +505,12 @@ mod tests {
     use crate::ingest::points::SampleValue;
     use tally_schema::exphist::ExpHistogram;
 
-    #[test]
-    fn a_snapshot_restores_every_answer_and_damage_is_refused() {
+    const HOUR: u64 = 3_600_000_000_000;
+
+    /// Three series of four hours (gauge, cumulative counter,
+    /// distribution), an agent and a log record.
+    fn filled_store() -> Store {
         let mut store = Store::new(limits());
-        let hour = 3_600_000_000_000u64;
         for i in 0..(60 * 4u64) {
             let t = T0 + i * 900_000_000_000;
             store.apply(sample("mem", "a", t, SampleValue::Gauge(i as f64)));
@@ -342,16 +543,16 @@ mod tests {
             body: "hello".into(),
             attributes: vec![("k".into(), "v".into())],
         });
-        let dir = tempfile::tempdir().expect("dir");
-        write(dir.path(), &encode(&store, 42)).expect("write");
-        let loaded = read(dir.path(), limits()).expect("read").expect("present");
-        assert_eq!(loaded.wal_seq, 42);
-        let restored = loaded.store;
+        store
+    }
+
+    /// Every answer the tests ask of `filled_store` is the same on `restored`.
+    fn assert_same_answers(store: &Store, restored: &Store) {
         assert_eq!(restored.series_count(), 3);
         assert_eq!(restored.stats(), store.stats());
         assert_eq!(restored.agents().count(), 1);
         assert_eq!(restored.logs(10).count(), 1);
-        let end = T0 + 61 * hour;
+        let end = T0 + 61 * HOUR;
         for (metric, stat) in [
             ("mem", super::super::Stat::Max),
             ("mem", super::super::Stat::Quantile(0.5)),
@@ -371,12 +572,27 @@ mod tests {
             );
             assert_eq!(after.latest_rate(), before.latest_rate());
         }
+    }
+
+    #[test]
+    fn a_snapshot_restores_every_answer_and_damage_is_refused() {
+        let store = filled_store();
+        let dir = tempfile::tempdir().expect("dir");
+        write(dir.path(), &encode(&store, 42)).expect("write");
+        let loaded = read(dir.path(), limits()).expect("read").expect("present");
+        assert_eq!(loaded.wal_seq, 42);
+        let mut restored = loaded.store;
+        assert_same_answers(&store, &restored);
+        // Each series keeps its own labels through the tables.
+        let labels_of =
+            |metric| Arc::clone(&restored.select(metric, &[]).next().expect("series").labels);
+        assert_eq!(labels_of("mem").get("k8s.pod.name"), Some("a"));
+        assert_eq!(labels_of("lat").get("k8s.pod.name"), Some("c"));
         // A cumulative counter keeps converting after the restore.
-        let mut restored = restored;
         restored.apply(sample(
             "cpu",
             "b",
-            T0 + 61 * hour,
+            T0 + 61 * HOUR,
             SampleValue::Cumulative {
                 value: 1000.0,
                 start_ns: 1,
@@ -403,5 +619,21 @@ mod tests {
         ));
         std::fs::remove_file(&path).expect("rm");
         assert!(read(dir.path(), limits()).expect("none").is_none());
+    }
+
+    /// A version 1 file (labels spelled out per series), written by the
+    /// previous release from `filled_store`'s data, still loads: upgrading
+    /// must not lose the history a snapshot holds.
+    #[test]
+    fn version_1_snapshots_still_load() {
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::write(
+            dir.path().join(FILE_NAME),
+            include_bytes!("testdata/snapshot-v1.bin"),
+        )
+        .expect("write");
+        let loaded = read(dir.path(), limits()).expect("read").expect("present");
+        assert_eq!(loaded.wal_seq, 42);
+        assert_same_answers(&filled_store(), &loaded.store);
     }
 }

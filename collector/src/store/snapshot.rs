@@ -226,21 +226,32 @@ fn read_series_v2(
 ) -> Option<Series> {
     let metric = strings.get(usize::try_from(reader.varint()?).ok()?)?;
     let labels = sets.get(usize::try_from(reader.varint()?).ok()?)?;
+    read_series_data(reader, Arc::clone(metric), Arc::clone(labels), read_tier_v2)
+}
+
+/// A series after its name and labels: the same in both versions but
+/// for how tiers are read.
+fn read_series_data(
+    reader: &mut Reader<'_>,
+    metric: Arc<str>,
+    labels: Labels,
+    read_tier: fn(&mut Reader<'_>) -> Option<Tier>,
+) -> Option<Series> {
     let kind = SeriesKind::from_code(reader.bytes(1)?[0])?;
-    let open = read_tier_v2(reader)?
+    let open = read_tier(reader)?
         .iter()
         .next()
         .map(|record| (record.start, record.aggregate));
-    let hours = read_tier_v2(reader)?;
-    let days = read_tier_v2(reader)?;
+    let hours = read_tier(reader)?;
+    let days = read_tier(reader)?;
     let recent = RawWindow::read(reader)?;
     let last_cumulative = match reader.bytes(1)?[0] {
         0 => None,
         _ => Some((reader.u64()?, reader.f64()?)),
     };
     Some(Series {
-        metric: Arc::clone(metric),
-        labels: Arc::clone(labels),
+        metric,
+        labels,
         kind,
         open,
         hours,
@@ -342,34 +353,11 @@ fn read_series_v1(reader: &mut Reader<'_>, store: &mut Store) -> Option<Series> 
         labels.push((text(reader)?, text(reader)?));
     }
     let labels = Arc::new(LabelSet::new(labels));
-    let kind = SeriesKind::from_code(reader.bytes(1)?[0])?;
-    let open = read_tier(reader)?
-        .iter()
-        .next()
-        .map(|record| (record.start, record.aggregate));
-    let hours = read_tier(reader)?;
-    let days = read_tier(reader)?;
-    let recent = RawWindow::read(reader)?;
-    let last_cumulative = match reader.bytes(1)?[0] {
-        0 => None,
-        _ => Some((reader.u64()?, reader.f64()?)),
-    };
     let (metric, labels) = {
         let mut interner = super::labels::lock(&store.interner);
         (interner.name(&metric), interner.labels(&labels))
     };
-    Some(Series {
-        metric,
-        labels,
-        kind,
-        open,
-        hours,
-        days,
-        recent,
-        last_cumulative,
-        total: reader.f64()?,
-        last_ns: reader.u64()?,
-    })
+    read_series_data(reader, metric, labels, read_tier)
 }
 
 /// Decodes a version 1 body (labels spelled out per series).

@@ -216,6 +216,59 @@ pub struct SimulateReport {
     pub rejected_points: u64,
 }
 
+/// Requests in flight at once when a step is sent node by node.
+const AGENTS_IN_FLIGHT: usize = 16;
+
+/// Sends a step as a fleet of agents would: one request per node (its node
+/// resource and its containers' resources), up to [`AGENTS_IN_FLIGHT`] at
+/// once. Returns the points the collector refused.
+async fn send_as_agents(
+    client: &reqwest::Client,
+    url: &str,
+    token: Option<&str>,
+    request: ExportMetricsServiceRequest,
+) -> Result<u64, SimulateError> {
+    let mut by_node: Vec<(String, ExportMetricsServiceRequest)> = Vec::new();
+    for resource_metrics in request.resource_metrics {
+        let node = resource_metrics
+            .resource
+            .as_ref()
+            .and_then(|r| otlp::find_string(&r.attributes, "k8s.node.name"))
+            .unwrap_or_default()
+            .to_owned();
+        match by_node.iter_mut().find(|(n, _)| *n == node) {
+            Some((_, part)) => part.resource_metrics.push(resource_metrics),
+            None => by_node.push((
+                node,
+                ExportMetricsServiceRequest {
+                    resource_metrics: vec![resource_metrics],
+                },
+            )),
+        }
+    }
+    let mut in_flight = tokio::task::JoinSet::new();
+    let mut rejected = 0;
+    let joined = |result: Result<Result<u64, SimulateError>, tokio::task::JoinError>| {
+        result.map_err(|e| SimulateError::Unreachable {
+            url: url.to_owned(),
+            reason: e.to_string(),
+        })?
+    };
+    for (_, part) in by_node {
+        if in_flight.len() >= AGENTS_IN_FLIGHT
+            && let Some(result) = in_flight.join_next().await
+        {
+            rejected += joined(result)?;
+        }
+        let (client, url, token) = (client.clone(), url.to_owned(), token.map(str::to_owned));
+        in_flight.spawn(async move { send(&client, &url, token.as_deref(), &part).await });
+    }
+    while let Some(result) = in_flight.join_next().await {
+        rejected += joined(result)?;
+    }
+    Ok(rejected)
+}
+
 async fn send(
     client: &reqwest::Client,
     url: &str,
@@ -336,7 +389,9 @@ pub async fn run(
                             reason: e.to_string(),
                         })?;
                 }
-                None => report.rejected_points += send(&client, &url, token, &request).await?,
+                None => {
+                    report.rejected_points += send_as_agents(&client, &url, token, request).await?;
+                }
             }
             report.batches += 1;
             t += step_ns;
@@ -357,7 +412,7 @@ pub async fn run(
         }
         let request = fleet.step(now_ns(), options.step);
         report.points += otlp::count_points(&request) as u64;
-        report.rejected_points += send(&client, &url, token, &request).await?;
+        report.rejected_points += send_as_agents(&client, &url, token, request).await?;
         report.batches += 1;
         if options.ticks.is_some_and(|ticks| report.batches >= ticks) {
             break;

@@ -350,7 +350,11 @@ pub struct Store {
     limits: StoreLimits,
     /// Series by metric, then by label set: a query for one metric visits
     /// only that metric's series, and a label set's hash is computed once.
-    metrics: HashMap<Arc<str>, HashMap<Labels, Series, labels::LabelHashing>, labels::NameHashing>,
+    /// Series are boxed: a map slot is two pointers, so the table's spare
+    /// capacity (up to half of it after a resize) costs 16 bytes a slot,
+    /// not a whole `Series`.
+    metrics:
+        HashMap<Arc<str>, HashMap<Labels, Box<Series>, labels::LabelHashing>, labels::NameHashing>,
     series_total: usize,
     interner: SharedInterner,
     agents: BTreeMap<(String, String), AgentSeen>,
@@ -395,7 +399,10 @@ impl Store {
 
     /// Every series.
     pub fn all_series(&self) -> impl Iterator<Item = &Series> {
-        self.metrics.values().flat_map(HashMap::values)
+        self.metrics
+            .values()
+            .flat_map(HashMap::values)
+            .map(|s| &**s)
     }
 
     fn retention_hours(&self) -> u32 {
@@ -436,7 +443,7 @@ impl Store {
                     .entry(Arc::clone(&metric))
                     .or_default()
                     .entry(Arc::clone(&labels))
-                    .or_insert_with(|| Series::new(metric, labels, kind))
+                    .or_insert_with(|| Box::new(Series::new(metric, labels, kind)))
             }
         };
         series.last_ns = series.last_ns.max(sample.time_ns);
@@ -503,11 +510,19 @@ impl Store {
     /// interned labels and names counted once, map slots, aggregates and
     /// raw windows.
     pub fn estimated_bytes(&self) -> usize {
-        let slot = std::mem::size_of::<(Labels, Series)>() + 8;
+        // A map slot (and its control byte) for every unit of capacity,
+        // then each boxed series with its allocation header.
+        let slot = std::mem::size_of::<(Labels, Box<Series>)>() + 1;
+        let boxed = std::mem::size_of::<Series>() + 16;
         labels::lock(&self.interner).heap_bytes()
             + self
+                .metrics
+                .values()
+                .map(|by_labels| by_labels.capacity() * slot)
+                .sum::<usize>()
+            + self
                 .all_series()
-                .map(|s| slot + s.heap_bytes())
+                .map(|s| boxed + s.heap_bytes())
                 .sum::<usize>()
     }
 
@@ -552,6 +567,7 @@ impl Store {
             .get(metric)
             .into_iter()
             .flat_map(HashMap::values)
+            .map(|s| &**s)
             .filter(|s| matchers.iter().all(|(k, v)| s.label(k) == Some(v.as_str())))
             .collect();
         selected.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));

@@ -319,7 +319,7 @@ fn decode_body_v2(body: &[u8], limits: StoreLimits) -> Option<Store> {
         for series in block? {
             let by_labels = store.metrics.entry(Arc::clone(&series.metric)).or_default();
             if by_labels
-                .insert(Arc::clone(&series.labels), series)
+                .insert(Arc::clone(&series.labels), Box::new(series))
                 .is_none()
             {
                 store.series_total += 1;
@@ -369,7 +369,7 @@ fn decode_body_v1(body: &[u8], limits: StoreLimits) -> Option<Store> {
         let series = read_series_v1(&mut reader, &mut store)?;
         let by_labels = store.metrics.entry(Arc::clone(&series.metric)).or_default();
         if by_labels
-            .insert(Arc::clone(&series.labels), series)
+            .insert(Arc::clone(&series.labels), Box::new(series))
             .is_none()
         {
             store.series_total += 1;

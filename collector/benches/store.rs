@@ -9,7 +9,7 @@
 //! - **recovery**: a `BENCH_NODES` (1,000) node simulated fleet
 //!   (`tally simulate`'s generator) with 14 days of history at 1-hour steps
 //!   and the last 6 hours at `BENCH_RAW_STEP_SECONDS` (60 s) steps, a
-//!   snapshot, then `BENCH_TAIL_MINUTES` (10, the default snapshot
+//!   snapshot, then `BENCH_TAIL_MINUTES` (5, the default snapshot
 //!   interval) of fleet data in the write-ahead log; timed: a real
 //!   `Collector::open` on that data directory.
 //!
@@ -208,7 +208,7 @@ fn apply(
 fn recovery() {
     let nodes = env("BENCH_NODES", 1000) as usize;
     let raw_step = Duration::from_secs(env("BENCH_RAW_STEP_SECONDS", 60));
-    let tail_minutes = env("BENCH_TAIL_MINUTES", 10);
+    let tail_minutes = env("BENCH_TAIL_MINUTES", 5);
     let end = now_ns() / 60_000_000_000 * 60_000_000_000;
     let start = end - 14 * DAY_NS;
     let mut fleet = Fleet::new(nodes, 1, start);
@@ -299,6 +299,15 @@ fn reopen(data: &std::path::Path, tail_minutes: u64, tail_points: usize) {
          in {:.2} s for {series} series (target <= 10 s)",
         took.as_secs_f64()
     );
+    // The next snapshot's encoding, the time the store's lock is held
+    // (nothing is written: the directory stays as it was).
+    let began = Instant::now();
+    let bytes = collector.with_store(|store| snapshot::encode(store, 0).len());
+    println!(
+        "recovery: encoding the next snapshot ({:.1} MiB) held the store for {:.2} s",
+        bytes as f64 / (1 << 20) as f64,
+        began.elapsed().as_secs_f64()
+    );
 }
 
 fn main() {
@@ -311,7 +320,7 @@ fn main() {
     }
     if only == "reopen" {
         match std::env::var_os("BENCH_RECOVERY_DIR") {
-            Some(dir) => reopen(std::path::Path::new(&dir), env("BENCH_TAIL_MINUTES", 10), 0),
+            Some(dir) => reopen(std::path::Path::new(&dir), env("BENCH_TAIL_MINUTES", 5), 0),
             None => println!("reopen: set BENCH_RECOVERY_DIR to a directory a recovery run kept"),
         }
     }

@@ -77,7 +77,7 @@ impl Default for CollectorOptions {
             token: None,
             read_token: None,
             insecure: false,
-            snapshot_interval: Duration::from_secs(600),
+            snapshot_interval: Duration::from_secs(300),
             max_inflight_bytes: 256 << 20,
             max_series: 5_000_000,
             tls: None,

@@ -82,7 +82,7 @@ impl<'s> StringTable<'s> {
 }
 
 /// Encodes `store` as a snapshot covering the log before `wal_seq`.
-pub fn encode(store: &Store, wal_seq: u64) -> Vec<u8> {
+pub fn encode(store: &Store, wal_seq: u64) -> Encoded {
     let series: Vec<&Series> = store.all_series().collect();
     let mut strings = StringTable::default();
     // Sets by address: series of one container share one interned set.
@@ -109,14 +109,19 @@ pub fn encode(store: &Store, wal_seq: u64) -> Vec<u8> {
         .map(|start| start..(start + BLOCK_SERIES).min(series.len()))
         .collect();
     let blocks = crate::parallel::map_on_cores(&blocks, 1, |range| {
-        let mut block = Vec::with_capacity(range.len() * 1024);
+        // Sized up front: growing a block by doubling would copy it.
+        let size = series[range.clone()]
+            .iter()
+            .map(|s| s.heap_bytes() + 128)
+            .sum::<usize>();
+        let mut block = Vec::with_capacity(size + 16);
         put_varint(&mut block, range.len() as u64);
         for i in range.clone() {
             write_series(&mut block, series[i], refs[i]);
         }
         block
     });
-    let mut body = Vec::with_capacity(blocks.iter().map(Vec::len).sum::<usize>() + (1 << 20));
+    let mut body = Vec::with_capacity(1 << 20);
     put_varint(&mut body, strings.list.len() as u64);
     for text in &strings.list {
         put_prefixed(&mut body, text.as_bytes());
@@ -130,9 +135,17 @@ pub fn encode(store: &Store, wal_seq: u64) -> Vec<u8> {
         }
     }
     put_varint(&mut body, blocks.len() as u64);
-    for block in &blocks {
-        put_prefixed(&mut body, block);
+    // The body is these parts in order; blocks are not copied into one
+    // buffer (at 1,000 nodes that was a gigabyte copied twice under the
+    // store's lock).
+    let mut parts = vec![body];
+    for block in blocks {
+        let mut prefix = Vec::with_capacity(10);
+        put_varint(&mut prefix, block.len() as u64);
+        parts.push(prefix);
+        parts.push(block);
     }
+    let mut body = Vec::new();
     put_varint(&mut body, store.agents.len() as u64);
     for agent in store.agents.values() {
         put_prefixed(&mut body, agent.service.as_bytes());
@@ -162,14 +175,42 @@ pub fn encode(store: &Store, wal_seq: u64) -> Vec<u8> {
     ] {
         put_varint(&mut body, counter);
     }
-    let mut file = Vec::with_capacity(HEADER + body.len());
-    file.extend_from_slice(&MAGIC.to_le_bytes());
-    file.extend_from_slice(&VERSION.to_le_bytes());
-    file.extend_from_slice(&wal_seq.to_le_bytes());
-    file.extend_from_slice(&(body.len() as u64).to_le_bytes());
-    file.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-    file.extend_from_slice(&body);
-    file
+    parts.push(body);
+    let mut crc = crc32fast::Hasher::new();
+    for part in &parts {
+        crc.update(part);
+    }
+    let mut header = Vec::with_capacity(HEADER);
+    header.extend_from_slice(&MAGIC.to_le_bytes());
+    header.extend_from_slice(&VERSION.to_le_bytes());
+    header.extend_from_slice(&wal_seq.to_le_bytes());
+    header.extend_from_slice(&(parts.iter().map(Vec::len).sum::<usize>() as u64).to_le_bytes());
+    header.extend_from_slice(&crc.finalize().to_le_bytes());
+    parts.insert(0, header);
+    Encoded { parts }
+}
+
+/// An encoded snapshot: the file is these parts in order.
+#[derive(Debug)]
+pub struct Encoded {
+    parts: Vec<Vec<u8>>,
+}
+
+impl Encoded {
+    /// The file's size in bytes.
+    pub fn len(&self) -> usize {
+        self.parts.iter().map(Vec::len).sum()
+    }
+
+    /// True for an empty file (never: there is always a header).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The parts, in file order.
+    pub fn parts(&self) -> impl Iterator<Item = &[u8]> {
+        self.parts.iter().map(Vec::as_slice)
+    }
 }
 
 fn write_tier(out: &mut Vec<u8>, tier: &Tier) {
@@ -422,7 +463,7 @@ fn decode_rest(reader: &mut Reader<'_>, store: &mut Store) -> Option<()> {
 
 /// Writes `bytes` as the snapshot in `dir`: temporary file, fsync, rename,
 /// directory fsync.
-pub fn write(dir: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
+pub fn write(dir: &Path, snapshot: &Encoded) -> Result<(), SnapshotError> {
     let path = dir.join(FILE_NAME);
     let temporary = dir.join(format!("{FILE_NAME}.tmp"));
     let io = |path: &Path| {
@@ -430,7 +471,9 @@ pub fn write(dir: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
         move |source| SnapshotError::Io { path, source }
     };
     let mut file = File::create(&temporary).map_err(io(&temporary))?;
-    file.write_all(bytes).map_err(io(&temporary))?;
+    for part in snapshot.parts() {
+        file.write_all(part).map_err(io(&temporary))?;
+    }
     file.sync_all().map_err(io(&temporary))?;
     std::fs::rename(&temporary, &path).map_err(io(&path))?;
     File::open(dir)

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use tally_schema::exphist::ExpHistogram;
 
 use super::wire::{Fields, WireError};
-use crate::store::labels::{self, SharedInterner};
+use crate::store::labels::{self, CachedResource, SharedInterner};
 use crate::store::{LabelSet, Labels};
 
 /// What one sample carries.
@@ -189,12 +189,6 @@ pub struct Pusher {
     pub scope_version: String,
 }
 
-/// A resource being flattened: its interned labels and cache id.
-struct ResourceRef {
-    id: u64,
-    labels: Labels,
-}
-
 /// The encoded bytes of one request, flattened into samples.
 struct Walk<'i> {
     out: Flattened,
@@ -284,12 +278,9 @@ impl Walk<'_> {
 
     /// The labels of the resource encoded as `bytes`: from the cache, or
     /// decoded, built, interned and cached.
-    fn resource(&mut self, bytes: &[u8]) -> Result<ResourceRef, WireError> {
+    fn resource(&mut self, bytes: &[u8]) -> Result<CachedResource, WireError> {
         if let Some(found) = labels::lock(self.interner).resource(bytes) {
-            return Ok(ResourceRef {
-                id: found.id,
-                labels: found.labels,
-            });
+            return Ok(found);
         }
         let mut attributes = Vec::new();
         for field in Fields::new(bytes, "Resource") {
@@ -298,11 +289,7 @@ impl Walk<'_> {
             }
         }
         let labels = Arc::new(LabelSet::new(encoded_pairs(&attributes)?));
-        let cached = labels::lock(self.interner).adopt_resource(bytes, &labels);
-        Ok(ResourceRef {
-            id: cached.id,
-            labels: cached.labels,
-        })
+        Ok(labels::lock(self.interner).adopt_resource(bytes, &labels))
     }
 
     /// Adds one of the current point's encoded attributes.
@@ -316,7 +303,7 @@ impl Walk<'_> {
     /// `self.attributes`: its resource's set when it has none (the common
     /// case), else the cached or newly built set in which point attributes
     /// win over resource attributes of the same key.
-    fn point_labels(&mut self, resource: &ResourceRef) -> Result<Labels, WireError> {
+    fn point_labels(&mut self, resource: &CachedResource) -> Result<Labels, WireError> {
         if self.attributes.is_empty() {
             return Ok(Arc::clone(&resource.labels));
         }
@@ -345,7 +332,21 @@ impl Walk<'_> {
     }
 
     fn check_time(&mut self, metric: &str, time_ns: u64) -> bool {
-        check_time(&mut self.out, metric, time_ns, self.window)
+        if time_ns == 0 {
+            self.reject(1, format!("{metric}: point without a timestamp"));
+            false
+        } else if time_ns < self.window.oldest_ns {
+            self.reject(
+                1,
+                format!("{metric}: timestamp older than the retention window"),
+            );
+            false
+        } else if time_ns > self.window.newest_ns {
+            self.reject(1, format!("{metric}: timestamp in the future"));
+            false
+        } else {
+            true
+        }
     }
 
     fn push(&mut self, metric: &Arc<str>, labels: Labels, time_ns: u64, value: SampleValue) {
@@ -357,7 +358,7 @@ impl Walk<'_> {
         });
     }
 
-    fn metric(&mut self, bytes: &[u8], resource: &ResourceRef) -> Result<(), WireError> {
+    fn metric(&mut self, bytes: &[u8], resource: &CachedResource) -> Result<(), WireError> {
         // The data is a oneof: a later field of another kind replaces it,
         // one of the same kind merges into it.
         let (mut name, mut kind, mut data) = ("", 0, None);
@@ -429,7 +430,7 @@ impl Walk<'_> {
         &mut self,
         metric: &Arc<str>,
         data: &[u8],
-        resource: &ResourceRef,
+        resource: &CachedResource,
         message: &'static str,
         value_of: impl Fn(f64, u64) -> SampleValue,
     ) -> Result<(), WireError> {
@@ -471,10 +472,10 @@ impl Walk<'_> {
         &mut self,
         metric: &Arc<str>,
         data: &[u8],
-        resource: &ResourceRef,
+        resource: &CachedResource,
         message: &'static str,
         attributes_field: u32,
-        flatten_point: fn(&mut Self, &Arc<str>, &ResourceRef, P) -> Result<(), WireError>,
+        flatten_point: fn(&mut Self, &Arc<str>, &CachedResource, P) -> Result<(), WireError>,
     ) -> Result<(), WireError> {
         for field in Fields::new(data, message) {
             let (1, point) = field? else { continue };
@@ -499,7 +500,7 @@ impl Walk<'_> {
     fn exponential_histogram(
         &mut self,
         name: &Arc<str>,
-        resource: &ResourceRef,
+        resource: &CachedResource,
         p: ExponentialHistogramDataPoint,
     ) -> Result<(), WireError> {
         if !self.check_time(name, p.time_unix_nano) {
@@ -548,7 +549,7 @@ impl Walk<'_> {
     fn histogram(
         &mut self,
         name: &Arc<str>,
-        resource: &ResourceRef,
+        resource: &CachedResource,
         p: HistogramDataPoint,
     ) -> Result<(), WireError> {
         if !self.check_time(name, p.time_unix_nano) {
@@ -588,7 +589,7 @@ impl Walk<'_> {
     fn summary(
         &mut self,
         name: &Arc<str>,
-        resource: &ResourceRef,
+        resource: &CachedResource,
         p: SummaryDataPoint,
     ) -> Result<(), WireError> {
         if !self.check_time(name, p.time_unix_nano) {
@@ -639,24 +640,6 @@ fn scope_version(scope_metrics: &[u8]) -> Result<String, WireError> {
         }
     }
     Ok(version)
-}
-
-fn check_time(out: &mut Flattened, metric: &str, time_ns: u64, window: TimeWindow) -> bool {
-    if time_ns == 0 {
-        out.reject(1, format!("{metric}: point without a timestamp"));
-        false
-    } else if time_ns < window.oldest_ns {
-        out.reject(
-            1,
-            format!("{metric}: timestamp older than the retention window"),
-        );
-        false
-    } else if time_ns > window.newest_ns {
-        out.reject(1, format!("{metric}: timestamp in the future"));
-        false
-    } else {
-        true
-    }
 }
 
 #[cfg(test)]

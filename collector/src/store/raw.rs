@@ -368,10 +368,9 @@ mod tests {
         }
         // 1.5e9 + i needs more than 24 bits: rounded in history only.
         assert_ne!(points[5].1, expected[5].1);
-        let exact = |(t, v): (u64, f64)| (t, v);
         assert_eq!(
             window.newest().map(|(t, v)| (t / 1_000_000 * 1_000_000, v)),
-            expected.last().copied().map(exact)
+            expected.last().copied()
         );
         assert_eq!(
             window

@@ -128,6 +128,7 @@ struct Counters {
     snapshot_errors: AtomicU64,
     snapshot_bytes: AtomicU64,
     snapshot_micros: AtomicU64,
+    snapshot_lock_micros: AtomicU64,
     recovery_micros: AtomicU64,
     requests_throttled: AtomicU64,
 }
@@ -138,6 +139,8 @@ pub struct Collector {
     options: CollectorOptions,
     /// Store and WAL under one lock so replay order equals apply order.
     inner: Mutex<(Wal, Store)>,
+    /// Held while a snapshot is taken.
+    snapshot_serial: Mutex<()>,
     /// The store's interner, used by flattening outside the lock.
     interner: crate::store::SharedInterner,
     counters: Counters,
@@ -243,6 +246,7 @@ impl Collector {
         Ok(Arc::new(Collector {
             interner: store.interner(),
             inner: Mutex::new((wal, store)),
+            snapshot_serial: Mutex::new(()),
             inflight: Arc::new(tokio::sync::Semaphore::new(
                 (options.max_inflight_bytes / 1024).max(1),
             )),
@@ -257,25 +261,37 @@ impl Collector {
     /// Writes a snapshot of the store and deletes the log it covers. The
     /// lock is held only to roll the log and encode; the file is written
     /// while ingest goes on.
-    pub fn snapshot(&self) -> Result<usize, CollectorError> {
+    pub fn snapshot(&self) -> Result<u64, CollectorError> {
         let started = std::time::Instant::now();
+        // One at a time: each reads the history the previous one wrote.
+        let _one_at_a_time = self
+            .snapshot_serial
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         let result = (|| {
-            let (seq, bytes) = {
+            let (seq, pending) = {
                 let mut guard = self.lock();
+                let locked = std::time::Instant::now();
                 let (wal, store) = &mut *guard;
                 let seq = wal.roll_for_snapshot()?;
-                (seq, snapshot::encode(store, seq))
+                // Written and adopted under the lock, so the history the
+                // store reads from the new file is exactly what it holds.
+                let pending = snapshot::write(store, &self.options.data_dir, seq)?;
+                self.counters
+                    .snapshot_lock_micros
+                    .store(locked.elapsed().as_micros() as u64, Ordering::Relaxed);
+                (seq, pending)
             };
-            snapshot::write(&self.options.data_dir, &bytes)?;
+            let len = pending.commit()?;
             self.lock().0.remove_before(seq)?;
-            Ok::<usize, CollectorError>(bytes.len())
+            Ok::<u64, CollectorError>(len)
         })();
         match &result {
             Ok(bytes) => {
                 self.counters.snapshots.fetch_add(1, Ordering::Relaxed);
                 self.counters
                     .snapshot_bytes
-                    .store(*bytes as u64, Ordering::Relaxed);
+                    .store(*bytes, Ordering::Relaxed);
                 self.counters
                     .snapshot_micros
                     .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -288,6 +304,11 @@ impl Collector {
             }
         }
         result
+    }
+
+    /// Seconds the newest snapshot held the store's lock.
+    pub fn snapshot_lock_seconds(&self) -> f64 {
+        self.counters.snapshot_lock_micros.load(Ordering::Relaxed) as f64 / 1e6
     }
 
     fn lock(&self) -> MutexGuard<'_, (Wal, Store)> {
@@ -877,7 +898,7 @@ async fn api_series(
                     "labels": series.labels().iter().collect::<std::collections::BTreeMap<_, _>>(),
                     "kind": series.kind,
                     "latest": series.latest(),
-                    "points": series.recent_points().map(|(t, v)| json!([t as f64 / 1e9, v])).collect::<Vec<_>>(),
+                    "points": series.recent_points().into_iter().map(|(t, v)| json!([t as f64 / 1e9, v])).collect::<Vec<_>>(),
                 })
             })
             .collect()
@@ -1066,6 +1087,7 @@ async fn own_metrics(State(collector): State<Arc<Collector>>) -> Response {
     let (series, stats, bytes) =
         collector.with_store(|s| (s.series_count(), s.stats(), s.estimated_bytes()));
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let (cold_reads, cold_read_bytes) = crate::store::cold::reads();
     let body = format!(
         "# HELP tally_collector_requests_total OTLP export requests by outcome.\n\
          # TYPE tally_collector_requests_total counter\n\
@@ -1117,9 +1139,21 @@ async fn own_metrics(State(collector): State<Arc<Collector>>) -> Response {
          # HELP tally_collector_snapshot_duration_seconds Time the newest snapshot took.\n\
          # TYPE tally_collector_snapshot_duration_seconds gauge\n\
          tally_collector_snapshot_duration_seconds {}\n\
+         # HELP tally_collector_snapshot_lock_seconds Time the newest snapshot held the store (ingest waits meanwhile).\n\
+         # TYPE tally_collector_snapshot_lock_seconds gauge\n\
+         tally_collector_snapshot_lock_seconds {}\n\
          # HELP tally_collector_recovery_duration_seconds Time the last start took to load the snapshot and replay the log.\n\
          # TYPE tally_collector_recovery_duration_seconds gauge\n\
-         tally_collector_recovery_duration_seconds {}\n",
+         tally_collector_recovery_duration_seconds {}\n\
+         # HELP tally_collector_cold_reads_total Reads of sealed series history from the snapshot file.\n\
+         # TYPE tally_collector_cold_reads_total counter\n\
+         tally_collector_cold_reads_total {}\n\
+         # HELP tally_collector_cold_read_bytes_total Bytes of sealed series history read from the snapshot file.\n\
+         # TYPE tally_collector_cold_read_bytes_total counter\n\
+         tally_collector_cold_read_bytes_total {}\n\
+         # HELP tally_collector_cold_read_errors_total Reads of sealed series history that failed (answers miss that history).\n\
+         # TYPE tally_collector_cold_read_errors_total counter\n\
+         tally_collector_cold_read_errors_total {}\n",
         load(&c.requests_ok),
         load(&c.requests_partial),
         load(&c.requests_rejected),
@@ -1138,7 +1172,11 @@ async fn own_metrics(State(collector): State<Arc<Collector>>) -> Response {
         load(&c.snapshot_errors),
         load(&c.snapshot_bytes),
         load(&c.snapshot_micros) as f64 / 1e6,
+        load(&c.snapshot_lock_micros) as f64 / 1e6,
         load(&c.recovery_micros) as f64 / 1e6,
+        cold_reads,
+        cold_read_bytes,
+        crate::store::cold::read_errors(),
     );
     (
         [(

@@ -6,6 +6,7 @@
 //! memory over 14 days) by merging at most 336 sketches per series, never
 //! by scanning raw points.
 
+pub mod cold;
 pub mod labels;
 pub mod raw;
 pub mod snapshot;
@@ -147,7 +148,7 @@ impl Series {
     }
 
     /// Raw points `(ns, value)` in time order (counters: running total).
-    pub fn recent_points(&self) -> impl Iterator<Item = (u64, f64)> + '_ {
+    pub fn recent_points(&self) -> Vec<(u64, f64)> {
         self.recent.points()
     }
 
@@ -168,8 +169,9 @@ impl Series {
             let peak = peaks.entry(day).or_insert(f64::NEG_INFINITY);
             *peak = peak.max(max);
         };
+        let mut buffer = Vec::new();
         for tier in [&self.days, &self.hours] {
-            tier.fold_range(0, u32::MAX, |s, _| add(s.start, s.max));
+            tier.fold_range(&mut buffer, 0, u32::MAX, |s, _| add(s.start, s.max));
         }
         if let Some((hour, open)) = &self.open {
             add(*hour, open.max);
@@ -178,6 +180,11 @@ impl Series {
             .into_iter()
             .map(|(day, max)| (u64::from(day) * HOUR_NS, max))
             .collect()
+    }
+
+    /// Bytes of history in a cold file.
+    fn cold_bytes(&self) -> usize {
+        self.hours.cold_len() + self.days.cold_len() + self.recent.cold_len()
     }
 
     fn heap_bytes(&self) -> usize {
@@ -240,9 +247,8 @@ impl Series {
         let oldest_day = newest_hour.saturating_sub(retention_hours) / DAY_HOURS * DAY_HOURS;
         if self
             .days
-            .iter()
-            .next()
-            .is_some_and(|r| r.start < oldest_day)
+            .first_start()
+            .is_some_and(|start| start < oldest_day)
         {
             self.days.split_off_before(oldest_day);
         }
@@ -592,15 +598,17 @@ impl Store {
     /// `stat` of one series over `[from_ns, to_ns]`, merging the hourly
     /// and daily aggregates that overlap the window (beyond 48 hours the
     /// window is widened to whole days), in O(aggregates × sketch size).
-    pub fn stat<'s>(series: &'s Series, stat: Stat, from_ns: u64, to_ns: u64) -> Option<f64> {
+    pub fn stat(series: &Series, stat: Stat, from_ns: u64, to_ns: u64) -> Option<f64> {
         let first_hour = (from_ns / HOUR_NS) as u32;
         let last_hour = (to_ns / HOUR_NS) as u32;
         let first_day = first_hour / DAY_HOURS * DAY_HOURS;
         let want_sketches = matches!(stat, Stat::Quantile(_));
+        // Cold records are read into these; the merge borrows them.
+        let (mut days_buffer, mut hours_buffer) = (Vec::new(), Vec::new());
         let mut merge = tier::QuantileMerge::new();
         let (mut min, mut max, mut sum, mut count, mut any) =
             (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0u64, false);
-        let mut visit = |s: &tier::Summary, sketch: Option<tier::SketchRef<'s>>| {
+        let mut visit = |s: &tier::Summary, sketch: Option<_>| {
             min = min.min(s.min);
             max = max.max(s.max);
             sum += s.sum;
@@ -610,8 +618,12 @@ impl Store {
                 merge.add(s, sketch);
             }
         };
-        series.days.fold_range(first_day, last_hour, &mut visit);
-        series.hours.fold_range(first_hour, last_hour, &mut visit);
+        series
+            .days
+            .fold_range(&mut days_buffer, first_day, last_hour, &mut visit);
+        series
+            .hours
+            .fold_range(&mut hours_buffer, first_hour, last_hour, &mut visit);
         if let Some((hour, open)) = &series.open
             && (first_hour..=last_hour).contains(hour)
         {

@@ -8,6 +8,7 @@
 //! chunks from the front, so it holds between the configured window and
 //! one chunk more.
 
+use super::cold::{Placed, Span};
 use super::tier::{Reader, put_prefixed, put_varint};
 
 /// Points per chunk.
@@ -220,10 +221,65 @@ fn sparkline_precision(value: f64) -> f64 {
 /// The raw window of one series.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RawWindow {
-    chunks: std::collections::VecDeque<Chunk>,
+    /// Older full chunks, in a cold file.
+    cold: Option<ColdChunks>,
+    /// Full chunks in memory (sealed since the last snapshot), oldest
+    /// first; sized exactly, and empty after a snapshot.
+    sealed: Vec<Chunk>,
+    /// The chunk being written; empty only while the window is.
+    open: Chunk,
     newest: Option<(u64, f64)>,
     previous: Option<(u64, f64)>,
     len: u32,
+}
+
+/// Full chunks in a cold file, as [`Chunk::write`] wrote them back to back.
+#[derive(Debug, Clone, PartialEq)]
+struct ColdChunks {
+    span: Span,
+    chunks: u32,
+    points: u32,
+    /// The oldest chunk, described so it can be dropped without a read.
+    front: Front,
+}
+
+/// The oldest chunk of a run: its size in bytes, its points and its
+/// newest time.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Front {
+    len: u32,
+    points: u16,
+    last_ms: u64,
+}
+
+/// What a snapshot wrote of a window's full chunks, to make them cold
+/// once the file is in place ([`RawWindow::adopt`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WrittenChunks {
+    /// Position of the full chunks in the snapshot block.
+    pub at: usize,
+    /// Their length in bytes.
+    pub len: u32,
+    chunks: u32,
+    points: u32,
+    front: Front,
+    /// Full chunks in memory that were written.
+    sealed_in_memory: u32,
+}
+
+/// Chunk runs smaller than this stay in memory.
+const COLD_MIN_BYTES: usize = 48;
+
+/// Reads the chunks of a run, with the byte length of each.
+fn read_chunks(bytes: &[u8], count: u32) -> Option<Vec<(Chunk, u32)>> {
+    let mut reader = Reader::new(bytes);
+    let mut chunks = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let from = reader.position();
+        let chunk = Chunk::read(&mut reader)?;
+        chunks.push((chunk, (reader.position() - from) as u32));
+    }
+    Some(chunks)
 }
 
 impl RawWindow {
@@ -234,35 +290,88 @@ impl RawWindow {
         if self.newest.is_some_and(|(t, _)| time_ns < t) {
             return;
         }
-        let need_chunk = self.chunks.back().is_none_or(|c| c.points >= CHUNK_POINTS);
-        if need_chunk {
-            if let Some(full) = self.chunks.back_mut() {
-                full.bits.shrink_to_fit();
-            }
-            self.chunks.push_back(Chunk::default());
+        if self.open.points >= CHUNK_POINTS {
+            let mut full = std::mem::take(&mut self.open);
+            full.bits.shrink_to_fit();
+            // Exact growth: a vector's default first step is four chunks.
+            self.sealed.reserve_exact(1);
+            self.sealed.push(full);
         }
-        if let Some(chunk) = self.chunks.back_mut() {
-            chunk.push(time_ns / 1_000_000, sparkline_precision(value));
-        }
+        self.open
+            .push(time_ns / 1_000_000, sparkline_precision(value));
         self.previous = self.newest;
         self.newest = Some((time_ns, value));
         self.len += 1;
         let oldest_ms = oldest_ns / 1_000_000;
-        while self.chunks.len() > 1 {
-            let front = &self.chunks[0];
-            let too_many = self.len as usize - usize::from(front.points) >= max_points;
-            if front.last_ms < oldest_ms || too_many {
-                self.len -= u32::from(front.points);
-                self.chunks.pop_front();
-            } else {
+        loop {
+            let (points, last_ms) = match (&self.cold, self.sealed.first()) {
+                (Some(cold), _) => (cold.front.points, cold.front.last_ms),
+                (None, Some(front)) => (front.points, front.last_ms),
+                // Only the open chunk is left.
+                (None, None) => break,
+            };
+            let too_many = self.len as usize - usize::from(points) >= max_points;
+            if last_ms >= oldest_ms && !too_many {
                 break;
+            }
+            self.drop_front();
+        }
+    }
+
+    fn drop_front(&mut self) {
+        let Some(cold) = &mut self.cold else {
+            if !self.sealed.is_empty() {
+                let front = self.sealed.remove(0);
+                self.len -= u32::from(front.points);
+            }
+            return;
+        };
+        self.len -= u32::from(cold.front.points);
+        if cold.chunks == 1 {
+            self.cold = None;
+            return;
+        }
+        let span = cold.span.after(cold.front.len);
+        let mut bytes = Vec::new();
+        let front = if span.read_into(&mut bytes) {
+            read_chunks(&bytes, 1).and_then(|c| c.into_iter().next())
+        } else {
+            None
+        };
+        match front {
+            Some((chunk, len)) => {
+                cold.points -= u32::from(cold.front.points);
+                cold.chunks -= 1;
+                cold.span = span;
+                cold.front = Front {
+                    len,
+                    points: chunk.points,
+                    last_ms: chunk.last_ms,
+                };
+            }
+            // Unreadable (counted): the cold points are gone.
+            None => {
+                self.len -= cold.points - u32::from(cold.front.points);
+                self.cold = None;
             }
         }
     }
 
-    /// Points in time order, `(ns, value)`.
-    pub fn points(&self) -> impl Iterator<Item = (u64, f64)> + '_ {
-        self.chunks.iter().flat_map(Chunk::points)
+    /// Points in time order, `(ns, value)` (none from cold chunks that
+    /// cannot be read).
+    pub fn points(&self) -> Vec<(u64, f64)> {
+        let mut points = Vec::with_capacity(self.len as usize);
+        if let Some(cold) = &self.cold {
+            let mut bytes = Vec::new();
+            if cold.span.read_into(&mut bytes) {
+                for (chunk, _) in read_chunks(&bytes, cold.chunks).unwrap_or_default() {
+                    points.extend(chunk.points());
+                }
+            }
+        }
+        points.extend(self.sealed.iter().flat_map(Chunk::points));
+        points.extend(self.open.points());
+        points
     }
 
     /// Number of points held.
@@ -285,11 +394,56 @@ impl RawWindow {
         self.previous
     }
 
-    /// Appends the window's snapshot form.
-    pub fn write(&self, out: &mut Vec<u8>) {
-        put_varint(out, self.chunks.len() as u64);
-        for chunk in &self.chunks {
+    /// Bytes of chunks in a cold file.
+    pub fn cold_len(&self) -> usize {
+        self.cold.as_ref().map_or(0, |c| c.span.len as usize)
+    }
+
+    /// True when some chunks are read from a cold file.
+    pub fn is_cold(&self) -> bool {
+        self.cold.is_some()
+    }
+
+    /// Appends the window's snapshot form, reading cold chunks; `None`
+    /// when they cannot be read.
+    pub fn write(&self, out: &mut Vec<u8>) -> Option<WrittenChunks> {
+        let cold_chunks = self.cold.as_ref().map_or(0, |c| c.chunks);
+        let open = usize::from(self.open.points > 0);
+        put_varint(
+            out,
+            u64::from(cold_chunks) + (self.sealed.len() + open) as u64,
+        );
+        let at = out.len();
+        let mut written = WrittenChunks {
+            at,
+            chunks: cold_chunks,
+            ..WrittenChunks::default()
+        };
+        if let Some(cold) = &self.cold {
+            if !cold.span.read_into(out) {
+                return None;
+            }
+            written.points = cold.points;
+            written.front = cold.front;
+        }
+        written.len = self.cold.as_ref().map_or(0, |c| c.span.len);
+        for chunk in &self.sealed {
+            let from = out.len();
             chunk.write(out);
+            if written.chunks == 0 {
+                written.front = Front {
+                    len: (out.len() - from) as u32,
+                    points: chunk.points,
+                    last_ms: chunk.last_ms,
+                };
+            }
+            written.chunks += 1;
+            written.points += u32::from(chunk.points);
+            written.sealed_in_memory += 1;
+            written.len = (out.len() - at) as u32;
+        }
+        if open == 1 {
+            self.open.write(out);
         }
         for point in [self.newest, self.previous] {
             match point {
@@ -301,16 +455,73 @@ impl RawWindow {
                 }
             }
         }
+        Some(written)
     }
 
-    /// Reads a window written by [`Self::write`].
-    pub fn read(reader: &mut Reader<'_>) -> Option<RawWindow> {
-        let chunks = usize::try_from(reader.varint()?).ok()?;
-        let mut window = RawWindow::default();
-        for _ in 0..chunks {
+    /// Makes the full chunks a snapshot just wrote cold, now that `span`
+    /// holds them (called before the window changes again).
+    pub fn adopt(&mut self, written: &WrittenChunks, span: Span) {
+        if (written.len as usize) < COLD_MIN_BYTES
+            || written.chunks == 0
+            || self.sealed.len() < written.sealed_in_memory as usize
+        {
+            return;
+        }
+        self.sealed.drain(..written.sealed_in_memory as usize);
+        self.sealed.shrink_to_fit();
+        self.cold = Some(ColdChunks {
+            span,
+            chunks: written.chunks,
+            points: written.points,
+            front: written.front,
+        });
+    }
+
+    /// Reads a window written by [`Self::write`]: its full chunks cold
+    /// when `placed` says where the block being read lies in its file.
+    pub fn read(reader: &mut Reader<'_>, placed: Option<&Placed<'_>>) -> Option<RawWindow> {
+        let count = u32::try_from(reader.varint()?).ok()?;
+        let from = reader.position();
+        let mut chunks = Vec::with_capacity(count.min(1024) as usize);
+        let mut full_end = from;
+        for i in 0..count {
+            let start = reader.position();
             let chunk = Chunk::read(reader)?;
-            window.len += u32::from(chunk.points);
-            window.chunks.push_back(chunk);
+            chunks.push((chunk, (reader.position() - start) as u32));
+            if i + 1 < count {
+                full_end = reader.position();
+            }
+        }
+        let mut window = RawWindow {
+            len: chunks.iter().map(|(c, _)| u32::from(c.points)).sum(),
+            ..RawWindow::default()
+        };
+        let full = reader.slice(from, full_end)?;
+        if let Some((open, _)) = chunks.pop() {
+            window.open = open;
+        }
+        match placed {
+            Some(placed) if full.len() >= COLD_MIN_BYTES => {
+                let sealed = chunks.len();
+                let mut cold = ColdChunks {
+                    span: placed.span_of(full),
+                    chunks: sealed as u32,
+                    points: 0,
+                    front: Front::default(),
+                };
+                for (i, (chunk, len)) in chunks.into_iter().enumerate() {
+                    if i == 0 {
+                        cold.front = Front {
+                            len,
+                            points: chunk.points,
+                            last_ms: chunk.last_ms,
+                        };
+                    }
+                    cold.points += u32::from(chunk.points);
+                }
+                window.cold = Some(cold);
+            }
+            _ => window.sealed = chunks.into_iter().map(|(chunk, _)| chunk).collect(),
         }
         let mut point = || -> Option<Option<(u64, f64)>> {
             Some(match reader.bytes(1)?[0] {
@@ -323,10 +534,11 @@ impl RawWindow {
         Some(window)
     }
 
-    /// Heap bytes held.
+    /// Heap bytes held (cold chunks cost none).
     pub fn heap_bytes(&self) -> usize {
-        self.chunks.capacity() * std::mem::size_of::<Chunk>()
-            + self.chunks.iter().map(|c| c.bits.capacity()).sum::<usize>()
+        self.sealed.capacity() * std::mem::size_of::<Chunk>()
+            + self.sealed.iter().map(|c| c.bits.capacity()).sum::<usize>()
+            + self.open.bits.capacity()
     }
 }
 
@@ -357,7 +569,7 @@ mod tests {
             window.push(t, v, 0, 10_000);
             expected.push((t / 1_000_000 * 1_000_000, v));
         }
-        let points: Vec<_> = window.points().collect();
+        let points = window.points();
         assert_eq!(points.len(), expected.len());
         for ((t, v), (want_t, want_v)) in points.iter().zip(&expected) {
             assert_eq!(t, want_t);
@@ -397,16 +609,18 @@ mod tests {
         }
         assert!(window.len() <= 1440 + usize::from(CHUNK_POINTS));
         assert!(window.len() >= 1440);
-        let first = window.points().next().expect("a point");
+        let first = window.points()[0];
         assert!(
             first.0 >= t0 + 1440 * step - 6 * 3_600_000_000_000 - u64::from(CHUNK_POINTS) * step
         );
         let mut snapshot = Vec::new();
-        window.write(&mut snapshot);
-        let restored = RawWindow::read(&mut Reader::new(&snapshot)).expect("restored");
-        assert_eq!(restored, window);
+        window.write(&mut snapshot).expect("in memory");
+        let restored = RawWindow::read(&mut Reader::new(&snapshot), None).expect("restored");
+        assert_eq!(restored.points(), window.points());
+        assert_eq!(restored.newest(), window.newest());
+        assert_eq!(restored.previous(), window.previous());
         assert_eq!(
-            RawWindow::read(&mut Reader::new(&snapshot[..snapshot.len() - 3])),
+            RawWindow::read(&mut Reader::new(&snapshot[..snapshot.len() - 3]), None),
             None
         );
         // Out-of-order points are not added.

@@ -22,9 +22,10 @@ use std::sync::Arc;
 
 use std::collections::HashMap;
 
+use super::cold::{ColdFile, Placed, Span};
 use super::labels::{LabelSet, Labels};
-use super::raw::RawWindow;
-use super::tier::{Reader, Tier, put_prefixed, put_varint};
+use super::raw::{RawWindow, WrittenChunks};
+use super::tier::{Reader, Tier, Written, put_prefixed, put_varint};
 use super::{AgentSeen, LogRecord, Series, SeriesKind, Store, StoreLimits, StoreStats};
 
 const MAGIC: u32 = 0x5441_4c53; // "TALS"
@@ -46,6 +47,16 @@ pub enum SnapshotError {
         /// The cause.
         source: std::io::Error,
     },
+    /// A series' history could not be read from the previous snapshot
+    /// file (the read error is logged and counted); nothing was written.
+    #[error(
+        "snapshot not written: series history could not be read from the previous snapshot file"
+    )]
+    ColdRead,
+    /// A series disappeared while the store was locked for the snapshot
+    /// (a bug: nothing was written).
+    #[error("snapshot not written: the store changed while it was being written")]
+    Changed,
     /// The file is not a snapshot this version can read, or is damaged.
     #[error("snapshot {path} is unreadable: {reason}")]
     Corrupt {
@@ -81,16 +92,123 @@ impl<'s> StringTable<'s> {
     }
 }
 
-/// Encodes `store` as a snapshot covering the log before `wal_seq`.
-pub fn encode(store: &Store, wal_seq: u64) -> Encoded {
-    let series: Vec<&Series> = store.all_series().collect();
-    let mut strings = StringTable::default();
-    // Sets by address: series of one container share one interned set.
-    let mut sets: HashMap<*const LabelSet, u32> = HashMap::new();
-    let mut set_list: Vec<Vec<(u32, u32)>> = Vec::new();
-    let refs: Vec<(u32, u32)> = series
-        .iter()
-        .map(|s| {
+/// Where one series' history went in a block being written.
+#[derive(Debug)]
+struct Placement {
+    series: usize,
+    hours: Written,
+    days: Written,
+    raw: WrittenChunks,
+}
+
+/// Blocks encoded at once (on all cores) before they are written: bounds
+/// the memory a snapshot needs to a few blocks, whatever the store's size.
+const BLOCKS_AT_ONCE: usize = 8;
+
+/// A snapshot file being written: its header is written last, once the
+/// body's length and checksum are known.
+struct Output {
+    file: File,
+    path: PathBuf,
+    crc: crc32fast::Hasher,
+    offset: u64,
+}
+
+impl Output {
+    fn put(&mut self, bytes: &[u8]) -> Result<(), SnapshotError> {
+        self.file
+            .write_all(bytes)
+            .map_err(|source| SnapshotError::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        self.crc.update(bytes);
+        self.offset += bytes.len() as u64;
+        Ok(())
+    }
+}
+
+/// A snapshot written to its temporary file, whose history the store
+/// already reads from it; [`Pending::commit`] makes it the snapshot.
+#[derive(Debug)]
+pub struct Pending {
+    file: Arc<ColdFile>,
+    temporary: PathBuf,
+    dir: PathBuf,
+    len: u64,
+}
+
+impl Pending {
+    /// The file's size in bytes.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// True for an empty file (never: there is always a header).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Makes the file durable and the snapshot in its directory: fsync,
+    /// rename over the previous one, directory fsync. Needs no lock: the
+    /// store only reads the file.
+    pub fn commit(self) -> Result<u64, SnapshotError> {
+        let path = self.dir.join(FILE_NAME);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| SnapshotError::Io { path, source }
+        };
+        self.file.sync().map_err(io(&self.temporary))?;
+        std::fs::rename(&self.temporary, &path).map_err(io(&path))?;
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(&self.dir))?;
+        Ok(self.len)
+    }
+}
+
+/// Writes `store` as a snapshot covering the log before `wal_seq` to a
+/// temporary file in `dir`, streaming a few blocks at a time (cold history
+/// is read from the previous file and copied), and makes the history it
+/// wrote cold: from now on each series reads it from the new file. Runs
+/// under the store's lock; [`Pending::commit`] finishes outside it.
+pub fn write(store: &mut Store, dir: &Path, wal_seq: u64) -> Result<Pending, SnapshotError> {
+    let temporary = dir.join(format!("{FILE_NAME}.tmp"));
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| SnapshotError::Io { path, source }
+    };
+    // A failed commit may have left the temporary file as the one series
+    // read from: unlink it (open descriptors keep it) rather than truncate.
+    match std::fs::remove_file(&temporary) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+            return Err(io(&temporary)(error));
+        }
+        _ => {}
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&temporary)
+        .map_err(io(&temporary))?;
+    let mut out = Output {
+        file,
+        path: temporary.clone(),
+        crc: crc32fast::Hasher::new(),
+        offset: HEADER as u64,
+    };
+    out.file.write_all(&[0; HEADER]).map_err(io(&temporary))?;
+
+    // Tables of strings and label sets, and each series' entries in them.
+    let (keys, refs, tables) = {
+        let mut strings = StringTable::default();
+        // Sets by address: series of one container share one interned set.
+        let mut sets: HashMap<*const LabelSet, u32> = HashMap::new();
+        let mut set_list: Vec<Vec<(u32, u32)>> = Vec::new();
+        let mut keys = Vec::with_capacity(store.series_count());
+        let mut refs = Vec::with_capacity(store.series_count());
+        for s in store.all_series() {
             let name = strings.id(s.metric());
             let set = *sets.entry(Arc::as_ptr(&s.labels)).or_insert_with(|| {
                 let pairs = s
@@ -101,70 +219,144 @@ pub fn encode(store: &Store, wal_seq: u64) -> Encoded {
                 set_list.push(pairs);
                 (set_list.len() - 1) as u32
             });
-            (name, set)
-        })
-        .collect();
-    let blocks: Vec<std::ops::Range<usize>> = (0..series.len())
+            keys.push((Arc::clone(&s.metric), Arc::clone(&s.labels)));
+            refs.push((name, set));
+        }
+        let mut tables = Vec::with_capacity(1 << 20);
+        put_varint(&mut tables, strings.list.len() as u64);
+        for text in &strings.list {
+            put_prefixed(&mut tables, text.as_bytes());
+        }
+        put_varint(&mut tables, set_list.len() as u64);
+        for pairs in &set_list {
+            put_varint(&mut tables, pairs.len() as u64);
+            for (k, v) in pairs {
+                put_varint(&mut tables, u64::from(*k));
+                put_varint(&mut tables, u64::from(*v));
+            }
+        }
+        (keys, refs, tables)
+    };
+    out.put(&tables)?;
+    drop(tables);
+    let blocks: Vec<std::ops::Range<usize>> = (0..keys.len())
         .step_by(BLOCK_SERIES)
-        .map(|start| start..(start + BLOCK_SERIES).min(series.len()))
+        .map(|start| start..(start + BLOCK_SERIES).min(keys.len()))
         .collect();
-    let blocks = crate::parallel::map_on_cores(&blocks, 1, |range| {
-        // Sized up front: growing a block by doubling would copy it.
-        let size = series[range.clone()]
-            .iter()
-            .map(|s| s.heap_bytes() + 128)
-            .sum::<usize>();
-        let mut block = Vec::with_capacity(size + 16);
-        put_varint(&mut block, range.len() as u64);
-        for i in range.clone() {
-            write_series(&mut block, series[i], refs[i]);
+    let mut count = Vec::with_capacity(10);
+    put_varint(&mut count, blocks.len() as u64);
+    out.put(&count)?;
+    let file = ColdFile::new(
+        out.file.try_clone().map_err(io(&temporary))?,
+        &dir.join(FILE_NAME),
+    );
+    for group in blocks.chunks(BLOCKS_AT_ONCE) {
+        let encoded = {
+            let shared: &Store = store;
+            let series: Vec<&Series> = (group[0].start..group[group.len() - 1].end)
+                .map(|i| {
+                    let (metric, labels) = &keys[i];
+                    shared
+                        .metrics
+                        .get(metric)
+                        .and_then(|by_labels| by_labels.get(labels))
+                        .map(|s| &**s)
+                })
+                .collect::<Option<_>>()
+                .ok_or(SnapshotError::Changed)?;
+            let first = group[0].start;
+            crate::parallel::map_on_cores(group, 1, |range| {
+                // Sized up front: growing a block by doubling would copy it.
+                let size = series[range.start - first..range.end - first]
+                    .iter()
+                    .map(|s| s.heap_bytes() + s.cold_bytes() + 128)
+                    .sum::<usize>();
+                let mut block = Vec::with_capacity(size + 16);
+                let mut placements = Vec::with_capacity(range.len());
+                put_varint(&mut block, range.len() as u64);
+                for i in range.clone() {
+                    let (hours, days, raw) = write_series(&mut block, series[i - first], refs[i])?;
+                    placements.push(Placement {
+                        series: i,
+                        hours,
+                        days,
+                        raw,
+                    });
+                }
+                Some((block, placements))
+            })
+        };
+        for block in encoded {
+            let (block, placements) = block.ok_or(SnapshotError::ColdRead)?;
+            let mut prefix = Vec::with_capacity(10);
+            put_varint(&mut prefix, block.len() as u64);
+            out.put(&prefix)?;
+            let block_offset = out.offset;
+            out.put(&block)?;
+            drop(block);
+            let span = |at: usize, len: u32| Span {
+                file: Arc::clone(&file),
+                offset: block_offset + at as u64,
+                len,
+            };
+            for placement in placements {
+                let (metric, labels) = &keys[placement.series];
+                let Some(series) = store
+                    .metrics
+                    .get_mut(metric)
+                    .and_then(|by_labels| by_labels.get_mut(labels))
+                else {
+                    continue;
+                };
+                let (hours, days, raw) = (&placement.hours, &placement.days, &placement.raw);
+                series.hours.adopt(hours, span(hours.at, hours.len));
+                series.days.adopt(days, span(days.at, days.len));
+                series.recent.adopt(raw, span(raw.at, raw.len));
+            }
         }
-        block
-    });
-    let mut body = Vec::with_capacity(1 << 20);
-    put_varint(&mut body, strings.list.len() as u64);
-    for text in &strings.list {
-        put_prefixed(&mut body, text.as_bytes());
     }
-    put_varint(&mut body, set_list.len() as u64);
-    for pairs in &set_list {
-        put_varint(&mut body, pairs.len() as u64);
-        for (k, v) in pairs {
-            put_varint(&mut body, u64::from(*k));
-            put_varint(&mut body, u64::from(*v));
-        }
+    let mut rest = Vec::new();
+    write_rest(&mut rest, store);
+    out.put(&rest)?;
+    let mut header = Vec::with_capacity(HEADER);
+    header.extend_from_slice(&MAGIC.to_le_bytes());
+    header.extend_from_slice(&VERSION.to_le_bytes());
+    header.extend_from_slice(&wal_seq.to_le_bytes());
+    header.extend_from_slice(&(out.offset - HEADER as u64).to_le_bytes());
+    header.extend_from_slice(&out.crc.clone().finalize().to_le_bytes());
+    {
+        use std::os::unix::fs::FileExt;
+        out.file.write_all_at(&header, 0).map_err(io(&temporary))?;
     }
-    put_varint(&mut body, blocks.len() as u64);
-    // The body is these parts in order; blocks are not copied into one
-    // buffer (at 1,000 nodes that was a gigabyte copied twice under the
-    // store's lock).
-    let mut parts = vec![body];
-    for block in blocks {
-        let mut prefix = Vec::with_capacity(10);
-        put_varint(&mut prefix, block.len() as u64);
-        parts.push(prefix);
-        parts.push(block);
-    }
-    let mut body = Vec::new();
-    put_varint(&mut body, store.agents.len() as u64);
+    Ok(Pending {
+        file,
+        temporary,
+        dir: dir.to_path_buf(),
+        len: out.offset,
+    })
+}
+
+/// Agents, log records and counters: the end of the body.
+fn write_rest(body: &mut Vec<u8>, store: &Store) {
+    put_varint(body, store.agents.len() as u64);
     for agent in store.agents.values() {
-        put_prefixed(&mut body, agent.service.as_bytes());
-        put_prefixed(&mut body, agent.node.as_bytes());
-        put_prefixed(&mut body, agent.version.as_bytes());
-        put_varint(&mut body, agent.last_push_ns);
-        put_varint(&mut body, agent.last_point_ns);
-        put_varint(&mut body, agent.batches);
+        put_prefixed(body, agent.service.as_bytes());
+        put_prefixed(body, agent.node.as_bytes());
+        put_prefixed(body, agent.version.as_bytes());
+        put_varint(body, agent.last_push_ns);
+        put_varint(body, agent.last_point_ns);
+        put_varint(body, agent.batches);
         body.push(u8::from(agent.simulated));
     }
-    put_varint(&mut body, store.logs.len() as u64);
+    put_varint(body, store.logs.len() as u64);
     for record in &store.logs {
-        put_varint(&mut body, record.time_ns);
-        put_prefixed(&mut body, record.severity.as_bytes());
-        put_prefixed(&mut body, record.body.as_bytes());
-        put_varint(&mut body, record.attributes.len() as u64);
+        put_varint(body, record.time_ns);
+        put_prefixed(body, record.severity.as_bytes());
+        put_prefixed(body, record.body.as_bytes());
+        put_varint(body, record.attributes.len() as u64);
         for (k, v) in &record.attributes {
-            put_prefixed(&mut body, k.as_bytes());
-            put_prefixed(&mut body, v.as_bytes());
+            put_prefixed(body, k.as_bytes());
+            put_prefixed(body, v.as_bytes());
         }
     }
     for counter in [
@@ -173,54 +365,25 @@ pub fn encode(store: &Store, wal_seq: u64) -> Encoded {
         store.stats.log_records,
         store.stats.series_limited,
     ] {
-        put_varint(&mut body, counter);
-    }
-    parts.push(body);
-    let mut crc = crc32fast::Hasher::new();
-    for part in &parts {
-        crc.update(part);
-    }
-    let mut header = Vec::with_capacity(HEADER);
-    header.extend_from_slice(&MAGIC.to_le_bytes());
-    header.extend_from_slice(&VERSION.to_le_bytes());
-    header.extend_from_slice(&wal_seq.to_le_bytes());
-    header.extend_from_slice(&(parts.iter().map(Vec::len).sum::<usize>() as u64).to_le_bytes());
-    header.extend_from_slice(&crc.finalize().to_le_bytes());
-    parts.insert(0, header);
-    Encoded { parts }
-}
-
-/// An encoded snapshot: the file is these parts in order.
-#[derive(Debug)]
-pub struct Encoded {
-    parts: Vec<Vec<u8>>,
-}
-
-impl Encoded {
-    /// The file's size in bytes.
-    pub fn len(&self) -> usize {
-        self.parts.iter().map(Vec::len).sum()
-    }
-
-    /// True for an empty file (never: there is always a header).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The parts, in file order.
-    pub fn parts(&self) -> impl Iterator<Item = &[u8]> {
-        self.parts.iter().map(Vec::as_slice)
+        put_varint(body, counter);
     }
 }
 
-fn write_tier(out: &mut Vec<u8>, tier: &Tier) {
-    let (bytes, len, last_start) = tier.raw();
-    put_varint(out, u64::from(len));
-    put_varint(out, last_start.map_or(0, |start| u64::from(start) + 1));
-    put_prefixed(out, bytes);
+fn write_tier(out: &mut Vec<u8>, tier: &Tier) -> Option<Written> {
+    put_varint(out, tier.len() as u64);
+    put_varint(
+        out,
+        tier.last_start().map_or(0, |start| u64::from(start) + 1),
+    );
+    tier.write_prefixed(out)
 }
 
-fn write_series(out: &mut Vec<u8>, series: &Series, (name, set): (u32, u32)) {
+/// Writes one series; `None` when its cold history cannot be read.
+fn write_series(
+    out: &mut Vec<u8>,
+    series: &Series,
+    (name, set): (u32, u32),
+) -> Option<(Written, Written, WrittenChunks)> {
     put_varint(out, u64::from(name));
     put_varint(out, u64::from(set));
     out.push(series.kind.code());
@@ -229,10 +392,10 @@ fn write_series(out: &mut Vec<u8>, series: &Series, (name, set): (u32, u32)) {
     if let Some((hour, aggregate)) = &series.open {
         open.push(*hour, aggregate);
     }
-    write_tier(out, &open);
-    write_tier(out, &series.hours);
-    write_tier(out, &series.days);
-    series.recent.write(out);
+    write_tier(out, &open)?;
+    let hours = write_tier(out, &series.hours)?;
+    let days = write_tier(out, &series.days)?;
+    let raw = series.recent.write(out)?;
     match series.last_cumulative {
         None => out.push(0),
         Some((start, value)) => {
@@ -243,19 +406,22 @@ fn write_series(out: &mut Vec<u8>, series: &Series, (name, set): (u32, u32)) {
     }
     out.extend_from_slice(&series.total.to_le_bytes());
     out.extend_from_slice(&series.last_ns.to_le_bytes());
+    Some((hours, days, raw))
 }
 
-/// Reads a version 2 tier: taken as it is.
-fn read_tier_v2(reader: &mut Reader<'_>) -> Option<Tier> {
+/// Reads a version 2 tier: taken as it is, cold when `placed` says where
+/// its block lies in the file.
+fn read_tier_v2(reader: &mut Reader<'_>, placed: Option<&Placed<'_>>) -> Option<Tier> {
     let len = u32::try_from(reader.varint()?).ok()?;
     let last_start = match reader.varint()? {
         0 => None,
         start => Some(u32::try_from(start - 1).ok()?),
     };
-    Some(Tier::from_parts(
-        reader.prefixed()?.to_vec(),
+    Some(Tier::from_snapshot(
+        reader.prefixed()?,
         len,
         last_start,
+        placed,
     ))
 }
 
@@ -264,10 +430,17 @@ fn read_series_v2(
     reader: &mut Reader<'_>,
     strings: &[Arc<str>],
     sets: &[Labels],
+    placed: Option<&Placed<'_>>,
 ) -> Option<Series> {
     let metric = strings.get(usize::try_from(reader.varint()?).ok()?)?;
     let labels = sets.get(usize::try_from(reader.varint()?).ok()?)?;
-    read_series_data(reader, Arc::clone(metric), Arc::clone(labels), read_tier_v2)
+    read_series_data(
+        reader,
+        Arc::clone(metric),
+        Arc::clone(labels),
+        read_tier_v2,
+        placed,
+    )
 }
 
 /// A series after its name and labels: the same in both versions but
@@ -276,16 +449,17 @@ fn read_series_data(
     reader: &mut Reader<'_>,
     metric: Arc<str>,
     labels: Labels,
-    read_tier: fn(&mut Reader<'_>) -> Option<Tier>,
+    read_tier: fn(&mut Reader<'_>, Option<&Placed<'_>>) -> Option<Tier>,
+    placed: Option<&Placed<'_>>,
 ) -> Option<Series> {
     let kind = SeriesKind::from_code(reader.bytes(1)?[0])?;
-    let open = read_tier(reader)?
+    let open = read_tier(reader, None)?
         .iter()
         .next()
         .map(|record| (record.start, record.aggregate));
-    let hours = read_tier(reader)?;
-    let days = read_tier(reader)?;
-    let recent = RawWindow::read(reader)?;
+    let hours = read_tier(reader, placed)?;
+    let days = read_tier(reader, placed)?;
+    let recent = RawWindow::read(reader, placed)?;
     let last_cumulative = match reader.bytes(1)?[0] {
         0 => None,
         _ => Some((reader.u64()?, reader.f64()?)),
@@ -304,19 +478,29 @@ fn read_series_data(
     })
 }
 
-fn read_block(block: &[u8], strings: &[Arc<str>], sets: &[Labels]) -> Option<Vec<Series>> {
+fn read_block(
+    block: &[u8],
+    strings: &[Arc<str>],
+    sets: &[Labels],
+    placed: Option<&Placed<'_>>,
+) -> Option<Vec<Series>> {
     let mut reader = Reader::new(block);
     let count = usize::try_from(reader.varint()?).ok()?;
     let mut series = Vec::with_capacity(count.min(BLOCK_SERIES));
     for _ in 0..count {
-        series.push(read_series_v2(&mut reader, strings, sets)?);
+        series.push(read_series_v2(&mut reader, strings, sets, placed)?);
     }
     reader.done().then_some(series)
 }
 
 /// Decodes a version 2 body: tables, then the series blocks on all
-/// cores, then the rest as in version 1.
-fn decode_body_v2(body: &[u8], limits: StoreLimits) -> Option<Store> {
+/// cores, then the rest as in version 1. With `cold` (the file and the
+/// body's offset in it) sealed history stays in the file.
+fn decode_body_v2(
+    body: &[u8],
+    limits: StoreLimits,
+    cold: Option<(&Arc<ColdFile>, u64)>,
+) -> Option<Store> {
     let mut reader = Reader::new(body);
     let store = Store::new(limits);
     let strings = {
@@ -353,8 +537,14 @@ fn decode_body_v2(body: &[u8], limits: StoreLimits) -> Option<Store> {
         }
         blocks
     };
-    let decoded =
-        crate::parallel::map_on_cores(&blocks, 1, |block| read_block(block, &strings, &sets));
+    let decoded = crate::parallel::map_on_cores(&blocks, 1, |block| {
+        let placed = cold.map(|(file, body_offset)| Placed {
+            file,
+            block,
+            offset: body_offset + (block.as_ptr() as usize - body.as_ptr() as usize) as u64,
+        });
+        read_block(block, &strings, &sets, placed.as_ref())
+    });
     let mut store = store;
     for block in decoded {
         for series in block? {
@@ -381,7 +571,7 @@ fn text(reader: &mut Reader<'_>) -> Option<String> {
     String::from_utf8(reader.prefixed()?.to_vec()).ok()
 }
 
-fn read_tier(reader: &mut Reader<'_>) -> Option<Tier> {
+fn read_tier(reader: &mut Reader<'_>, _: Option<&Placed<'_>>) -> Option<Tier> {
     let len = u32::try_from(reader.varint()?).ok()?;
     Tier::from_raw(reader.prefixed()?.to_vec(), len)
 }
@@ -398,11 +588,16 @@ fn read_series_v1(reader: &mut Reader<'_>, store: &mut Store) -> Option<Series> 
         let mut interner = super::labels::lock(&store.interner);
         (interner.name(&metric), interner.labels(&labels))
     };
-    read_series_data(reader, metric, labels, read_tier)
+    read_series_data(reader, metric, labels, read_tier, None)
 }
 
-/// Decodes a version 1 body (labels spelled out per series).
-fn decode_body_v1(body: &[u8], limits: StoreLimits) -> Option<Store> {
+/// Decodes a version 1 body (labels spelled out per series); its history
+/// is held in memory until the next snapshot.
+fn decode_body_v1(
+    body: &[u8],
+    limits: StoreLimits,
+    _: Option<(&Arc<ColdFile>, u64)>,
+) -> Option<Store> {
     let mut reader = Reader::new(body);
     let mut store = Store::new(limits);
     let series = reader.varint()?;
@@ -461,38 +656,20 @@ fn decode_rest(reader: &mut Reader<'_>, store: &mut Store) -> Option<()> {
     Some(())
 }
 
-/// Writes `bytes` as the snapshot in `dir`: temporary file, fsync, rename,
-/// directory fsync.
-pub fn write(dir: &Path, snapshot: &Encoded) -> Result<(), SnapshotError> {
-    let path = dir.join(FILE_NAME);
-    let temporary = dir.join(format!("{FILE_NAME}.tmp"));
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| SnapshotError::Io { path, source }
-    };
-    let mut file = File::create(&temporary).map_err(io(&temporary))?;
-    for part in snapshot.parts() {
-        file.write_all(part).map_err(io(&temporary))?;
-    }
-    file.sync_all().map_err(io(&temporary))?;
-    std::fs::rename(&temporary, &path).map_err(io(&path))?;
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))?;
-    Ok(())
-}
-
-/// Reads the snapshot in `dir`; `Ok(None)` when there is none.
+/// Reads the snapshot in `dir`; `Ok(None)` when there is none. The file
+/// stays open: the store reads its sealed history from it.
 pub fn read(dir: &Path, limits: StoreLimits) -> Result<Option<Loaded>, SnapshotError> {
     let path = dir.join(FILE_NAME);
     let mut bytes = Vec::new();
-    match File::open(&path) {
-        Ok(mut file) => file
-            .read_to_end(&mut bytes)
-            .map_err(|source| SnapshotError::Io {
-                path: path.clone(),
-                source,
-            })?,
+    let file = match File::open(&path) {
+        Ok(mut file) => {
+            file.read_to_end(&mut bytes)
+                .map_err(|source| SnapshotError::Io {
+                    path: path.clone(),
+                    source,
+                })?;
+            ColdFile::new(file, &path)
+        }
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(SnapshotError::Io { path, source }),
     };
@@ -525,7 +702,8 @@ pub fn read(dir: &Path, limits: StoreLimits) -> Result<Option<Loaded>, SnapshotE
     if crc32fast::hash(body) != crc {
         return Err(corrupt("checksum mismatch"));
     }
-    let store = decode_body(body, limits).ok_or_else(|| corrupt("malformed body"))?;
+    let store = decode_body(body, limits, Some((&file, HEADER as u64)))
+        .ok_or_else(|| corrupt("malformed body"))?;
     Ok(Some(Loaded { store, wal_seq }))
 }
 
@@ -597,10 +775,7 @@ mod tests {
                 Store::stat(before, stat, T0, end),
                 "{metric} {stat:?}"
             );
-            assert_eq!(
-                after.recent_points().collect::<Vec<_>>(),
-                before.recent_points().collect::<Vec<_>>()
-            );
+            assert_eq!(after.recent_points(), before.recent_points());
             assert_eq!(after.latest_rate(), before.latest_rate());
         }
     }
@@ -609,7 +784,11 @@ mod tests {
     fn a_snapshot_restores_every_answer_and_damage_is_refused() {
         let store = filled_store();
         let dir = tempfile::tempdir().expect("dir");
-        write(dir.path(), &encode(&store, 42)).expect("write");
+        let mut store = store;
+        write(&mut store, dir.path(), 42)
+            .expect("write")
+            .commit()
+            .expect("commit");
         let loaded = read(dir.path(), limits()).expect("read").expect("present");
         assert_eq!(loaded.wal_seq, 42);
         let mut restored = loaded.store;
@@ -666,5 +845,189 @@ mod tests {
         let loaded = read(dir.path(), limits()).expect("read").expect("present");
         assert_eq!(loaded.wal_seq, 42);
         assert_same_answers(&filled_store(), &loaded.store);
+    }
+
+    /// Applies minutes `from..to` (1-minute steps) of a gauge, a
+    /// cumulative counter and a distribution for pods a and b.
+    fn apply_minutes(store: &mut Store, from: u64, to: u64) {
+        for minute in from..to {
+            let t = T0 + minute * 60_000_000_000;
+            for pod in ["a", "b"] {
+                let wave = (minute % 97) as f64;
+                store.apply(sample("mem", pod, t, SampleValue::Gauge(1e6 + wave * 3.5)));
+                store.apply(sample(
+                    "cpu",
+                    pod,
+                    t,
+                    SampleValue::Cumulative {
+                        value: minute as f64 * 1.5,
+                        start_ns: 1,
+                    },
+                ));
+                let mut sketch = ExpHistogram::default();
+                sketch.record(0.1 + wave / 10.0);
+                store.apply(sample(
+                    "lat",
+                    pod,
+                    t,
+                    SampleValue::Distribution(Box::new(sketch)),
+                ));
+            }
+        }
+    }
+
+    /// Every question the API asks has the same answer on both stores.
+    fn assert_same_history(store: &Store, reference: &Store, end_minute: u64) {
+        assert_eq!(store.series_count(), reference.series_count());
+        let end = T0 + end_minute * 60_000_000_000;
+        for expected in reference.all_series() {
+            let got = store
+                .select(expected.metric(), &[])
+                .find(|s| s.labels == expected.labels)
+                .expect("series");
+            let what = format!("{} {:?}", expected.metric(), expected.label("k8s.pod.name"));
+            for (from_hours, to_hours) in [(0, 1), (3, 30), (0, 100), (40, 200), (0, 24 * 15)] {
+                let (from, to) = (T0 + from_hours * HOUR, (T0 + to_hours * HOUR).min(end));
+                for stat in [
+                    super::super::Stat::Max,
+                    super::super::Stat::Min,
+                    super::super::Stat::Avg,
+                    super::super::Stat::Increase,
+                    super::super::Stat::Quantile(0.95),
+                ] {
+                    assert_eq!(
+                        Store::stat(got, stat, from, to),
+                        Store::stat(expected, stat, from, to),
+                        "{what} {stat:?} hours {from_hours}..{to_hours}"
+                    );
+                }
+            }
+            assert_eq!(got.daily_peaks(), expected.daily_peaks(), "{what}");
+            assert_eq!(got.recent_points(), expected.recent_points(), "{what}");
+            assert_eq!(got.latest_rate(), expected.latest_rate(), "{what}");
+            assert_eq!(got.aggregate_count(), expected.aggregate_count(), "{what}");
+        }
+    }
+
+    /// Snapshot (its history goes cold) and commit.
+    fn snapshot_and_adopt(store: &mut Store, dir: &Path) {
+        write(store, dir, 1)
+            .expect("write")
+            .commit()
+            .expect("commit");
+    }
+
+    /// The store's answers do not change when sealed history moves to the
+    /// snapshot file: not after the move, not as new hours roll cold
+    /// hours into days, raw chunks leave the window from the file and late
+    /// data rewrites a cold tier, not through later snapshots (which copy
+    /// the cold history into the next file) nor a restart from them.
+    #[test]
+    fn cold_history_answers_like_history_in_memory() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut store = Store::new(limits());
+        let mut reference = Store::new(limits());
+        // Three days: 48 hourly records, a day rolled up, 360 raw points.
+        apply_minutes(&mut store, 0, 3 * 24 * 60);
+        apply_minutes(&mut reference, 0, 3 * 24 * 60);
+        let in_memory = store.estimated_bytes();
+        snapshot_and_adopt(&mut store, dir.path());
+        let cold = store.estimated_bytes();
+        assert!(
+            cold * 3 < in_memory,
+            "history left the heap: {in_memory} -> {cold} bytes"
+        );
+        for series in store.all_series() {
+            assert!(
+                series.hours.is_cold() && series.days.is_cold(),
+                "{series:?}"
+            );
+            // Distributions keep no raw window.
+            assert_eq!(
+                series.recent.is_cold(),
+                series.kind != SeriesKind::Distribution,
+                "{series:?}"
+            );
+        }
+        assert_same_history(&store, &reference, 3 * 24 * 60);
+
+        // Thirty more hours: cold hours roll into days, cold raw chunks
+        // drop out of the window; then a late point for a cold hour.
+        apply_minutes(&mut store, 3 * 24 * 60, 3 * 24 * 60 + 30 * 60);
+        apply_minutes(&mut reference, 3 * 24 * 60, 3 * 24 * 60 + 30 * 60);
+        for s in [&mut store, &mut reference] {
+            s.apply(sample(
+                "mem",
+                "a",
+                T0 + 60 * HOUR + 7,
+                SampleValue::Gauge(9e9),
+            ));
+        }
+        let end = 3 * 24 * 60 + 30 * 60;
+        assert_same_history(&store, &reference, end);
+
+        // A second snapshot reads the cold history of the first.
+        let errors = super::super::cold::read_errors();
+        snapshot_and_adopt(&mut store, dir.path());
+        assert_eq!(super::super::cold::read_errors(), errors);
+        assert_same_history(&store, &reference, end);
+        apply_minutes(&mut store, end, end + 90);
+        apply_minutes(&mut reference, end, end + 90);
+        assert_same_history(&store, &reference, end + 90);
+
+        // A snapshot whose commit never happened (the process went on, the
+        // rename failed): its file stays readable, and the next snapshot
+        // does not truncate it under the series reading from it.
+        let pending = write(&mut store, dir.path(), 2).expect("write");
+        drop(pending);
+        apply_minutes(&mut store, end + 90, end + 200);
+        apply_minutes(&mut reference, end + 90, end + 200);
+        assert_same_history(&store, &reference, end + 200);
+        let pending = write(&mut store, dir.path(), 3).expect("write");
+        assert_same_history(&store, &reference, end + 200);
+        pending.commit().expect("commit");
+
+        // And a restart from the newest file.
+        snapshot_and_adopt(&mut store, dir.path());
+        let restored = read(dir.path(), limits()).expect("read").expect("present");
+        assert_same_history(&restored.store, &reference, end + 200);
+    }
+
+    /// A snapshot file that loses its bytes under a running store (a disk
+    /// fault) costs answers, never the process: reads fail with a count and
+    /// a log line, and the next snapshot refuses to write a store it could
+    /// not read, so the write-ahead log keeps everything.
+    #[test]
+    fn an_unreadable_cold_file_is_counted_and_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut store = Store::new(limits());
+        apply_minutes(&mut store, 0, 2 * 24 * 60);
+        snapshot_and_adopt(&mut store, dir.path());
+        let path = dir.path().join(FILE_NAME);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_len(HEADER as u64))
+            .expect("cut the file");
+        let errors = super::super::cold::read_errors();
+        let mem = store.select("mem", &[]).next().expect("series");
+        let whole = (T0, T0 + 48 * HOUR);
+        // Only the open hour (in memory) is left to answer from.
+        assert_eq!(
+            Store::stat(mem, super::super::Stat::Max, whole.0, whole.1),
+            Store::stat(mem, super::super::Stat::Max, T0 + 47 * HOUR, whole.1),
+        );
+        assert!(
+            mem.recent_points().len() <= 120,
+            "only the open chunk is left"
+        );
+        assert!(super::super::cold::read_errors() > errors);
+        assert!(matches!(
+            write(&mut store, dir.path(), 3),
+            Err(SnapshotError::ColdRead)
+        ));
+        // New data still lands.
+        apply_minutes(&mut store, 2 * 24 * 60, 2 * 24 * 60 + 5);
+        assert_eq!(store.select("mem", &[]).count(), 2);
     }
 }

@@ -7,6 +7,8 @@
 
 use tally_schema::exphist::{ExpHistogram, Parts};
 
+use super::cold::{Placed, Span};
+
 /// Finest scale stored: buckets 2^(1/128) wide, so a quantile is within
 /// 0.55 % of the true value, and a steady series sits in one or two buckets.
 pub const STORED_SCALE: i32 = 7;
@@ -94,12 +96,44 @@ impl Aggregate {
 /// `[start delta][count][min f64][max f64][sum f64][sketch]` where the
 /// sketch is `[0]` (none) or `[1 + buckets][scale][offset][zero count][counts…]`
 /// and the integers are LEB128 varints (signed ones zig-zagged).
+///
+/// The older records may be cold (in the snapshot file, see
+/// [`super::cold`]); the records in memory continue their delta chain.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Tier {
+    cold: Option<ColdRecords>,
     bytes: Vec<u8>,
+    first_start: Option<u32>,
     last_start: Option<u32>,
     len: u32,
 }
+
+/// Records in a cold file.
+#[derive(Debug, Clone, PartialEq)]
+struct ColdRecords {
+    span: Span,
+    records: u32,
+    /// Start the first record's delta counts from (0 unless older records
+    /// were split off since the file was written).
+    base: u32,
+}
+
+/// What a snapshot wrote of a tier, to make those records cold once the
+/// file is in place ([`Tier::adopt`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Written {
+    /// Position of the records' bytes in the snapshot block.
+    pub at: usize,
+    /// Their length.
+    pub len: u32,
+    /// Records written.
+    pub records: u32,
+    /// In-memory bytes they included.
+    pub hot_len: u32,
+}
+
+/// Tiers smaller than this stay in memory: a span costs about as much.
+const COLD_MIN_BYTES: usize = 48;
 
 /// A decoded record.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,14 +160,103 @@ impl Tier {
         self.last_start
     }
 
-    /// Bytes held.
+    /// Start of the oldest record.
+    pub fn first_start(&self) -> Option<u32> {
+        self.first_start
+    }
+
+    /// Heap bytes held (cold records cost none).
     pub fn heap_bytes(&self) -> usize {
         self.bytes.capacity()
     }
 
-    /// The packed bytes and record count (for snapshots).
-    pub fn raw(&self) -> (&[u8], u32, Option<u32>) {
-        (&self.bytes, self.len, self.last_start)
+    /// Bytes of records in a cold file.
+    pub fn cold_len(&self) -> usize {
+        self.cold.as_ref().map_or(0, |c| c.span.len as usize)
+    }
+
+    /// True when some records are read from a cold file.
+    pub fn is_cold(&self) -> bool {
+        self.cold.is_some()
+    }
+
+    /// The packed records: in memory when none are cold, else read into
+    /// `buffer`; with the start the first delta counts from. `None` (the
+    /// error counted) when the cold part cannot be read.
+    pub fn load<'b>(&'b self, buffer: &'b mut Vec<u8>) -> Option<(&'b [u8], u32)> {
+        match &self.cold {
+            None => Some((&self.bytes, 0)),
+            Some(cold) => {
+                buffer.clear();
+                buffer.reserve(cold.span.len as usize + self.bytes.len());
+                if !cold.span.read_into(buffer) {
+                    return None;
+                }
+                buffer.extend_from_slice(&self.bytes);
+                Some((buffer, cold.base))
+            }
+        }
+    }
+
+    /// Writes the tier's records, length-prefixed, as one chain whose first
+    /// delta counts from zero (the snapshot form), reading the cold part.
+    /// Returns what was written, or `None` when the cold part cannot be
+    /// read.
+    pub fn write_prefixed(&self, out: &mut Vec<u8>) -> Option<Written> {
+        let at_len = |out: &Vec<u8>, len: usize| self.written(out.len() - len, len);
+        match &self.cold {
+            None => {
+                put_prefixed(out, &self.bytes);
+                Some(at_len(out, self.bytes.len()))
+            }
+            Some(cold) if cold.base == 0 => {
+                let len = cold.span.len as usize + self.bytes.len();
+                put_varint(out, len as u64);
+                if !cold.span.read_into(out) {
+                    return None;
+                }
+                out.extend_from_slice(&self.bytes);
+                Some(at_len(out, len))
+            }
+            Some(cold) => {
+                let mut buffer = Vec::with_capacity(cold.span.len as usize + 5);
+                if !cold.span.read_into(&mut buffer) {
+                    return None;
+                }
+                let mut reader = Reader::new(&buffer);
+                let first = reader.varint()?;
+                let mut chain = Vec::with_capacity(buffer.len() + self.bytes.len() + 5);
+                put_varint(&mut chain, first + u64::from(cold.base));
+                chain.extend_from_slice(&buffer[reader.at..]);
+                chain.extend_from_slice(&self.bytes);
+                put_prefixed(out, &chain);
+                Some(at_len(out, chain.len()))
+            }
+        }
+    }
+
+    fn written(&self, at: usize, len: usize) -> Written {
+        Written {
+            at,
+            len: len as u32,
+            records: self.len,
+            hot_len: self.bytes.len() as u32,
+        }
+    }
+
+    /// Makes the records a snapshot just wrote cold, now that `span` holds
+    /// them (called before the tier changes again).
+    pub fn adopt(&mut self, written: &Written, span: Span) {
+        if (written.len as usize) < COLD_MIN_BYTES || self.bytes.len() < written.hot_len as usize {
+            return;
+        }
+        self.bytes.drain(..written.hot_len as usize);
+        self.bytes.shrink_to_fit();
+        self.cold = Some(ColdRecords {
+            span,
+            records: written.records,
+            base: 0,
+        });
     }
 
     /// Rebuilds a tier from snapshot bytes without decoding them (the
@@ -141,31 +264,53 @@ impl Tier {
     /// and last start).
     pub fn from_parts(bytes: Vec<u8>, len: u32, last_start: Option<u32>) -> Tier {
         Tier {
+            first_start: first_delta(&bytes),
             bytes,
             last_start,
             len,
+            ..Tier::default()
+        }
+    }
+
+    /// A tier whose records are `bytes` of a snapshot block read into
+    /// memory: cold (read from the file again when needed) unless small.
+    pub fn from_snapshot(
+        bytes: &[u8],
+        len: u32,
+        last_start: Option<u32>,
+        placed: Option<&Placed<'_>>,
+    ) -> Tier {
+        match placed {
+            Some(placed) if bytes.len() >= COLD_MIN_BYTES => Tier {
+                cold: Some(ColdRecords {
+                    span: placed.span_of(bytes),
+                    records: len,
+                    base: 0,
+                }),
+                first_start: first_delta(bytes),
+                last_start,
+                len,
+                ..Tier::default()
+            },
+            _ => Tier::from_parts(bytes.to_vec(), len, last_start),
         }
     }
 
     /// Rebuilds a tier from snapshot bytes, checking that they decode.
     pub fn from_raw(bytes: Vec<u8>, len: u32) -> Option<Tier> {
-        let tier = Tier {
-            bytes,
-            last_start: None,
-            len,
-        };
         let mut count = 0;
         let mut last = None;
-        let mut reader = Reader::new(&tier.bytes);
+        let mut reader = Reader::new(&bytes);
         let mut start = 0u32;
         while !reader.done() {
             let record = reader.record(&mut start)?;
             last = Some(record.start);
             count += 1;
         }
-        (count == len).then_some(Tier {
-            last_start: last,
-            ..tier
+        (count == len).then(|| {
+            let mut tier = Tier::from_parts(bytes, len, last);
+            tier.last_start = last;
+            tier
         })
     }
 
@@ -177,6 +322,7 @@ impl Tier {
             _ => {
                 let delta = start - self.last_start.unwrap_or(0);
                 encode(&mut self.bytes, delta, aggregate);
+                self.first_start.get_or_insert(start);
                 self.last_start = Some(start);
                 self.len += 1;
             }
@@ -185,7 +331,7 @@ impl Tier {
     }
 
     /// Merges `aggregate` into the record at `start` (rare: late data), by
-    /// rewriting the tier.
+    /// rewriting the tier into memory.
     fn amend(&mut self, start: u32, aggregate: &Aggregate) {
         let mut records: Vec<Sealed> = self.iter().collect();
         match records.binary_search_by_key(&start, |r| r.start) {
@@ -206,58 +352,70 @@ impl Tier {
         for record in records {
             let delta = record.start - self.last_start.unwrap_or(0);
             encode(&mut self.bytes, delta, &record.aggregate);
+            self.first_start.get_or_insert(record.start);
             self.last_start = Some(record.start);
             self.len += 1;
         }
     }
 
-    /// Start of the oldest record, read without decoding it.
-    pub fn first_start(&self) -> Option<u32> {
-        let mut reader = Reader::new(&self.bytes);
-        reader.varint().and_then(|v| u32::try_from(v).ok())
-    }
-
     /// Removes and returns the records that start before `start`. Only
-    /// those are decoded; the rest of the buffer is kept as it is, with the
-    /// first kept record's start rewritten from a delta to absolute.
+    /// those are decoded: a cold remainder stays in its file (its first
+    /// delta now counts from the last removed start), and a remainder in
+    /// memory is kept as it is but for its first delta, made absolute.
     pub fn split_off_before(&mut self, start: u32) -> Vec<Sealed> {
+        if self.first_start.is_none_or(|first| first >= start) {
+            return Vec::new();
+        }
+        let cold_len = self.cold.as_ref().map_or(0, |c| c.span.len as usize);
+        let mut buffer = Vec::new();
+        let Some((bytes, base)) = self.load(&mut buffer) else {
+            return Vec::new();
+        };
         let mut removed = Vec::new();
-        // (byte offset after the first kept record's delta, its start)
-        let split = {
-            let mut reader = Reader::new(&self.bytes);
-            let mut at = 0u32;
-            loop {
-                if reader.done() {
-                    break None;
-                }
-                let mut peek = Reader {
-                    bytes: &self.bytes,
-                    at: reader.at,
-                };
-                let next = peek
-                    .varint()
-                    .and_then(|d| u32::try_from(d).ok())
-                    .and_then(|d| at.checked_add(d));
-                match next {
-                    Some(next) if next >= start => break Some((peek.at, next)),
-                    Some(_) => match reader.record(&mut at) {
-                        Some(record) => removed.push(record),
-                        None => break None,
-                    },
+        let mut reader = Reader::new(bytes);
+        let mut at = base;
+        // (position of the first kept record, its start)
+        let kept = loop {
+            if reader.done() {
+                break None;
+            }
+            let position = reader.at;
+            let mut peek = Reader {
+                bytes,
+                at: position,
+            };
+            let next = peek
+                .varint()
+                .and_then(|d| u32::try_from(d).ok())
+                .and_then(|d| at.checked_add(d));
+            match next {
+                Some(next) if next >= start => break Some((position, peek.at, next)),
+                Some(_) => match reader.record(&mut at) {
+                    Some(record) => removed.push(record),
                     None => break None,
-                }
+                },
+                None => break None,
             }
         };
-        if removed.is_empty() && split.is_some() {
-            return removed;
-        }
-        match split {
-            Some((rest, first)) => {
-                let mut bytes = Vec::with_capacity(self.bytes.len() - rest + 5);
-                put_varint(&mut bytes, u64::from(first));
-                bytes.extend_from_slice(&self.bytes[rest..]);
-                self.bytes = bytes;
-                self.len -= removed.len() as u32;
+        let removed_count = removed.len() as u32;
+        match kept {
+            Some((position, _, first)) if position < cold_len => {
+                if let Some(cold) = &mut self.cold {
+                    cold.span = cold.span.after(position as u32);
+                    cold.records -= removed_count;
+                    cold.base = at;
+                }
+                self.first_start = Some(first);
+                self.len -= removed_count;
+            }
+            Some((_, after_delta, first)) => {
+                let mut rest = Vec::with_capacity(bytes.len() - after_delta + 5);
+                put_varint(&mut rest, u64::from(first));
+                rest.extend_from_slice(&bytes[after_delta..]);
+                self.cold = None;
+                self.bytes = rest;
+                self.first_start = Some(first);
+                self.len -= removed_count;
             }
             // Everything was older (or the tail did not decode): empty.
             None => *self = Tier::default(),
@@ -265,29 +423,41 @@ impl Tier {
         removed
     }
 
-    /// Records in time order.
-    pub fn iter(&self) -> impl Iterator<Item = Sealed> + '_ {
-        let mut reader = Reader::new(&self.bytes);
-        let mut start = 0u32;
-        std::iter::from_fn(move || {
-            if reader.done() {
-                None
-            } else {
-                reader.record(&mut start)
+    /// Records in time order (none past a cold part that cannot be read).
+    pub fn iter(&self) -> std::vec::IntoIter<Sealed> {
+        let mut buffer = Vec::new();
+        let mut records = Vec::with_capacity(self.len as usize);
+        if let Some((bytes, base)) = self.load(&mut buffer) {
+            let mut reader = Reader::new(bytes);
+            let mut start = base;
+            while !reader.done() {
+                match reader.record(&mut start) {
+                    Some(record) => records.push(record),
+                    None => break,
+                }
             }
-        })
+        }
+        records.into_iter()
     }
 
     /// Visits the records whose start lies in `[from, to]`: their header
-    /// and, undecoded, their sketch.
+    /// and, undecoded, their sketch. Cold records are read into `buffer`,
+    /// which the sketches borrow.
     pub fn fold_range<'a>(
         &'a self,
+        buffer: &'a mut Vec<u8>,
         from: u32,
         to: u32,
         mut visit: impl FnMut(&Summary, Option<SketchRef<'a>>),
     ) {
-        let mut reader = Reader::new(&self.bytes);
-        let mut start = 0u32;
+        if self.len == 0 || self.first_start.is_some_and(|first| first > to) {
+            return;
+        }
+        let Some((bytes, base)) = self.load(buffer) else {
+            return;
+        };
+        let mut reader = Reader::new(bytes);
+        let mut start = base;
         while !reader.done() {
             let Some(summary) = reader.summary(&mut start) else {
                 return;
@@ -303,6 +473,13 @@ impl Tier {
             }
         }
     }
+}
+
+/// The first varint of `bytes` (a chain's first start), if any.
+fn first_delta(bytes: &[u8]) -> Option<u32> {
+    Reader::new(bytes)
+        .varint()
+        .and_then(|v| u32::try_from(v).ok())
 }
 
 /// Bucket counts, packed as varints (sealed) or plain (the open hour).
@@ -557,6 +734,16 @@ impl<'a> Reader<'a> {
         Self { bytes, at: 0 }
     }
 
+    /// Bytes read so far.
+    pub fn position(&self) -> usize {
+        self.at
+    }
+
+    /// The bytes between two positions.
+    pub fn slice(&self, from: usize, to: usize) -> Option<&'a [u8]> {
+        self.bytes.get(from..to)
+    }
+
     /// True at the end.
     pub fn done(&self) -> bool {
         self.at >= self.bytes.len()
@@ -727,10 +914,13 @@ mod tests {
         let older = tier.split_off_before(102);
         assert_eq!(older.len(), 2);
         assert_eq!(tier.iter().next().map(|r| r.start), Some(102));
-        let (bytes, len, _) = tier.raw();
+        let mut written = Vec::new();
+        tier.write_prefixed(&mut written).expect("in memory");
+        let bytes = Reader::new(&written).prefixed().expect("prefixed");
+        let len = tier.len() as u32;
         assert_eq!(
-            Tier::from_raw(bytes.to_vec(), len).as_ref(),
-            Some(&tier),
+            Tier::from_raw(bytes.to_vec(), len).map(|t| t.iter().collect::<Vec<_>>()),
+            Some(tier.iter().collect::<Vec<_>>()),
             "snapshot form"
         );
         assert_eq!(Tier::from_raw(bytes[..bytes.len() - 1].to_vec(), len), None);
@@ -745,7 +935,8 @@ mod tests {
         assert!(tier.heap_bytes() <= 48, "{}", tier.heap_bytes());
         let mut merge = QuantileMerge::new();
         let mut max = 0.0f64;
-        tier.fold_range(0, 10, |s, sketch| {
+        let mut buffer = Vec::new();
+        tier.fold_range(&mut buffer, 0, 10, |s, sketch| {
             max = max.max(s.max);
             merge.add(s, sketch.expect("sketch"));
         });
@@ -774,7 +965,10 @@ mod tests {
             tier.push(hour, &a);
         }
         let mut merge = QuantileMerge::new();
-        tier.fold_range(0, 100, |s, sketch| merge.add(s, sketch.expect("sketch")));
+        let mut buffer = Vec::new();
+        tier.fold_range(&mut buffer, 0, 100, |s, sketch| {
+            merge.add(s, sketch.expect("sketch"))
+        });
         let mut one_by_one = stored_sketch();
         for record in tier.iter() {
             one_by_one.merge(record.aggregate.sketch.as_ref().expect("sketch"));
@@ -819,7 +1013,7 @@ mod tests {
             tier.push(hour, &aggregate(&[f64::from(hour)], true));
         }
         let mut seen = Vec::new();
-        tier.fold_range(3, 5, |s, _| seen.push(s.start));
+        tier.fold_range(&mut Vec::new(), 3, 5, |s, _| seen.push(s.start));
         assert_eq!(seen, [3, 4, 5]);
     }
 }

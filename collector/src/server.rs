@@ -141,6 +141,8 @@ pub struct Collector {
     inner: Mutex<(Wal, Store)>,
     /// Held while a snapshot is taken.
     snapshot_serial: Mutex<()>,
+    /// Writes to the store, run one after another on the store's thread.
+    store_jobs: std::sync::mpsc::Sender<StoreJob>,
     /// The store's interner, used by flattening outside the lock.
     interner: crate::store::SharedInterner,
     counters: Counters,
@@ -150,6 +152,30 @@ pub struct Collector {
     /// Set when serving HTTPS.
     tls: Option<Arc<rustls::ServerConfig>>,
     tls_handshake_failures: Arc<AtomicU64>,
+}
+
+/// A write to the store (log append and apply) for the store's thread.
+type StoreJob = Box<dyn FnOnce() + Send>;
+
+/// Starts the thread that runs every write to the store. Writes serialize
+/// on the store's lock anyway; running them on one thread keeps the
+/// store's long-lived allocations in one malloc arena. On the blocking
+/// pool, a burst of requests spread them over a thread (and glibc arena)
+/// each, and every arena kept its own free memory: at 100 simulated
+/// nodes that was a third of the collector's resident size.
+fn start_store_thread() -> Result<std::sync::mpsc::Sender<StoreJob>, std::io::Error> {
+    let (jobs, queue) = std::sync::mpsc::channel::<StoreJob>();
+    std::thread::Builder::new()
+        .name("tally-store".into())
+        .spawn(move || {
+            // Ends when the collector, which holds the sender, is dropped.
+            while let Ok(job) = queue.recv() {
+                // A panic (a bug; release builds abort) fails that request
+                // with a 503 and leaves the thread serving the next.
+                let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+            }
+        })?;
+    Ok(jobs)
 }
 
 fn now_ns() -> u64 {
@@ -247,6 +273,12 @@ impl Collector {
             interner: store.interner(),
             inner: Mutex::new((wal, store)),
             snapshot_serial: Mutex::new(()),
+            store_jobs: start_store_thread().map_err(|source| {
+                CollectorError::Wal(WalError::Io {
+                    path: options.data_dir.clone(),
+                    source,
+                })
+            })?,
             inflight: Arc::new(tokio::sync::Semaphore::new(
                 (options.max_inflight_bytes / 1024).max(1),
             )),
@@ -625,18 +657,20 @@ fn int64_as_strings(value: &mut Value) {
     }
 }
 
-/// Appends to the WAL (fsync) and applies, off the async threads.
+/// Appends to the WAL (fsync) and applies, on the store's thread.
 async fn commit<T: Send + 'static>(
     collector: &Arc<Collector>,
     kind: RecordKind,
     payload: Vec<u8>,
     apply: impl FnOnce(&mut Store) -> T + Send + 'static,
 ) -> Result<T, Response> {
-    let collector = Arc::clone(collector);
-    let joined = tokio::task::spawn_blocking(move || {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let writer = Arc::clone(collector);
+    let job: StoreJob = Box::new(move || {
+        let collector = writer;
         let mut guard = collector.lock();
         let (wal, store) = &mut *guard;
-        match wal.append(kind, &payload) {
+        let result = match wal.append(kind, &payload) {
             Ok(()) => Ok(apply(store)),
             Err(error) => {
                 collector
@@ -646,9 +680,14 @@ async fn commit<T: Send + 'static>(
                 tracing::error!(%error, "cannot write the write-ahead log; refusing data");
                 Err(())
             }
-        }
-    })
-    .await;
+        };
+        drop(guard);
+        let _ = reply.send(result);
+    });
+    let joined = match collector.store_jobs.send(job) {
+        Ok(()) => answer.await,
+        Err(_) => Ok(Err(())),
+    };
     match joined {
         Ok(Ok(value)) => Ok(value),
         // The client retries 503s; nothing was acknowledged.

@@ -33,6 +33,11 @@ impl Chunk {
         for i in (0..width).rev() {
             let byte = (self.bit_len / 8) as usize;
             if byte == self.bits.len() {
+                if self.bits.len() == self.bits.capacity() {
+                    // A quarter more at a time, not double: an open chunk
+                    // lives long, and doubling leaves up to half unused.
+                    self.bits.reserve_exact((self.bits.len() / 4).max(16));
+                }
                 self.bits.push(0);
             }
             if (value >> i) & 1 == 1 {
@@ -293,6 +298,10 @@ impl RawWindow {
         if self.open.points >= CHUNK_POINTS {
             let mut full = std::mem::take(&mut self.open);
             full.bits.shrink_to_fit();
+            // The next chunk is likely the size of this one: one allocation.
+            self.open
+                .bits
+                .reserve_exact(full.bits.len() + full.bits.len() / 16);
             // Exact growth: a vector's default first step is four chunks.
             self.sealed.reserve_exact(1);
             self.sealed.push(full);

@@ -321,13 +321,15 @@ impl Tier {
             Some(last) if start <= last => self.amend(start, aggregate),
             _ => {
                 let delta = start - self.last_start.unwrap_or(0);
+                // Exactly the record's size: a tier grows by one record an
+                // hour and is never written to in between.
+                self.bytes.reserve_exact(encoded_len(delta, aggregate));
                 encode(&mut self.bytes, delta, aggregate);
                 self.first_start.get_or_insert(start);
                 self.last_start = Some(start);
                 self.len += 1;
             }
         }
-        self.bytes.shrink_to_fit();
     }
 
     /// Merges `aggregate` into the record at `start` (rare: late data), by
@@ -683,18 +685,43 @@ fn encode(out: &mut Vec<u8>, delta: u32, aggregate: &Aggregate) {
         None => put_varint(out, 0),
         Some(sketch) => {
             // Length-prefixed, so a statistic that needs no sketch skips it.
-            let mut body = Vec::with_capacity(8 + sketch.bucket_counts().len());
-            put_varint(&mut body, zigzag(sketch.scale()));
-            put_varint(&mut body, zigzag(sketch.offset()));
-            put_varint(&mut body, sketch.zero_count());
-            put_varint(&mut body, sketch.bucket_counts().len() as u64);
+            put_varint(out, 1 + sketch_len(sketch) as u64);
+            put_varint(out, zigzag(sketch.scale()));
+            put_varint(out, zigzag(sketch.offset()));
+            put_varint(out, sketch.zero_count());
+            put_varint(out, sketch.bucket_counts().len() as u64);
             for count in sketch.bucket_counts() {
-                put_varint(&mut body, *count);
+                put_varint(out, *count);
             }
-            put_varint(out, 1 + body.len() as u64);
-            out.extend_from_slice(&body);
         }
     }
+}
+
+/// Bytes [`encode`] writes for a record.
+fn encoded_len(delta: u32, aggregate: &Aggregate) -> usize {
+    let sketch = aggregate.sketch.as_ref().map_or(1, |sketch| {
+        let body = sketch_len(sketch);
+        varint_len(1 + body as u64) + body
+    });
+    varint_len(u64::from(delta)) + varint_len(aggregate.count) + 24 + sketch
+}
+
+/// Bytes of a sketch's body in a record.
+fn sketch_len(sketch: &ExpHistogram) -> usize {
+    varint_len(zigzag(sketch.scale()))
+        + varint_len(zigzag(sketch.offset()))
+        + varint_len(sketch.zero_count())
+        + varint_len(sketch.bucket_counts().len() as u64)
+        + sketch
+            .bucket_counts()
+            .iter()
+            .map(|c| varint_len(*c))
+            .sum::<usize>()
+}
+
+/// Bytes of `value` as a LEB128 varint.
+fn varint_len(value: u64) -> usize {
+    (64 - value.max(1).leading_zeros() as usize).div_ceil(7)
 }
 
 fn zigzag(value: i32) -> u64 {
@@ -1004,6 +1031,25 @@ mod tests {
         again.observe(2.0);
         again.observe_distribution(&huge);
         assert_eq!(again.count, u64::MAX);
+    }
+
+    #[test]
+    fn encoded_len_is_what_encode_writes() {
+        for values in [&[][..], &[0.0], &[1.0, 1e12, 3.5], &[1e-9, 7.0, 7.0, 1e300]] {
+            for sketch in [false, true] {
+                let aggregate = aggregate(values, sketch);
+                for delta in [0, 1, 127, 128, 300_000] {
+                    let mut out = Vec::new();
+                    encode(&mut out, delta, &aggregate);
+                    assert_eq!(out.len(), encoded_len(delta, &aggregate));
+                }
+            }
+        }
+        for value in [0, 1, 127, 128, 16_383, 16_384, u64::MAX] {
+            let mut out = Vec::new();
+            put_varint(&mut out, value);
+            assert_eq!(out.len(), varint_len(value), "{value}");
+        }
     }
 
     #[test]

@@ -757,6 +757,13 @@ mod tests {
 
     /// Every answer the tests ask of `filled_store` is the same on `restored`.
     fn assert_same_answers(store: &Store, restored: &Store) {
+        assert_close_answers(store, restored, 0.0);
+    }
+
+    /// As [`assert_same_answers`], with quantiles within `tolerance`
+    /// (relative): history rolled up by another release merged its
+    /// sketches in other groups.
+    fn assert_close_answers(store: &Store, restored: &Store, tolerance: f64) {
         assert_eq!(restored.series_count(), 3);
         assert_eq!(restored.stats(), store.stats());
         assert_eq!(restored.agents().count(), 1);
@@ -770,11 +777,17 @@ mod tests {
         ] {
             let before = store.select(metric, &[]).next().expect("series");
             let after = restored.select(metric, &[]).next().expect("series");
-            assert_eq!(
-                Store::stat(after, stat, T0, end),
-                Store::stat(before, stat, T0, end),
-                "{metric} {stat:?}"
+            let (got, want) = (
+                Store::stat(after, stat, T0, end).expect("answer"),
+                Store::stat(before, stat, T0, end).expect("answer"),
             );
+            match stat {
+                super::super::Stat::Quantile(_) => assert!(
+                    (got - want).abs() <= want.abs() * tolerance,
+                    "{metric} {stat:?}: {got} vs {want}"
+                ),
+                _ => assert_eq!(got, want, "{metric} {stat:?}"),
+            }
             assert_eq!(after.recent_points(), before.recent_points());
             assert_eq!(after.latest_rate(), before.latest_rate());
         }
@@ -844,7 +857,8 @@ mod tests {
         .expect("write");
         let loaded = read(dir.path(), limits()).expect("read").expect("present");
         assert_eq!(loaded.wal_seq, 42);
-        assert_same_answers(&filled_store(), &loaded.store);
+        // That release rolled hours into days an hour at a time.
+        assert_close_answers(&filled_store(), &loaded.store, 0.05);
     }
 
     /// Applies minutes `from..to` (1-minute steps) of a gauge, a
@@ -938,10 +952,9 @@ mod tests {
             "history left the heap: {in_memory} -> {cold} bytes"
         );
         for series in store.all_series() {
-            assert!(
-                series.hours.is_cold() && series.days.is_cold(),
-                "{series:?}"
-            );
+            // A tier of a few dozen bytes stays: a span would cost as much.
+            assert!(series.hours.is_cold(), "{series:?}");
+            assert!(series.days.heap_bytes() < 48, "{series:?}");
             // Distributions keep no raw window.
             assert_eq!(
                 series.recent.is_cold(),
@@ -951,10 +964,16 @@ mod tests {
         }
         assert_same_history(&store, &reference, 3 * 24 * 60);
 
+        // An hour that starts no new day leaves the days where they are.
+        apply_minutes(&mut store, 3 * 24 * 60, 3 * 24 * 60 + 61);
+        apply_minutes(&mut reference, 3 * 24 * 60, 3 * 24 * 60 + 61);
+        let lat = store.select("lat", &[]).next().expect("series");
+        assert!(lat.days.is_cold() && lat.hours.is_cold(), "{lat:?}");
+
         // Thirty more hours: cold hours roll into days, cold raw chunks
         // drop out of the window; then a late point for a cold hour.
-        apply_minutes(&mut store, 3 * 24 * 60, 3 * 24 * 60 + 30 * 60);
-        apply_minutes(&mut reference, 3 * 24 * 60, 3 * 24 * 60 + 30 * 60);
+        apply_minutes(&mut store, 3 * 24 * 60 + 61, 3 * 24 * 60 + 30 * 60);
+        apply_minutes(&mut reference, 3 * 24 * 60 + 61, 3 * 24 * 60 + 30 * 60);
         for s in [&mut store, &mut reference] {
             s.apply(sample(
                 "mem",

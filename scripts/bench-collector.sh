@@ -34,7 +34,10 @@ HZ=$(getconf CLK_TCK)
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 now_ns() { date +%s%N; }
 
-"$TALLY" collector --listen "127.0.0.1:$PORT" --data-dir "$WORK/collector" 2> "$WORK/collector.log" &
+# A short snapshot interval, so the store's history goes cold soon after
+# the backfill, as it would within 5 minutes in a running collector.
+TALLY_COLLECTOR_SNAPSHOT_INTERVAL=${BENCH_SNAPSHOT_INTERVAL:-20s} \
+  "$TALLY" collector --listen "127.0.0.1:$PORT" --data-dir "$WORK/collector" 2> "$WORK/collector.log" &
 C=$!; PIDS+=("$C")
 until curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null; do sleep 0.05; done
 c0=$(ticks "$C"); t0=$(now_ns)
@@ -43,6 +46,21 @@ t1=$(now_ns); c1=$(ticks "$C")
 points=$(grep -o '[0-9]* points' "$WORK/simulate.log" | head -1 | awk '{print $1}')
 series=$(curl -s "http://127.0.0.1:$PORT/api/v1/status" | python3 -c 'import json,sys; print(json.load(sys.stdin)["series"])')
 rss_kb=$(awk '/^VmRSS:/{print $2}' "/proc/$C/status")
+# RSS once a snapshot has moved the sealed history to its file, then after a
+# restart from that snapshot (the store alone, without what the allocator
+# kept from the burst).
+snapshots() { curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^tally_collector_snapshots_total /{print $2}'; }
+before=$(snapshots)
+until [ "$(snapshots)" != "$before" ]; do sleep 1; done
+sleep 1
+cold_rss_kb=$(awk '/^VmRSS:/{print $2}' "/proc/$C/status")
+store_bytes=$(curl -s "http://127.0.0.1:$PORT/metrics" | awk '/^tally_collector_store_bytes /{print $2}')
+kill -INT "$C"; wait "$C" 2>/dev/null || true
+"$TALLY" collector --listen "127.0.0.1:$PORT" --data-dir "$WORK/collector" 2>> "$WORK/collector.log" &
+C=$!; PIDS+=("$C")
+until curl -sf "http://127.0.0.1:$PORT/readyz" >/dev/null; do sleep 0.05; done
+restart_rss_kb=$(awk '/^VmRSS:/{print $2}' "/proc/$C/status")
+kill -INT "$C"; wait "$C" 2>/dev/null || true
 
 "$TALLY" simulate --collector "http://127.0.0.1:$PORT" --nodes "$NODES" --seed 1 --backfill "$BACKFILL" --step "$STEP" \
   --dump-prometheus "$WORK/points.prom" 2>/dev/null
@@ -57,10 +75,11 @@ curl -sf -X POST -T "$WORK/points.prom" "http://127.0.0.1:$VM_PORT/api/v1/import
 curl -sf "http://127.0.0.1:$VM_PORT/internal/force_flush" >/dev/null
 s1=$(now_ns); v1=$(ticks "$V")
 
-python3 - "$points" "$t0" "$t1" "$c0" "$c1" "$lines" "$s0" "$s1" "$v0" "$v1" "$HZ" "$series" "$rss_kb" "$NODES" "$BACKFILL" "$STEP" <<'PY'
+python3 - "$points" "$t0" "$t1" "$c0" "$c1" "$lines" "$s0" "$s1" "$v0" "$v1" "$HZ" "$series" "$rss_kb" \
+  "$cold_rss_kb" "$restart_rss_kb" "$store_bytes" "$NODES" "$BACKFILL" "$STEP" <<'PY'
 import sys
-points, t0, t1, c0, c1, lines, s0, s1, v0, v1, hz, series, rss_kb = map(int, sys.argv[1:14])
-nodes, backfill, step = sys.argv[14:17]
+points, t0, t1, c0, c1, lines, s0, s1, v0, v1, hz, series, rss_kb, cold_rss_kb, restart_rss_kb, store_bytes = map(int, sys.argv[1:17])
+nodes, backfill, step = sys.argv[17:20]
 wall = (t1 - t0) / 1e9; cpu = (c1 - c0) / hz
 vwall = (s1 - s0) / 1e9; vcpu = max((v1 - v0) / hz, 1 / hz)
 print(f"\n== collector ingest vs VictoriaMetrics import: {nodes} simulated nodes, {backfill} at {step} steps")
@@ -68,5 +87,9 @@ print(f"tally collector : {points} points in {wall:.1f} s wall = {points / wall:
       f"{cpu:.1f} CPU s = {points / max(cpu, 1e-9):,.0f} points per CPU second")
 print(f"VictoriaMetrics : {lines} samples in {vwall:.1f} s wall = {lines / vwall:,.0f} samples/s; "
       f"{vcpu:.1f} CPU s = {lines / vcpu:,.0f} samples per CPU second")
-print(f"collector RSS {rss_kb / 1024:.0f} MiB for {series} series = {rss_kb * 1024 / max(series, 1) / 1024:.1f} KiB per series (target <= 2 KiB)")
+per = lambda kb: f"{kb / 1024:.0f} MiB = {kb * 1024 / max(series, 1) / 1024:.2f} KiB per series"
+print(f"collector RSS for {series} series (target <= 2 KiB per series):")
+print(f"  right after the backfill          {per(rss_kb)}")
+print(f"  after the next snapshot           {per(cold_rss_kb)} (store estimate {store_bytes / max(series, 1):.0f} B per series)")
+print(f"  restarted from that snapshot      {per(restart_rss_kb)}")
 PY

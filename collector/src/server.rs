@@ -291,8 +291,9 @@ impl Collector {
     }
 
     /// Writes a snapshot of the store and deletes the log it covers. The
-    /// lock is held only to roll the log and encode; the file is written
-    /// while ingest goes on.
+    /// lock is held while the file is written (to the page cache) and its
+    /// history adopted as cold; fsync and rename happen while ingest goes
+    /// on. Returns the file's size.
     pub fn snapshot(&self) -> Result<u64, CollectorError> {
         let started = std::time::Instant::now();
         // One at a time: each reads the history the previous one wrote.

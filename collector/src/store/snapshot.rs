@@ -12,8 +12,10 @@
 //! refer to them by number; blocks are encoded and decoded on all cores,
 //! and tiers are taken as they are, trusting the checksum. Version 1
 //! (labels spelled out per series) is still read.
-//! A snapshot is written to a temporary file, fsynced and renamed over the
-//! previous one; only then are the log segments it covers deleted.
+//! A snapshot is written to a temporary file a few blocks at a time, and
+//! the history each block holds is read from the file from then on
+//! ([`super::cold`]); the file is then fsynced and renamed over the
+//! previous one, and only then are the log segments it covers deleted.
 
 use std::fs::File;
 use std::io::{Read, Write};

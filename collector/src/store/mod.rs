@@ -414,6 +414,18 @@ impl Store {
             .map(|s| &**s)
     }
 
+    /// The series of `metric` with exactly `labels`.
+    fn series(&self, metric: &str, labels: &Labels) -> Option<&Series> {
+        self.metrics.get(metric)?.get(labels).map(|s| &**s)
+    }
+
+    fn series_mut(&mut self, metric: &str, labels: &Labels) -> Option<&mut Series> {
+        self.metrics
+            .get_mut(metric)?
+            .get_mut(labels)
+            .map(|s| &mut **s)
+    }
+
     fn retention_hours(&self) -> u32 {
         (self.limits.retention_ns / HOUR_NS) as u32
     }

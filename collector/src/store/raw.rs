@@ -257,6 +257,16 @@ pub struct Front {
     last_ms: u64,
 }
 
+impl Front {
+    fn of(chunk: &Chunk, len: u32) -> Front {
+        Front {
+            len,
+            points: chunk.points,
+            last_ms: chunk.last_ms,
+        }
+    }
+}
+
 /// What a snapshot wrote of a window's full chunks, to make them cold
 /// once the file is in place ([`RawWindow::adopt`]).
 #[derive(Debug, Clone, Copy, Default)]
@@ -352,11 +362,7 @@ impl RawWindow {
                 cold.points -= u32::from(cold.front.points);
                 cold.chunks -= 1;
                 cold.span = span;
-                cold.front = Front {
-                    len,
-                    points: chunk.points,
-                    last_ms: chunk.last_ms,
-                };
+                cold.front = Front::of(&chunk, len);
             }
             // Unreadable (counted): the cold points are gone.
             None => {
@@ -440,11 +446,7 @@ impl RawWindow {
             let from = out.len();
             chunk.write(out);
             if written.chunks == 0 {
-                written.front = Front {
-                    len: (out.len() - from) as u32,
-                    points: chunk.points,
-                    last_ms: chunk.last_ms,
-                };
+                written.front = Front::of(chunk, (out.len() - from) as u32);
             }
             written.chunks += 1;
             written.points += u32::from(chunk.points);
@@ -520,11 +522,7 @@ impl RawWindow {
                 };
                 for (i, (chunk, len)) in chunks.into_iter().enumerate() {
                     if i == 0 {
-                        cold.front = Front {
-                            len,
-                            points: chunk.points,
-                            last_ms: chunk.last_ms,
-                        };
+                        cold.front = Front::of(&chunk, len);
                     }
                     cold.points += u32::from(chunk.points);
                 }

@@ -256,14 +256,7 @@ pub fn write(store: &mut Store, dir: &Path, wal_seq: u64) -> Result<Pending, Sna
         let encoded = {
             let shared: &Store = store;
             let series: Vec<&Series> = (group[0].start..group[group.len() - 1].end)
-                .map(|i| {
-                    let (metric, labels) = &keys[i];
-                    shared
-                        .metrics
-                        .get(metric)
-                        .and_then(|by_labels| by_labels.get(labels))
-                        .map(|s| &**s)
-                })
+                .map(|i| shared.series(&keys[i].0, &keys[i].1))
                 .collect::<Option<_>>()
                 .ok_or(SnapshotError::Changed)?;
             let first = group[0].start;
@@ -303,11 +296,7 @@ pub fn write(store: &mut Store, dir: &Path, wal_seq: u64) -> Result<Pending, Sna
             };
             for placement in placements {
                 let (metric, labels) = &keys[placement.series];
-                let Some(series) = store
-                    .metrics
-                    .get_mut(metric)
-                    .and_then(|by_labels| by_labels.get_mut(labels))
-                else {
+                let Some(series) = store.series_mut(metric, labels) else {
                     continue;
                 };
                 let (hours, days, raw) = (&placement.hours, &placement.days, &placement.raw);

@@ -112,7 +112,6 @@ pub struct Tier {
 #[derive(Debug, Clone, PartialEq)]
 struct ColdRecords {
     span: Span,
-    records: u32,
     /// Start the first record's delta counts from (0 unless older records
     /// were split off since the file was written).
     base: u32,
@@ -126,8 +125,6 @@ pub struct Written {
     pub at: usize,
     /// Their length.
     pub len: u32,
-    /// Records written.
-    pub records: u32,
     /// In-memory bytes they included.
     pub hot_len: u32,
 }
@@ -239,7 +236,6 @@ impl Tier {
         Written {
             at,
             len: len as u32,
-            records: self.len,
             hot_len: self.bytes.len() as u32,
         }
     }
@@ -252,11 +248,7 @@ impl Tier {
         }
         self.bytes.drain(..written.hot_len as usize);
         self.bytes.shrink_to_fit();
-        self.cold = Some(ColdRecords {
-            span,
-            records: written.records,
-            base: 0,
-        });
+        self.cold = Some(ColdRecords { span, base: 0 });
     }
 
     /// Rebuilds a tier from snapshot bytes without decoding them (the
@@ -284,7 +276,6 @@ impl Tier {
             Some(placed) if bytes.len() >= COLD_MIN_BYTES => Tier {
                 cold: Some(ColdRecords {
                     span: placed.span_of(bytes),
-                    records: len,
                     base: 0,
                 }),
                 first_start: first_delta(bytes),
@@ -307,11 +298,7 @@ impl Tier {
             last = Some(record.start);
             count += 1;
         }
-        (count == len).then(|| {
-            let mut tier = Tier::from_parts(bytes, len, last);
-            tier.last_start = last;
-            tier
-        })
+        (count == len).then(|| Tier::from_parts(bytes, len, last))
     }
 
     /// Appends a record newer than every record held; an older or equal
@@ -404,7 +391,6 @@ impl Tier {
             Some((position, _, first)) if position < cold_len => {
                 if let Some(cold) = &mut self.cold {
                     cold.span = cold.span.after(position as u32);
-                    cold.records -= removed_count;
                     cold.base = at;
                 }
                 self.first_start = Some(first);

@@ -175,7 +175,8 @@ fn query_runs(store: &Store, containers: usize, runs: usize, start: u64, end: u6
         let mut answered = 0usize;
         for (metric, stat) in [(cpu, Stat::Quantile(0.95)), (memory, Stat::Max)] {
             let selected: Vec<_> = store.select(metric, &[]).collect();
-            for value in Store::stat_all(&selected, stat, start, end)
+            for value in store
+                .stat_all(&selected, stat, start, end)
                 .into_iter()
                 .flatten()
             {

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod config;
 pub mod ingest;
+pub mod memory;
 pub mod parallel;
 pub mod replay;
 pub mod server;

@@ -167,7 +167,7 @@ mod tests {
         let answer = |store: &Store| {
             let series = store.select(&metric, &[]).next().expect("series");
             (
-                Store::stat(series, Stat::Increase, T0, T0 + 4 * HOUR_NS),
+                store.stat(series, Stat::Increase, T0, T0 + 4 * HOUR_NS),
                 series.latest(),
             )
         };

@@ -317,6 +317,8 @@ impl Collector {
             };
             let len = pending.commit()?;
             self.lock().0.remove_before(seq)?;
+            // The history just made cold was freed under the lock.
+            crate::memory::release_free_memory();
             Ok::<u64, CollectorError>(len)
         })();
         match &result {
@@ -938,7 +940,7 @@ async fn api_series(
                     "labels": series.labels().iter().collect::<std::collections::BTreeMap<_, _>>(),
                     "kind": series.kind,
                     "latest": series.latest(),
-                    "points": series.recent_points().into_iter().map(|(t, v)| json!([t as f64 / 1e9, v])).collect::<Vec<_>>(),
+                    "points": s.recent_points(series).into_iter().map(|(t, v)| json!([t as f64 / 1e9, v])).collect::<Vec<_>>(),
                 })
             })
             .collect()
@@ -968,7 +970,7 @@ async fn api_query(
     let matchers = matchers(&params);
     let results: Vec<Value> = collector.with_store(|s| {
         let selected: Vec<_> = s.select(metric, &matchers).collect();
-        let values = Store::stat_all(&selected, stat, from, to);
+        let values = s.stat_all(&selected, stat, from, to);
         selected
             .iter()
             .zip(values)
@@ -1017,7 +1019,7 @@ async fn api_containers(
                     "runtime": label("container.runtime"),
                     "simulated": series.label("tally.simulated") == Some("true"),
                     "working_set_bytes": series.latest(),
-                    "working_set_bytes_max": Store::stat(series, Stat::Max, from, to),
+                    "working_set_bytes_max": s.stat(series, Stat::Max, from, to),
                 }),
             );
         }
@@ -1037,8 +1039,8 @@ async fn api_containers(
                 row["cpu_cores"] = json!(series.latest_rate());
             }
             if let Some(series) = sampled.get(id) {
-                row["cpu_cores_p95"] = json!(Store::stat(series, Stat::Quantile(0.95), from, to));
-                row["cpu_cores_max"] = json!(Store::stat(series, Stat::Max, from, to));
+                row["cpu_cores_p95"] = json!(s.stat(series, Stat::Quantile(0.95), from, to));
+                row["cpu_cores_max"] = json!(s.stat(series, Stat::Max, from, to));
             }
         }
         rows.into_values().collect()

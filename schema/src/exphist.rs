@@ -105,10 +105,12 @@ impl ExpHistogram {
             self.counts.push(0);
         }
         if index < self.offset {
+            // In place: a long-lived sketch that moves leaves holes in the
+            // heap between younger allocations.
             let grow = (self.offset - index) as usize;
-            let mut counts = vec![0; grow];
-            counts.extend_from_slice(&self.counts);
-            self.counts = counts;
+            let len = self.counts.len();
+            self.counts.resize(len + grow, 0);
+            self.counts.rotate_right(grow);
             self.offset = index;
         }
         let position = (index - self.offset) as usize;
@@ -132,18 +134,38 @@ impl ExpHistogram {
         change
     }
 
+    /// Halves the resolution `change` times, in place: consecutive buckets
+    /// map to the same or the next coarser bucket, which is never further
+    /// right than the first of them.
     fn downscale(&mut self, change: i32) {
         let new_offset = coarser(self.offset, 0, change);
-        let last = coarser(self.offset, self.counts.len() - 1, change);
-        let mut merged = vec![0u64; (last - new_offset + 1) as usize];
-        for (position, count) in self.counts.iter().enumerate() {
-            let index = coarser(self.offset, position, change);
-            let slot = &mut merged[(index - new_offset) as usize];
-            *slot = slot.saturating_add(*count);
+        let mut last_slot = 0;
+        for position in 0..self.counts.len() {
+            let slot = (coarser(self.offset, position, change) - new_offset) as usize;
+            let count = self.counts[position];
+            if position == 0 || slot != last_slot {
+                self.counts[slot] = count;
+            } else {
+                self.counts[slot] = self.counts[slot].saturating_add(count);
+            }
+            last_slot = slot;
         }
-        self.counts = merged;
+        self.counts.truncate(last_slot + 1);
         self.offset = new_offset;
         self.scale -= change;
+    }
+
+    /// Empties the histogram at `scale`, keeping its bucket allocation (an
+    /// hourly sketch is reused for the next hour rather than reallocated).
+    pub fn clear(&mut self, scale: i32) {
+        self.scale = scale.clamp(-10, MAX_SCALE);
+        self.zero_count = 0;
+        self.count = 0;
+        self.sum = 0.0;
+        self.min = f64::INFINITY;
+        self.max = f64::NEG_INFINITY;
+        self.offset = 0;
+        self.counts.clear();
     }
 
     /// Merges another histogram into this one (the collector folds OTLP
@@ -377,6 +399,60 @@ mod tests {
         assert_eq!(h.sum(), 1055.0);
         assert_eq!(h.min(), Some(1.0));
         assert_eq!(h.max(), Some(1024.0));
+    }
+
+    /// The in-place downscale against the plain definition: every bucket's
+    /// count lands in bucket `index >> change`.
+    #[test]
+    fn downscaling_in_place_matches_the_definition() {
+        let mut seed = 7_u64;
+        let mut next = move || {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            seed >> 33
+        };
+        for _ in 0..500 {
+            let len = 1 + (next() % 40) as usize;
+            let offset = (next() % 400) as i32 - 200;
+            let change = 1 + (next() % 5) as i32;
+            let counts: Vec<u64> = (0..len).map(|_| next() % 5).collect();
+            let mut expected = std::collections::BTreeMap::new();
+            for (position, count) in counts.iter().enumerate() {
+                *expected
+                    .entry((offset + position as i32) >> change)
+                    .or_insert(0) += count;
+            }
+            let mut h = ExpHistogram::with_scale(160, 5);
+            h.offset = offset;
+            h.counts = counts.clone();
+            h.downscale(change);
+            assert_eq!(h.scale(), 5 - change);
+            assert_eq!(h.offset(), *expected.keys().next().expect("one bucket"));
+            assert_eq!(
+                h.bucket_counts(),
+                expected.values().copied().collect::<Vec<_>>()
+            );
+        }
+    }
+
+    #[test]
+    fn clearing_keeps_the_allocation_and_forgets_the_values() {
+        let mut reused = ExpHistogram::with_scale(160, 3);
+        for i in 0..300 {
+            reused.record(0.5 * 1.1_f64.powi(i));
+        }
+        reused.record(0.0);
+        let capacity = reused.counts.capacity();
+        reused.clear(3);
+        assert!(reused.is_empty());
+        assert_eq!(reused.counts.capacity(), capacity);
+        let mut fresh = ExpHistogram::with_scale(160, 3);
+        for v in [4.0, 0.25, 1e6, 3.0] {
+            reused.record(v);
+            fresh.record(v);
+        }
+        assert_eq!(reused, fresh);
     }
 
     #[test]

@@ -51,7 +51,7 @@ pub fn view(store: &Store, window: Window) -> Value {
     // destination workload, class) → bytes sent.
     let mut pairs: BTreeMap<(String, String, String, String, String), f64> = BTreeMap::new();
     let mut count = |direction: usize, series: &Series| {
-        let Some(bytes) = window.stat(series, Stat::Increase) else {
+        let Some(bytes) = window.stat(store, series, Stat::Increase) else {
             return;
         };
         let class = label(series, "destination_class");

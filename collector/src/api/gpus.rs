@@ -61,12 +61,12 @@ pub fn view(store: &Store, window: Window) -> Value {
     let mut rows = Rows::new(store, window, devices, |series| Some(key(series)));
     rows.fill(&catalog::GPU_UTILIZATION, |row, series| {
         row.utilization = series.latest();
-        row.utilization_p95 = window.stat(series, Stat::Quantile(0.95));
-        row.utilization_max = window.stat(series, Stat::Max);
+        row.utilization_p95 = window.stat(store, series, Stat::Quantile(0.95));
+        row.utilization_max = window.stat(store, series, Stat::Max);
     });
     rows.fill(&catalog::GPU_MEMORY_USED, |row, series| {
         row.memory_used = series.latest();
-        row.memory_used_max = window.stat(series, Stat::Max);
+        row.memory_used_max = window.stat(store, series, Stat::Max);
     });
     rows.fill(&catalog::GPU_POWER, |row, series| {
         row.power = series.latest();
@@ -80,12 +80,12 @@ pub fn view(store: &Store, window: Window) -> Value {
     rows.fill(&catalog::CONTAINER_GPU_UTILIZATION, |row, series| {
         let pod = pod(row, series);
         pod["utilization"] = json!(series.latest());
-        pod["utilization_p95"] = json!(window.stat(series, Stat::Quantile(0.95)));
+        pod["utilization_p95"] = json!(window.stat(store, series, Stat::Quantile(0.95)));
     });
     rows.fill(&catalog::CONTAINER_GPU_MEMORY_USED, |row, series| {
         let pod = pod(row, series);
         pod["memory_used_bytes"] = json!(series.latest());
-        pod["memory_used_bytes_max"] = json!(window.stat(series, Stat::Max));
+        pod["memory_used_bytes_max"] = json!(window.stat(store, series, Stat::Max));
     });
     let any_simulated = rows.rows.values().any(|r| r.simulated);
     let gpus: Vec<Value> = rows

@@ -40,8 +40,8 @@ pub struct Window {
 
 impl Window {
     /// `stat` of `series` over the window.
-    pub fn stat(self, series: &Series, stat: Stat) -> Option<f64> {
-        Store::stat(series, stat, self.from_ns, self.to_ns)
+    pub fn stat(self, store: &Store, series: &Series, stat: Stat) -> Option<f64> {
+        store.stat(series, stat, self.from_ns, self.to_ns)
     }
 }
 

@@ -50,9 +50,15 @@ struct Row {
 }
 
 /// p50 and p95 of a distribution, each the worst over replicas.
-fn quantiles(into: &mut [Option<f64>; 2], series: &Series, window: Window) {
-    max(&mut into[0], window.stat(series, Stat::Quantile(0.5)));
-    max(&mut into[1], window.stat(series, Stat::Quantile(0.95)));
+fn quantiles(into: &mut [Option<f64>; 2], store: &Store, series: &Series, window: Window) {
+    max(
+        &mut into[0],
+        window.stat(store, series, Stat::Quantile(0.5)),
+    );
+    max(
+        &mut into[1],
+        window.stat(store, series, Stat::Quantile(0.95)),
+    );
 }
 
 /// The view.
@@ -82,28 +88,31 @@ pub fn view(store: &Store, window: Window) -> Value {
     });
     rows.fill(&catalog::MODEL_REQUESTS_WAITING, |row, series| {
         add(&mut row.waiting, series.latest());
-        max(&mut row.waiting_max, window.stat(series, Stat::Max));
+        max(&mut row.waiting_max, window.stat(store, series, Stat::Max));
     });
     rows.fill(&catalog::MODEL_KV_CACHE_USAGE, |row, series| {
         max(&mut row.kv_cache, series.latest());
         max(
             &mut row.kv_cache_p95,
-            window.stat(series, Stat::Quantile(0.95)),
+            window.stat(store, series, Stat::Quantile(0.95)),
         );
     });
     rows.fill(&catalog::MODEL_TIME_TO_FIRST_TOKEN, |row, series| {
-        quantiles(&mut row.ttft, series, window);
+        quantiles(&mut row.ttft, store, series, window);
     });
     rows.fill(&catalog::MODEL_INTER_TOKEN_LATENCY, |row, series| {
-        quantiles(&mut row.itl, series, window);
+        quantiles(&mut row.itl, store, series, window);
     });
     rows.fill(&catalog::MODEL_E2E_REQUEST_LATENCY, |row, series| {
-        max(&mut row.e2e_p95, window.stat(series, Stat::Quantile(0.95)));
+        max(
+            &mut row.e2e_p95,
+            window.stat(store, series, Stat::Quantile(0.95)),
+        );
     });
     rows.fill(&catalog::MODEL_REQUEST_QUEUE_TIME, |row, series| {
         max(
             &mut row.queue_time_p95,
-            window.stat(series, Stat::Quantile(0.95)),
+            window.stat(store, series, Stat::Quantile(0.95)),
         );
     });
     // The GPU devices (GPU or MIG instance) the replicas' pods use.

@@ -55,7 +55,10 @@ pub fn view(store: &Store, window: Window) -> Value {
             row.pods.insert(label(series, "k8s.pod.uid"));
             row.containers += 1;
             add(&mut row.working_set, series.latest());
-            add(&mut row.working_set_max, window.stat(series, Stat::Max));
+            add(
+                &mut row.working_set_max,
+                window.stat(store, series, Stat::Max),
+            );
             owner.insert(id.to_owned(), key);
         },
     );
@@ -67,20 +70,26 @@ pub fn view(store: &Store, window: Window) -> Value {
         add(&mut row.cpu_usage, series.latest_rate());
     });
     rows.fill(&catalog::CONTAINER_CPU_USAGE_SAMPLED, |row, series| {
-        add(&mut row.cpu_p95, window.stat(series, Stat::Quantile(0.95)));
-        add(&mut row.cpu_max, window.stat(series, Stat::Max));
+        add(
+            &mut row.cpu_p95,
+            window.stat(store, series, Stat::Quantile(0.95)),
+        );
+        add(&mut row.cpu_max, window.stat(store, series, Stat::Max));
     });
     rows.fill(
         &catalog::CONTAINER_MEMORY_WORKING_SET_SAMPLED,
         |row, series| {
             add(
                 &mut row.working_set_p95,
-                window.stat(series, Stat::Quantile(0.95)),
+                window.stat(store, series, Stat::Quantile(0.95)),
             );
         },
     );
     rows.fill(&catalog::CONTAINER_MEMORY_OOM_KILLS, |row, series| {
-        add(&mut row.oom_kills, window.stat(series, Stat::Increase));
+        add(
+            &mut row.oom_kills,
+            window.stat(store, series, Stat::Increase),
+        );
     });
     rows.fill(
         &catalog::CONTAINER_RESOURCE_REQUESTS,

@@ -7,6 +7,7 @@
 //! by scanning raw points.
 
 pub mod cold;
+pub mod hot;
 pub mod labels;
 pub mod raw;
 pub mod snapshot;
@@ -20,6 +21,7 @@ use serde::Serialize;
 use tally_schema::exphist::ExpHistogram;
 
 use crate::ingest::points::{Sample, SampleValue};
+use hot::HotArena;
 pub use labels::{Interner, LabelSet, Labels, SharedInterner};
 use raw::RawWindow;
 pub use tier::Aggregate;
@@ -33,6 +35,11 @@ const DAY_HOURS: u32 = 24;
 /// whole days are rolled up into one aggregate each, so 14 days cost
 /// 48–71 + 12 aggregates per series instead of 336.
 const HOURLY_TIER_HOURS: u32 = 48;
+
+/// Garbage the hot arena may hold before the store compacts it without
+/// waiting for a snapshot (moved and dropped bytes; half the arena at
+/// least).
+const HOT_GARBAGE_MIN_BYTES: usize = 32 << 20;
 
 /// Store limits.
 #[derive(Debug, Clone, Copy)]
@@ -148,9 +155,10 @@ impl Series {
         (t1 > t0).then(|| (v1 - v0) / ((t1 - t0) as f64 / 1e9))
     }
 
-    /// Raw points `(ns, value)` in time order (counters: running total).
-    pub fn recent_points(&self) -> Vec<(u64, f64)> {
-        self.recent.points()
+    /// Raw points `(ns, value)` in time order (counters: running total);
+    /// `hot` is the store's ([`Store::hot`]).
+    pub fn recent_points(&self, hot: &HotArena) -> Vec<(u64, f64)> {
+        self.recent.points(hot)
     }
 
     /// Number of hourly and daily aggregates held (sealed and open).
@@ -163,7 +171,7 @@ impl Series {
 
     /// Daily peaks `(day start ns, max)` over the retention window, oldest
     /// first: the memory-like question "how high did it go each day".
-    pub fn daily_peaks(&self) -> Vec<(u64, f64)> {
+    pub fn daily_peaks(&self, hot: &HotArena) -> Vec<(u64, f64)> {
         let mut peaks: BTreeMap<u32, f64> = BTreeMap::new();
         let mut add = |start: u32, max: f64| {
             let day = start / DAY_HOURS * DAY_HOURS;
@@ -172,7 +180,7 @@ impl Series {
         };
         let mut buffer = Vec::new();
         for tier in [&self.days, &self.hours] {
-            tier.fold_range(&mut buffer, 0, u32::MAX, |s, _| add(s.start, s.max));
+            tier.fold_range(hot, &mut buffer, 0, u32::MAX, |s, _| add(s.start, s.max));
         }
         if let Some((hour, open)) = &self.open {
             add(*hour, open.max);
@@ -194,12 +202,30 @@ impl Series {
                 .as_ref()
                 .map_or(0, |s| 64 + s.bucket_counts().len() * 8)
         });
-        open + self.hours.heap_bytes() + self.days.heap_bytes() + self.recent.heap_bytes()
+        open + self.recent.heap_bytes()
+    }
+
+    /// Bytes of history in the hot arena.
+    fn hot_bytes(&self) -> usize {
+        self.hours.hot_len() + self.days.hot_len() + self.recent.hot_len()
+    }
+
+    /// Moves the series' hot history into `fresh` (after a snapshot).
+    fn compact_hot(&mut self, old: &HotArena, fresh: &mut HotArena) {
+        self.hours.compact_hot(old, fresh);
+        self.days.compact_hot(old, fresh);
+        self.recent.compact_hot(old, fresh);
     }
 
     /// Adds `value` (or a distribution) to its hour, sealing the open hour
     /// when a newer one starts and rolling old hours into days.
-    fn observe(&mut self, hour: u32, value: Observation<'_>, retention_hours: u32) {
+    fn observe(
+        &mut self,
+        hot: &mut HotArena,
+        hour: u32,
+        value: Observation<'_>,
+        retention_hours: u32,
+    ) {
         let with_sketch = self.kind != SeriesKind::Counter;
         match &mut self.open {
             Some((open_hour, aggregate)) if *open_hour == hour => value.add_to(aggregate),
@@ -208,18 +234,24 @@ impl Series {
                 let mut late = Aggregate::new(with_sketch);
                 value.add_to(&mut late);
                 if hour >= self.hours.first_start().unwrap_or(0) {
-                    self.hours.push(hour, &late);
+                    self.hours.push(hot, hour, &late);
                 } else {
-                    self.days.push(hour / DAY_HOURS * DAY_HOURS, &late);
+                    self.days.push(hot, hour / DAY_HOURS * DAY_HOURS, &late);
                 }
             }
-            _ => {
+            Some((open_hour, aggregate)) => {
+                self.hours.push(hot, *open_hour, aggregate);
+                // The same allocation serves the next hour.
+                aggregate.reset(with_sketch);
+                *open_hour = hour;
+                value.add_to(aggregate);
+                self.roll_up(hot, hour, retention_hours);
+            }
+            None => {
                 let mut aggregate = Aggregate::new(with_sketch);
                 value.add_to(&mut aggregate);
-                if let Some((sealed_hour, sealed)) = self.open.replace((hour, aggregate)) {
-                    self.hours.push(sealed_hour, &sealed);
-                }
-                self.roll_up(hour, retention_hours);
+                self.open = Some((hour, aggregate));
+                self.roll_up(hot, hour, retention_hours);
             }
         }
     }
@@ -228,23 +260,23 @@ impl Series {
     /// days past retention. Whole days only: a day's aggregate is appended
     /// once, never amended (which would rewrite the days tier into memory
     /// every hour).
-    fn roll_up(&mut self, newest_hour: u32, retention_hours: u32) {
+    fn roll_up(&mut self, hot: &mut HotArena, newest_hour: u32, retention_hours: u32) {
         let hourly_from = newest_hour.saturating_sub(HOURLY_TIER_HOURS) / DAY_HOURS * DAY_HOURS;
         if self.hours.first_start().is_some_and(|s| s < hourly_from) {
             let mut day: Option<(u32, Aggregate)> = None;
-            for record in self.hours.split_off_before(hourly_from) {
+            for record in self.hours.split_off_before(hot, hourly_from) {
                 let start = record.start / DAY_HOURS * DAY_HOURS;
                 match &mut day {
                     Some((d, aggregate)) if *d == start => aggregate.merge(&record.aggregate),
                     _ => {
                         if let Some((d, aggregate)) = day.replace((start, record.aggregate)) {
-                            self.days.push(d, &aggregate);
+                            self.days.push(hot, d, &aggregate);
                         }
                     }
                 }
             }
             if let Some((d, aggregate)) = day {
-                self.days.push(d, &aggregate);
+                self.days.push(hot, d, &aggregate);
             }
         }
         let oldest_day = newest_hour.saturating_sub(retention_hours) / DAY_HOURS * DAY_HOURS;
@@ -253,7 +285,7 @@ impl Series {
             .first_start()
             .is_some_and(|start| start < oldest_day)
         {
-            self.days.split_off_before(oldest_day);
+            self.days.split_off_before(hot, oldest_day);
         }
     }
 }
@@ -366,6 +398,8 @@ pub struct Store {
         HashMap<Arc<str>, HashMap<Labels, Box<Series>, labels::LabelHashing>, labels::NameHashing>,
     series_total: usize,
     interner: SharedInterner,
+    /// History sealed since the last snapshot.
+    hot: HotArena,
     agents: BTreeMap<(String, String), AgentSeen>,
     logs: VecDeque<LogRecord>,
     stats: StoreStats,
@@ -379,6 +413,7 @@ impl Store {
             metrics: HashMap::default(),
             series_total: 0,
             interner: SharedInterner::default(),
+            hot: HotArena::default(),
             agents: BTreeMap::new(),
             logs: VecDeque::new(),
             stats: StoreStats::default(),
@@ -406,6 +441,34 @@ impl Store {
         self.series_total
     }
 
+    /// History sealed since the last snapshot, which series read through.
+    pub fn hot(&self) -> &HotArena {
+        &self.hot
+    }
+
+    /// Moves what is still hot into a fresh arena and drops the old one
+    /// (its segments go back to the system): after a snapshot made the
+    /// history cold, or when moves and drops left the arena mostly
+    /// garbage.
+    pub fn compact_hot(&mut self) {
+        let old = std::mem::take(&mut self.hot);
+        let mut fresh = HotArena::default();
+        for series in self.metrics.values_mut().flat_map(HashMap::values_mut) {
+            series.compact_hot(&old, &mut fresh);
+        }
+        self.hot = fresh;
+    }
+
+    /// Raw points of `series` in time order (counters: running total).
+    pub fn recent_points(&self, series: &Series) -> Vec<(u64, f64)> {
+        series.recent_points(&self.hot)
+    }
+
+    /// Daily peaks of `series` ([`Series::daily_peaks`]).
+    pub fn daily_peaks(&self, series: &Series) -> Vec<(u64, f64)> {
+        series.daily_peaks(&self.hot)
+    }
+
     /// Every series.
     pub fn all_series(&self) -> impl Iterator<Item = &Series> {
         self.metrics
@@ -417,13 +480,6 @@ impl Store {
     /// The series of `metric` with exactly `labels`.
     fn series(&self, metric: &str, labels: &Labels) -> Option<&Series> {
         self.metrics.get(metric)?.get(labels).map(|s| &**s)
-    }
-
-    fn series_mut(&mut self, metric: &str, labels: &Labels) -> Option<&mut Series> {
-        self.metrics
-            .get_mut(metric)?
-            .get_mut(labels)
-            .map(|s| &mut **s)
     }
 
     fn retention_hours(&self) -> u32 {
@@ -470,12 +526,12 @@ impl Store {
         series.last_ns = series.last_ns.max(sample.time_ns);
         let recent_value = match sample.value {
             SampleValue::Gauge(v) => {
-                series.observe(hour, Observation::Value(v), retention_hours);
+                series.observe(&mut self.hot, hour, Observation::Value(v), retention_hours);
                 Some(v)
             }
             SampleValue::Delta(d) => {
                 series.total += d;
-                series.observe(hour, Observation::Value(d), retention_hours);
+                series.observe(&mut self.hot, hour, Observation::Value(d), retention_hours);
                 Some(series.total)
             }
             SampleValue::Cumulative { value, start_ns } => {
@@ -494,22 +550,42 @@ impl Store {
                 series.last_cumulative = Some((start_ns, value));
                 if let Some(delta) = delta {
                     series.total += delta;
-                    series.observe(hour, Observation::Value(delta), retention_hours);
+                    series.observe(
+                        &mut self.hot,
+                        hour,
+                        Observation::Value(delta),
+                        retention_hours,
+                    );
                 }
                 Some(series.total)
             }
             SampleValue::Distribution(sketch) => {
-                series.observe(hour, Observation::Distribution(&sketch), retention_hours);
+                series.observe(
+                    &mut self.hot,
+                    hour,
+                    Observation::Distribution(&sketch),
+                    retention_hours,
+                );
                 None
             }
         };
         if let Some(value) = recent_value {
             let oldest = sample.time_ns.saturating_sub(limits.raw_window_ns);
-            series
-                .recent
-                .push(sample.time_ns, value, oldest, limits.raw_points);
+            series.recent.push(
+                &mut self.hot,
+                sample.time_ns,
+                value,
+                oldest,
+                limits.raw_points,
+            );
         }
         self.stats.samples += 1;
+        // Without snapshots (or between two far apart) moves and drops
+        // would grow the arena without bound.
+        let garbage = self.hot.garbage_bytes();
+        if garbage > HOT_GARBAGE_MIN_BYTES && garbage * 2 > self.hot.carved_bytes() {
+            self.compact_hot();
+        }
         true
     }
 
@@ -536,6 +612,7 @@ impl Store {
         let slot = std::mem::size_of::<(Labels, Box<Series>)>() + 1;
         let boxed = std::mem::size_of::<Series>() + 16;
         labels::lock(&self.interner).heap_bytes()
+            + self.hot.carved_bytes()
             + self
                 .metrics
                 .values()
@@ -606,14 +683,20 @@ impl Store {
     /// [`Self::stat`] of many series, spread over the machine's cores when
     /// there are enough of them to be worth threads (a fleet-wide 14-day
     /// percentile merges some 60 sketches for each of thousands of series).
-    pub fn stat_all(series: &[&Series], stat: Stat, from_ns: u64, to_ns: u64) -> Vec<Option<f64>> {
-        crate::parallel::map_on_cores(series, 1024, |s| Self::stat(s, stat, from_ns, to_ns))
+    pub fn stat_all(
+        &self,
+        series: &[&Series],
+        stat: Stat,
+        from_ns: u64,
+        to_ns: u64,
+    ) -> Vec<Option<f64>> {
+        crate::parallel::map_on_cores(series, 1024, |s| self.stat(s, stat, from_ns, to_ns))
     }
 
     /// `stat` of one series over `[from_ns, to_ns]`, merging the hourly
     /// and daily aggregates that overlap the window (beyond 48 hours the
     /// window is widened to whole days), in O(aggregates × sketch size).
-    pub fn stat(series: &Series, stat: Stat, from_ns: u64, to_ns: u64) -> Option<f64> {
+    pub fn stat(&self, series: &Series, stat: Stat, from_ns: u64, to_ns: u64) -> Option<f64> {
         let first_hour = (from_ns / HOUR_NS) as u32;
         let last_hour = (to_ns / HOUR_NS) as u32;
         let first_day = first_hour / DAY_HOURS * DAY_HOURS;
@@ -633,12 +716,20 @@ impl Store {
                 merge.add(s, sketch);
             }
         };
-        series
-            .days
-            .fold_range(&mut days_buffer, first_day, last_hour, &mut visit);
-        series
-            .hours
-            .fold_range(&mut hours_buffer, first_hour, last_hour, &mut visit);
+        series.days.fold_range(
+            &self.hot,
+            &mut days_buffer,
+            first_day,
+            last_hour,
+            &mut visit,
+        );
+        series.hours.fold_range(
+            &self.hot,
+            &mut hours_buffer,
+            first_hour,
+            last_hour,
+            &mut visit,
+        );
         if let Some((hour, open)) = &series.open
             && (first_hour..=last_hour).contains(hour)
         {
@@ -718,7 +809,7 @@ mod tests {
         let series = store.select("cpu", &[]).next().expect("series");
         // 10 is the baseline; then +5, +10, reset to 4 (+4), +2.
         assert_eq!(
-            Store::stat(series, Stat::Increase, T0, T0 + HOUR_NS),
+            store.stat(series, Stat::Increase, T0, T0 + HOUR_NS),
             Some(21.0)
         );
         assert_eq!(store.stats().resets, 1);
@@ -746,22 +837,25 @@ mod tests {
         let matchers = vec![("k8s.pod.name".to_owned(), "a".to_owned())];
         let mem = store.select("mem", &matchers).next().expect("mem");
         assert_eq!(
-            Store::stat(mem, Stat::Max, T0, T0 + 48 * HOUR_NS),
+            store.stat(mem, Stat::Max, T0, T0 + 48 * HOUR_NS),
             Some(147.0)
         );
         assert_eq!(
-            Store::stat(mem, Stat::Max, T0, T0 + 10 * HOUR_NS),
+            store.stat(mem, Stat::Max, T0, T0 + 10 * HOUR_NS),
             Some(110.0)
         );
         assert_eq!(
-            Store::stat(mem, Stat::Min, T0, T0 + 48 * HOUR_NS),
+            store.stat(mem, Stat::Min, T0, T0 + 48 * HOUR_NS),
             Some(100.0)
         );
         let cpu = store.select("cpu", &matchers).next().expect("cpu");
-        let p95 = Store::stat(cpu, Stat::Quantile(0.95), T0, T0 + 46 * HOUR_NS).expect("p95");
+        let p95 = store
+            .stat(cpu, Stat::Quantile(0.95), T0, T0 + 46 * HOUR_NS)
+            .expect("p95");
         assert!((p95 - 95.0).abs() / 95.0 < 0.1, "{p95}");
-        let p99_all =
-            Store::stat(cpu, Stat::Quantile(0.999), T0, T0 + 48 * HOUR_NS).expect("p99.9");
+        let p99_all = store
+            .stat(cpu, Stat::Quantile(0.999), T0, T0 + 48 * HOUR_NS)
+            .expect("p99.9");
         assert!(
             p99_all > 900.0,
             "the last hour's burst is in the tail: {p99_all}"
@@ -829,15 +923,15 @@ mod tests {
         assert!(hours <= 72, "{hours}");
         assert!(days <= 13, "{days}");
         let end = t0 + 14 * DAY_NS;
-        assert_eq!(Store::stat(series, Stat::Max, t0, end), Some(13_095.0));
-        assert_eq!(Store::stat(series, Stat::Min, t0, end), Some(0.0));
+        assert_eq!(store.stat(series, Stat::Max, t0, end), Some(13_095.0));
+        assert_eq!(store.stat(series, Stat::Min, t0, end), Some(0.0));
         assert_eq!(
-            Store::stat(series, Stat::Avg, t0, end).map(|a| a.round()),
+            store.stat(series, Stat::Avg, t0, end).map(|a| a.round()),
             Some(((0..14).map(|d| 1000.0 * d as f64 + 47.5).sum::<f64>() / 14.0).round())
         );
         // A window inside the daily tier widens to whole days.
         assert_eq!(
-            Store::stat(
+            store.stat(
                 series,
                 Stat::Max,
                 t0 + DAY_NS + HOUR_NS,
@@ -845,9 +939,11 @@ mod tests {
             ),
             Some(1095.0)
         );
-        let p50 = Store::stat(series, Stat::Quantile(0.5), t0, end).expect("p50");
+        let p50 = store
+            .stat(series, Stat::Quantile(0.5), t0, end)
+            .expect("p50");
         assert!((5000.0..8000.0).contains(&p50), "{p50}");
-        let peaks = series.daily_peaks();
+        let peaks = store.daily_peaks(series);
         assert_eq!(peaks.len(), 14);
         for (day, (start, peak)) in peaks.iter().enumerate() {
             assert_eq!(*start, t0 + day as u64 * DAY_NS);
@@ -883,14 +979,16 @@ mod tests {
         ));
         let series = store.select("mem", &[]).next().expect("series");
         let max = |from: u64, to: u64| {
-            Store::stat(series, Stat::Max, t0 + from * HOUR_NS, t0 + to * HOUR_NS)
+            store.stat(series, Stat::Max, t0 + from * HOUR_NS, t0 + to * HOUR_NS)
         };
         assert_eq!(max(60, 60), Some(50.0));
         assert_eq!(max(61, 71), Some(1.0));
         assert_eq!(max(0, 23), Some(70.0));
         assert_eq!(max(24, 59), Some(1.0));
         assert_eq!(
-            Store::stat(series, Stat::Avg, t0, t0 + 72 * HOUR_NS).map(|a| (a * 1e6).round() / 1e6),
+            store
+                .stat(series, Stat::Avg, t0, t0 + 72 * HOUR_NS)
+                .map(|a| (a * 1e6).round() / 1e6),
             Some(((72.0 + 50.0 + 70.0) / 74.0 * 1e6_f64).round() / 1e6)
         );
     }
@@ -928,10 +1026,10 @@ mod tests {
         let series: Vec<_> = store.select("mem", &[]).collect();
         let (from, to) = (T0, T0 + 3 * HOUR_NS);
         for stat in [Stat::Max, Stat::Quantile(0.5)] {
-            let parallel = Store::stat_all(&series, stat, from, to);
+            let parallel = store.stat_all(&series, stat, from, to);
             let serial: Vec<_> = series
                 .iter()
-                .map(|s| Store::stat(s, stat, from, to))
+                .map(|s| store.stat(s, stat, from, to))
                 .collect();
             assert_eq!(parallel, serial);
             assert_eq!(parallel.len(), 3000);

@@ -9,6 +9,7 @@
 //! one chunk more.
 
 use super::cold::{Placed, Span};
+use super::hot::{Extent, HotArena};
 use super::tier::{Reader, put_prefixed, put_varint};
 
 /// Points per chunk.
@@ -29,6 +30,16 @@ pub struct Chunk {
 }
 
 impl Chunk {
+    /// Empties the chunk, keeping its buffer.
+    fn clear(&mut self) {
+        let mut bits = std::mem::take(&mut self.bits);
+        bits.clear();
+        *self = Chunk {
+            bits,
+            ..Chunk::default()
+        };
+    }
+
     fn put(&mut self, value: u64, width: u32) {
         for i in (0..width).rev() {
             let byte = (self.bit_len / 8) as usize;
@@ -228,9 +239,9 @@ fn sparkline_precision(value: f64) -> f64 {
 pub struct RawWindow {
     /// Older full chunks, in a cold file.
     cold: Option<ColdChunks>,
-    /// Full chunks in memory (sealed since the last snapshot), oldest
-    /// first; sized exactly, and empty after a snapshot.
-    sealed: Vec<Chunk>,
+    /// Full chunks sealed since the last snapshot, in the store's hot
+    /// arena; empty after a snapshot.
+    hot: HotChunks,
     /// The chunk being written; empty only while the window is.
     open: Chunk,
     newest: Option<(u64, f64)>,
@@ -245,6 +256,16 @@ struct ColdChunks {
     chunks: u32,
     points: u32,
     /// The oldest chunk, described so it can be dropped without a read.
+    front: Front,
+}
+
+/// Full chunks in the hot arena, as [`Chunk::write`] wrote them back to
+/// back.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+struct HotChunks {
+    extent: Extent,
+    chunks: u32,
+    points: u32,
     front: Front,
 }
 
@@ -278,8 +299,8 @@ pub struct WrittenChunks {
     chunks: u32,
     points: u32,
     front: Front,
-    /// Full chunks in memory that were written.
-    sealed_in_memory: u32,
+    /// Bytes of hot chunks that were written.
+    hot_len: u32,
 }
 
 /// Chunk runs smaller than this stay in memory.
@@ -301,20 +322,30 @@ impl RawWindow {
     /// Appends a point (ns) and drops chunks older than `oldest_ns` or
     /// beyond `max_points`. A point older than the newest is ignored (the
     /// window is for sparklines; hourly aggregates still count it).
-    pub fn push(&mut self, time_ns: u64, value: f64, oldest_ns: u64, max_points: usize) {
+    pub fn push(
+        &mut self,
+        hot: &mut HotArena,
+        time_ns: u64,
+        value: f64,
+        oldest_ns: u64,
+        max_points: usize,
+    ) {
         if self.newest.is_some_and(|(t, _)| time_ns < t) {
             return;
         }
         if self.open.points >= CHUNK_POINTS {
-            let mut full = std::mem::take(&mut self.open);
-            full.bits.shrink_to_fit();
-            // The next chunk is likely the size of this one: one allocation.
-            self.open
-                .bits
-                .reserve_exact(full.bits.len() + full.bits.len() / 16);
-            // Exact growth: a vector's default first step is four chunks.
-            self.sealed.reserve_exact(1);
-            self.sealed.push(full);
+            // The full chunk goes to the hot arena in its snapshot form; the
+            // open chunk keeps its buffer (it lives long: a new one per
+            // chunk would scatter long-lived pieces across the heap).
+            let mut encoded = Vec::with_capacity(self.open.bits.len() + 48);
+            self.open.write(&mut encoded);
+            if self.hot.chunks == 0 {
+                self.hot.front = Front::of(&self.open, encoded.len() as u32);
+            }
+            self.hot.chunks += 1;
+            self.hot.points += u32::from(self.open.points);
+            hot.append(&mut self.hot.extent, &encoded);
+            self.open.clear();
         }
         self.open
             .push(time_ns / 1_000_000, sparkline_precision(value));
@@ -323,26 +354,23 @@ impl RawWindow {
         self.len += 1;
         let oldest_ms = oldest_ns / 1_000_000;
         loop {
-            let (points, last_ms) = match (&self.cold, self.sealed.first()) {
+            let (points, last_ms) = match (&self.cold, self.hot.chunks) {
                 (Some(cold), _) => (cold.front.points, cold.front.last_ms),
-                (None, Some(front)) => (front.points, front.last_ms),
+                (None, 1..) => (self.hot.front.points, self.hot.front.last_ms),
                 // Only the open chunk is left.
-                (None, None) => break,
+                (None, 0) => break,
             };
             let too_many = self.len as usize - usize::from(points) >= max_points;
             if last_ms >= oldest_ms && !too_many {
                 break;
             }
-            self.drop_front();
+            self.drop_front(hot);
         }
     }
 
-    fn drop_front(&mut self) {
+    fn drop_front(&mut self, hot: &mut HotArena) {
         let Some(cold) = &mut self.cold else {
-            if !self.sealed.is_empty() {
-                let front = self.sealed.remove(0);
-                self.len -= u32::from(front.points);
-            }
+            self.drop_hot_front(hot);
             return;
         };
         self.len -= u32::from(cold.front.points);
@@ -372,9 +400,44 @@ impl RawWindow {
         }
     }
 
+    fn drop_hot_front(&mut self, hot: &mut HotArena) {
+        if self.hot.chunks == 0 {
+            return;
+        }
+        let front = self.hot.front;
+        self.len -= u32::from(front.points);
+        self.hot.points -= u32::from(front.points);
+        self.hot.chunks -= 1;
+        hot.release_front(&mut self.hot.extent, front.len as usize);
+        if self.hot.chunks == 0 {
+            self.hot = HotChunks::default();
+            return;
+        }
+        match read_chunks(hot.bytes(&self.hot.extent), 1).and_then(|c| c.into_iter().next()) {
+            Some((chunk, len)) => self.hot.front = Front::of(&chunk, len),
+            // The store wrote these bytes itself; if they do not decode, the
+            // rest is dropped rather than misread.
+            None => {
+                self.len -= self.hot.points;
+                hot.clear(&mut self.hot.extent);
+                self.hot = HotChunks::default();
+            }
+        }
+    }
+
+    /// Bytes of full chunks in the hot arena.
+    pub fn hot_len(&self) -> usize {
+        self.hot.extent.len()
+    }
+
+    /// Moves the hot chunks into `fresh` (after a snapshot).
+    pub fn compact_hot(&mut self, old: &HotArena, fresh: &mut HotArena) {
+        old.compact_into(fresh, &mut self.hot.extent);
+    }
+
     /// Points in time order, `(ns, value)` (none from cold chunks that
     /// cannot be read).
-    pub fn points(&self) -> Vec<(u64, f64)> {
+    pub fn points(&self, hot: &HotArena) -> Vec<(u64, f64)> {
         let mut points = Vec::with_capacity(self.len as usize);
         if let Some(cold) = &self.cold {
             let mut bytes = Vec::new();
@@ -384,7 +447,12 @@ impl RawWindow {
                 }
             }
         }
-        points.extend(self.sealed.iter().flat_map(Chunk::points));
+        if self.hot.chunks > 0 {
+            let chunks = read_chunks(hot.bytes(&self.hot.extent), self.hot.chunks);
+            for (chunk, _) in chunks.unwrap_or_default() {
+                points.extend(chunk.points());
+            }
+        }
         points.extend(self.open.points());
         points
     }
@@ -421,13 +489,10 @@ impl RawWindow {
 
     /// Appends the window's snapshot form, reading cold chunks; `None`
     /// when they cannot be read.
-    pub fn write(&self, out: &mut Vec<u8>) -> Option<WrittenChunks> {
+    pub fn write(&self, hot: &HotArena, out: &mut Vec<u8>) -> Option<WrittenChunks> {
         let cold_chunks = self.cold.as_ref().map_or(0, |c| c.chunks);
-        let open = usize::from(self.open.points > 0);
-        put_varint(
-            out,
-            u64::from(cold_chunks) + (self.sealed.len() + open) as u64,
-        );
+        let open = u32::from(self.open.points > 0);
+        put_varint(out, u64::from(cold_chunks + self.hot.chunks + open));
         let at = out.len();
         let mut written = WrittenChunks {
             at,
@@ -442,15 +507,14 @@ impl RawWindow {
             written.front = cold.front;
         }
         written.len = self.cold.as_ref().map_or(0, |c| c.span.len);
-        for chunk in &self.sealed {
-            let from = out.len();
-            chunk.write(out);
+        if self.hot.chunks > 0 {
+            out.extend_from_slice(hot.bytes(&self.hot.extent));
             if written.chunks == 0 {
-                written.front = Front::of(chunk, (out.len() - from) as u32);
+                written.front = self.hot.front;
             }
-            written.chunks += 1;
-            written.points += u32::from(chunk.points);
-            written.sealed_in_memory += 1;
+            written.chunks += self.hot.chunks;
+            written.points += self.hot.points;
+            written.hot_len = self.hot.extent.len() as u32;
             written.len = (out.len() - at) as u32;
         }
         if open == 1 {
@@ -471,15 +535,15 @@ impl RawWindow {
 
     /// Makes the full chunks a snapshot just wrote cold, now that `span`
     /// holds them (called before the window changes again).
-    pub fn adopt(&mut self, written: &WrittenChunks, span: Span) {
+    pub fn adopt(&mut self, hot: &mut HotArena, written: &WrittenChunks, span: Span) {
         if (written.len as usize) < COLD_MIN_BYTES
             || written.chunks == 0
-            || self.sealed.len() < written.sealed_in_memory as usize
+            || self.hot.extent.len() != written.hot_len as usize
         {
             return;
         }
-        self.sealed.drain(..written.sealed_in_memory as usize);
-        self.sealed.shrink_to_fit();
+        hot.clear(&mut self.hot.extent);
+        self.hot = HotChunks::default();
         self.cold = Some(ColdChunks {
             span,
             chunks: written.chunks,
@@ -490,7 +554,11 @@ impl RawWindow {
 
     /// Reads a window written by [`Self::write`]: its full chunks cold
     /// when `placed` says where the block being read lies in its file.
-    pub fn read(reader: &mut Reader<'_>, placed: Option<&Placed<'_>>) -> Option<RawWindow> {
+    pub fn read(
+        reader: &mut Reader<'_>,
+        placed: Option<&Placed<'_>>,
+        hot: &mut HotArena,
+    ) -> Option<RawWindow> {
         let count = u32::try_from(reader.varint()?).ok()?;
         let from = reader.position();
         let mut chunks = Vec::with_capacity(count.min(1024) as usize);
@@ -528,7 +596,17 @@ impl RawWindow {
                 }
                 window.cold = Some(cold);
             }
-            _ => window.sealed = chunks.into_iter().map(|(chunk, _)| chunk).collect(),
+            _ => {
+                if let Some((first, len)) = chunks.first() {
+                    window.hot = HotChunks {
+                        extent: Extent::default(),
+                        chunks: chunks.len() as u32,
+                        points: chunks.iter().map(|(c, _)| u32::from(c.points)).sum(),
+                        front: Front::of(first, *len),
+                    };
+                    hot.append(&mut window.hot.extent, full);
+                }
+            }
         }
         let mut point = || -> Option<Option<(u64, f64)>> {
             Some(match reader.bytes(1)?[0] {
@@ -541,11 +619,9 @@ impl RawWindow {
         Some(window)
     }
 
-    /// Heap bytes held (cold chunks cost none).
+    /// Heap bytes held (cold chunks cost none, hot ones are the arena's).
     pub fn heap_bytes(&self) -> usize {
-        self.sealed.capacity() * std::mem::size_of::<Chunk>()
-            + self.sealed.iter().map(|c| c.bits.capacity()).sum::<usize>()
-            + self.open.bits.capacity()
+        self.open.bits.capacity()
     }
 }
 
@@ -558,6 +634,7 @@ mod tests {
     #[test]
     fn points_round_trip_through_compression_at_float_precision() {
         let mut window = RawWindow::default();
+        let mut hot = HotArena::default();
         let t0 = 1_800_000_000_000_000_000u64;
         let mut expected = Vec::new();
         for i in 0..500u64 {
@@ -573,10 +650,10 @@ mod tests {
                 3 => 1e300,
                 _ => 42.0,
             };
-            window.push(t, v, 0, 10_000);
+            window.push(&mut hot, t, v, 0, 10_000);
             expected.push((t / 1_000_000 * 1_000_000, v));
         }
-        let points = window.points();
+        let points = window.points(&hot);
         assert_eq!(points.len(), expected.len());
         for ((t, v), (want_t, want_v)) in points.iter().zip(&expected) {
             assert_eq!(t, want_t);
@@ -602,37 +679,45 @@ mod tests {
     #[test]
     fn steady_points_cost_bits_and_the_window_drops_old_chunks() {
         let mut window = RawWindow::default();
+        let mut hot = HotArena::default();
         let t0 = 1_800_000_000_000_000_000u64;
         let step = 15_000_000_000u64;
         for i in 0..1440u64 {
-            window.push(t0 + i * step, 7.0, 0, 1440);
+            window.push(&mut hot, t0 + i * step, 7.0, 0, 1440);
         }
         assert_eq!(window.len(), 1440);
-        assert!(window.heap_bytes() < 2_000, "{}", window.heap_bytes());
+        let bytes = window.heap_bytes() + window.hot_len();
+        assert!(bytes < 2_000, "{bytes}");
         // Six hours of window at 15 s: older chunks go.
         for i in 1440..2880u64 {
             let t = t0 + i * step;
-            window.push(t, 7.0, t - 6 * 3_600_000_000_000, 1440);
+            window.push(&mut hot, t, 7.0, t - 6 * 3_600_000_000_000, 1440);
         }
         assert!(window.len() <= 1440 + usize::from(CHUNK_POINTS));
         assert!(window.len() >= 1440);
-        let first = window.points()[0];
+        let first = window.points(&hot)[0];
         assert!(
             first.0 >= t0 + 1440 * step - 6 * 3_600_000_000_000 - u64::from(CHUNK_POINTS) * step
         );
         let mut snapshot = Vec::new();
-        window.write(&mut snapshot).expect("in memory");
-        let restored = RawWindow::read(&mut Reader::new(&snapshot), None).expect("restored");
-        assert_eq!(restored.points(), window.points());
+        window.write(&hot, &mut snapshot).expect("in memory");
+        let mut restored_hot = HotArena::default();
+        let restored = RawWindow::read(&mut Reader::new(&snapshot), None, &mut restored_hot)
+            .expect("restored");
+        assert_eq!(restored.points(&restored_hot), window.points(&hot));
         assert_eq!(restored.newest(), window.newest());
         assert_eq!(restored.previous(), window.previous());
         assert_eq!(
-            RawWindow::read(&mut Reader::new(&snapshot[..snapshot.len() - 3]), None),
+            RawWindow::read(
+                &mut Reader::new(&snapshot[..snapshot.len() - 3]),
+                None,
+                &mut restored_hot
+            ),
             None
         );
         // Out-of-order points are not added.
         let before = window.len();
-        window.push(t0, 1.0, 0, 10_000);
+        window.push(&mut hot, t0, 1.0, 0, 10_000);
         assert_eq!(window.len(), before);
     }
 }

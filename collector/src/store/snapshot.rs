@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::collections::HashMap;
 
 use super::cold::{ColdFile, Placed, Span};
+use super::hot::HotArena;
 use super::labels::{LabelSet, Labels};
 use super::raw::{RawWindow, WrittenChunks};
 use super::tier::{Reader, Tier, Written, put_prefixed, put_varint};
@@ -264,13 +265,14 @@ pub fn write(store: &mut Store, dir: &Path, wal_seq: u64) -> Result<Pending, Sna
                 // Sized up front: growing a block by doubling would copy it.
                 let size = series[range.start - first..range.end - first]
                     .iter()
-                    .map(|s| s.heap_bytes() + s.cold_bytes() + 128)
+                    .map(|s| s.heap_bytes() + s.hot_bytes() + s.cold_bytes() + 128)
                     .sum::<usize>();
                 let mut block = Vec::with_capacity(size + 16);
                 let mut placements = Vec::with_capacity(range.len());
                 put_varint(&mut block, range.len() as u64);
                 for i in range.clone() {
-                    let (hours, days, raw) = write_series(&mut block, series[i - first], refs[i])?;
+                    let (hours, days, raw) =
+                        write_series(&mut block, series[i - first], refs[i], &shared.hot)?;
                     placements.push(Placement {
                         series: i,
                         hours,
@@ -296,16 +298,24 @@ pub fn write(store: &mut Store, dir: &Path, wal_seq: u64) -> Result<Pending, Sna
             };
             for placement in placements {
                 let (metric, labels) = &keys[placement.series];
-                let Some(series) = store.series_mut(metric, labels) else {
+                let hot = &mut store.hot;
+                let Some(series) = store
+                    .metrics
+                    .get_mut(metric)
+                    .and_then(|m| m.get_mut(labels))
+                else {
                     continue;
                 };
                 let (hours, days, raw) = (&placement.hours, &placement.days, &placement.raw);
-                series.hours.adopt(hours, span(hours.at, hours.len));
-                series.days.adopt(days, span(days.at, days.len));
-                series.recent.adopt(raw, span(raw.at, raw.len));
+                series.hours.adopt(hot, hours, span(hours.at, hours.len));
+                series.days.adopt(hot, days, span(days.at, days.len));
+                series.recent.adopt(hot, raw, span(raw.at, raw.len));
             }
         }
     }
+    // What the file now holds is garbage in the arena: keep the little
+    // that stayed hot, give the segments back.
+    store.compact_hot();
     let mut rest = Vec::new();
     write_rest(&mut rest, store);
     out.put(&rest)?;
@@ -360,13 +370,13 @@ fn write_rest(body: &mut Vec<u8>, store: &Store) {
     }
 }
 
-fn write_tier(out: &mut Vec<u8>, tier: &Tier) -> Option<Written> {
+fn write_tier(out: &mut Vec<u8>, tier: &Tier, hot: &HotArena) -> Option<Written> {
     put_varint(out, tier.len() as u64);
     put_varint(
         out,
         tier.last_start().map_or(0, |start| u64::from(start) + 1),
     );
-    tier.write_prefixed(out)
+    tier.write_prefixed(hot, out)
 }
 
 /// Writes one series; `None` when its cold history cannot be read.
@@ -374,19 +384,27 @@ fn write_series(
     out: &mut Vec<u8>,
     series: &Series,
     (name, set): (u32, u32),
+    hot: &HotArena,
 ) -> Option<(Written, Written, WrittenChunks)> {
     put_varint(out, u64::from(name));
     put_varint(out, u64::from(set));
     out.push(series.kind.code());
     // The open hour as a one-record tier.
-    let mut open = Tier::default();
-    if let Some((hour, aggregate)) = &series.open {
-        open.push(*hour, aggregate);
+    match &series.open {
+        Some((hour, aggregate)) => {
+            put_varint(out, 1);
+            put_varint(out, u64::from(*hour) + 1);
+            put_prefixed(out, &super::tier::encode_first(*hour, aggregate));
+        }
+        None => {
+            put_varint(out, 0);
+            put_varint(out, 0);
+            put_prefixed(out, &[]);
+        }
     }
-    write_tier(out, &open)?;
-    let hours = write_tier(out, &series.hours)?;
-    let days = write_tier(out, &series.days)?;
-    let raw = series.recent.write(out)?;
+    let hours = write_tier(out, &series.hours, hot)?;
+    let days = write_tier(out, &series.days, hot)?;
+    let raw = series.recent.write(hot, out)?;
     match series.last_cumulative {
         None => out.push(0),
         Some((start, value)) => {
@@ -402,13 +420,18 @@ fn write_series(
 
 /// Reads a version 2 tier: taken as it is, cold when `placed` says where
 /// its block lies in the file.
-fn read_tier_v2(reader: &mut Reader<'_>, placed: Option<&Placed<'_>>) -> Option<Tier> {
+fn read_tier_v2(
+    reader: &mut Reader<'_>,
+    placed: Option<&Placed<'_>>,
+    hot: &mut HotArena,
+) -> Option<Tier> {
     let len = u32::try_from(reader.varint()?).ok()?;
     let last_start = match reader.varint()? {
         0 => None,
         start => Some(u32::try_from(start - 1).ok()?),
     };
     Some(Tier::from_snapshot(
+        hot,
         reader.prefixed()?,
         len,
         last_start,
@@ -422,6 +445,7 @@ fn read_series_v2(
     strings: &[Arc<str>],
     sets: &[Labels],
     placed: Option<&Placed<'_>>,
+    hot: &mut HotArena,
 ) -> Option<Series> {
     let metric = strings.get(usize::try_from(reader.varint()?).ok()?)?;
     let labels = sets.get(usize::try_from(reader.varint()?).ok()?)?;
@@ -431,6 +455,7 @@ fn read_series_v2(
         Arc::clone(labels),
         read_tier_v2,
         placed,
+        hot,
     )
 }
 
@@ -440,17 +465,20 @@ fn read_series_data(
     reader: &mut Reader<'_>,
     metric: Arc<str>,
     labels: Labels,
-    read_tier: fn(&mut Reader<'_>, Option<&Placed<'_>>) -> Option<Tier>,
+    read_tier: TierReader,
     placed: Option<&Placed<'_>>,
+    hot: &mut HotArena,
 ) -> Option<Series> {
     let kind = SeriesKind::from_code(reader.bytes(1)?[0])?;
-    let open = read_tier(reader, None)?
-        .iter()
+    // Read through the arena like any tier; the caller's compaction drops
+    // these bytes.
+    let open = read_tier(reader, None, hot)?
+        .iter(hot)
         .next()
         .map(|record| (record.start, record.aggregate));
-    let hours = read_tier(reader, placed)?;
-    let days = read_tier(reader, placed)?;
-    let recent = RawWindow::read(reader, placed)?;
+    let hours = read_tier(reader, placed, hot)?;
+    let days = read_tier(reader, placed, hot)?;
+    let recent = RawWindow::read(reader, placed, hot)?;
     let last_cumulative = match reader.bytes(1)?[0] {
         0 => None,
         _ => Some((reader.u64()?, reader.f64()?)),
@@ -469,19 +497,31 @@ fn read_series_data(
     })
 }
 
+/// How a version reads a tier.
+type TierReader = fn(&mut Reader<'_>, Option<&Placed<'_>>, &mut HotArena) -> Option<Tier>;
+
+/// Reads one block's series, their hot history in an arena of the block's
+/// own (blocks are read in parallel).
 fn read_block(
     block: &[u8],
     strings: &[Arc<str>],
     sets: &[Labels],
     placed: Option<&Placed<'_>>,
-) -> Option<Vec<Series>> {
+) -> Option<(Vec<Series>, HotArena)> {
     let mut reader = Reader::new(block);
     let count = usize::try_from(reader.varint()?).ok()?;
     let mut series = Vec::with_capacity(count.min(BLOCK_SERIES));
+    let mut hot = HotArena::default();
     for _ in 0..count {
-        series.push(read_series_v2(&mut reader, strings, sets, placed)?);
+        series.push(read_series_v2(
+            &mut reader,
+            strings,
+            sets,
+            placed,
+            &mut hot,
+        )?);
     }
-    reader.done().then_some(series)
+    reader.done().then_some((series, hot))
 }
 
 /// Decodes a version 2 body: tables, then the series blocks on all
@@ -538,7 +578,9 @@ fn decode_body_v2(
     });
     let mut store = store;
     for block in decoded {
-        for series in block? {
+        let (block, block_hot) = block?;
+        for mut series in block {
+            series.compact_hot(&block_hot, &mut store.hot);
             let by_labels = store.metrics.entry(Arc::clone(&series.metric)).or_default();
             if by_labels
                 .insert(Arc::clone(&series.labels), Box::new(series))
@@ -562,9 +604,9 @@ fn text(reader: &mut Reader<'_>) -> Option<String> {
     String::from_utf8(reader.prefixed()?.to_vec()).ok()
 }
 
-fn read_tier(reader: &mut Reader<'_>, _: Option<&Placed<'_>>) -> Option<Tier> {
+fn read_tier(reader: &mut Reader<'_>, _: Option<&Placed<'_>>, hot: &mut HotArena) -> Option<Tier> {
     let len = u32::try_from(reader.varint()?).ok()?;
-    Tier::from_raw(reader.prefixed()?.to_vec(), len)
+    Tier::from_raw(hot, reader.prefixed()?, len)
 }
 
 fn read_series_v1(reader: &mut Reader<'_>, store: &mut Store) -> Option<Series> {
@@ -579,7 +621,7 @@ fn read_series_v1(reader: &mut Reader<'_>, store: &mut Store) -> Option<Series> 
         let mut interner = super::labels::lock(&store.interner);
         (interner.name(&metric), interner.labels(&labels))
     };
-    read_series_data(reader, metric, labels, read_tier, None)
+    read_series_data(reader, metric, labels, read_tier, None, &mut store.hot)
 }
 
 /// Decodes a version 1 body (labels spelled out per series); its history
@@ -603,6 +645,8 @@ fn decode_body_v1(
         }
     }
     decode_rest(&mut reader, &mut store)?;
+    // Drops the open hours read through the arena.
+    store.compact_hot();
     reader.done().then_some(store)
 }
 
@@ -769,8 +813,8 @@ mod tests {
             let before = store.select(metric, &[]).next().expect("series");
             let after = restored.select(metric, &[]).next().expect("series");
             let (got, want) = (
-                Store::stat(after, stat, T0, end).expect("answer"),
-                Store::stat(before, stat, T0, end).expect("answer"),
+                restored.stat(after, stat, T0, end).expect("answer"),
+                store.stat(before, stat, T0, end).expect("answer"),
             );
             match stat {
                 super::super::Stat::Quantile(_) => assert!(
@@ -779,7 +823,7 @@ mod tests {
                 ),
                 _ => assert_eq!(got, want, "{metric} {stat:?}"),
             }
-            assert_eq!(after.recent_points(), before.recent_points());
+            assert_eq!(restored.recent_points(after), store.recent_points(before));
             assert_eq!(after.latest_rate(), before.latest_rate());
         }
     }
@@ -901,14 +945,22 @@ mod tests {
                     super::super::Stat::Quantile(0.95),
                 ] {
                     assert_eq!(
-                        Store::stat(got, stat, from, to),
-                        Store::stat(expected, stat, from, to),
+                        store.stat(got, stat, from, to),
+                        reference.stat(expected, stat, from, to),
                         "{what} {stat:?} hours {from_hours}..{to_hours}"
                     );
                 }
             }
-            assert_eq!(got.daily_peaks(), expected.daily_peaks(), "{what}");
-            assert_eq!(got.recent_points(), expected.recent_points(), "{what}");
+            assert_eq!(
+                store.daily_peaks(got),
+                reference.daily_peaks(expected),
+                "{what}"
+            );
+            assert_eq!(
+                store.recent_points(got),
+                reference.recent_points(expected),
+                "{what}"
+            );
             assert_eq!(got.latest_rate(), expected.latest_rate(), "{what}");
             assert_eq!(got.aggregate_count(), expected.aggregate_count(), "{what}");
         }
@@ -945,7 +997,7 @@ mod tests {
         for series in store.all_series() {
             // A tier of a few dozen bytes stays: a span would cost as much.
             assert!(series.hours.is_cold(), "{series:?}");
-            assert!(series.days.heap_bytes() < 48, "{series:?}");
+            assert!(series.days.hot_len() < 48, "{series:?}");
             // Distributions keep no raw window.
             assert_eq!(
                 series.recent.is_cold(),
@@ -1007,6 +1059,21 @@ mod tests {
     /// fault) costs answers, never the process: reads fail with a count and
     /// a log line, and the next snapshot refuses to write a store it could
     /// not read, so the write-ahead log keeps everything.
+    /// What a snapshot made cold leaves the hot arena: the store keeps
+    /// only what stayed in memory, in a fresh arena without garbage.
+    #[test]
+    fn a_snapshot_empties_the_hot_arena() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut store = Store::new(limits());
+        apply_minutes(&mut store, 0, 2 * 24 * 60);
+        let before = store.hot().carved_bytes();
+        assert!(store.hot().garbage_bytes() > 0, "{:?}", store.hot());
+        snapshot_and_adopt(&mut store, dir.path());
+        let after = store.hot().carved_bytes();
+        assert!(after * 20 < before, "{before} bytes before, {after} after");
+        assert_eq!(store.hot().garbage_bytes(), 0);
+    }
+
     #[test]
     fn an_unreadable_cold_file_is_counted_and_refused() {
         let dir = tempfile::tempdir().expect("dir");
@@ -1024,11 +1091,11 @@ mod tests {
         let whole = (T0, T0 + 48 * HOUR);
         // Only the open hour (in memory) is left to answer from.
         assert_eq!(
-            Store::stat(mem, super::super::Stat::Max, whole.0, whole.1),
-            Store::stat(mem, super::super::Stat::Max, T0 + 47 * HOUR, whole.1),
+            store.stat(mem, super::super::Stat::Max, whole.0, whole.1),
+            store.stat(mem, super::super::Stat::Max, T0 + 47 * HOUR, whole.1),
         );
         assert!(
-            mem.recent_points().len() <= 120,
+            store.recent_points(mem).len() <= 120,
             "only the open chunk is left"
         );
         assert!(super::super::cold::read_errors() > errors);

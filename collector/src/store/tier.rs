@@ -8,6 +8,7 @@
 use tally_schema::exphist::{ExpHistogram, Parts};
 
 use super::cold::{Placed, Span};
+use super::hot::{Extent, HotArena};
 
 /// Finest scale stored: buckets 2^(1/128) wide, so a quantile is within
 /// 0.55 % of the true value, and a steady series sits in one or two buckets.
@@ -46,6 +47,20 @@ impl Aggregate {
             sum: 0.0,
             count: 0,
             sketch: with_sketch.then(stored_sketch),
+        }
+    }
+
+    /// Empties the aggregate for the next hour, keeping the sketch's
+    /// allocation: the open hour lives long, and a fresh one every hour
+    /// scatters long-lived pieces across the heap.
+    pub fn reset(&mut self, with_sketch: bool) {
+        self.min = f64::INFINITY;
+        self.max = f64::NEG_INFINITY;
+        self.sum = 0.0;
+        self.count = 0;
+        match (&mut self.sketch, with_sketch) {
+            (Some(sketch), true) => sketch.clear(STORED_SCALE),
+            (sketch, with_sketch) => *sketch = with_sketch.then(stored_sketch),
         }
     }
 
@@ -102,7 +117,8 @@ impl Aggregate {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Tier {
     cold: Option<ColdRecords>,
-    bytes: Vec<u8>,
+    /// Records sealed since the last snapshot, in the store's hot arena.
+    hot: Extent,
     first_start: Option<u32>,
     last_start: Option<u32>,
     len: u32,
@@ -162,9 +178,14 @@ impl Tier {
         self.first_start
     }
 
-    /// Heap bytes held (cold records cost none).
-    pub fn heap_bytes(&self) -> usize {
-        self.bytes.capacity()
+    /// Bytes of records in the hot arena.
+    pub fn hot_len(&self) -> usize {
+        self.hot.len()
+    }
+
+    /// Moves the hot records into `fresh` (after a snapshot).
+    pub fn compact_hot(&mut self, old: &HotArena, fresh: &mut HotArena) {
+        old.compact_into(fresh, &mut self.hot);
     }
 
     /// Bytes of records in a cold file.
@@ -180,16 +201,17 @@ impl Tier {
     /// The packed records: in memory when none are cold, else read into
     /// `buffer`; with the start the first delta counts from. `None` (the
     /// error counted) when the cold part cannot be read.
-    pub fn load<'b>(&'b self, buffer: &'b mut Vec<u8>) -> Option<(&'b [u8], u32)> {
+    pub fn load<'b>(&self, hot: &'b HotArena, buffer: &'b mut Vec<u8>) -> Option<(&'b [u8], u32)> {
+        let in_memory = hot.bytes(&self.hot);
         match &self.cold {
-            None => Some((&self.bytes, 0)),
+            None => Some((in_memory, 0)),
             Some(cold) => {
                 buffer.clear();
-                buffer.reserve(cold.span.len as usize + self.bytes.len());
+                buffer.reserve(cold.span.len as usize + in_memory.len());
                 if !cold.span.read_into(buffer) {
                     return None;
                 }
-                buffer.extend_from_slice(&self.bytes);
+                buffer.extend_from_slice(in_memory);
                 Some((buffer, cold.base))
             }
         }
@@ -199,20 +221,21 @@ impl Tier {
     /// delta counts from zero (the snapshot form), reading the cold part.
     /// Returns what was written, or `None` when the cold part cannot be
     /// read.
-    pub fn write_prefixed(&self, out: &mut Vec<u8>) -> Option<Written> {
+    pub fn write_prefixed(&self, hot: &HotArena, out: &mut Vec<u8>) -> Option<Written> {
         let at_len = |out: &Vec<u8>, len: usize| self.written(out.len() - len, len);
+        let in_memory = hot.bytes(&self.hot);
         match &self.cold {
             None => {
-                put_prefixed(out, &self.bytes);
-                Some(at_len(out, self.bytes.len()))
+                put_prefixed(out, in_memory);
+                Some(at_len(out, in_memory.len()))
             }
             Some(cold) if cold.base == 0 => {
-                let len = cold.span.len as usize + self.bytes.len();
+                let len = cold.span.len as usize + in_memory.len();
                 put_varint(out, len as u64);
                 if !cold.span.read_into(out) {
                     return None;
                 }
-                out.extend_from_slice(&self.bytes);
+                out.extend_from_slice(in_memory);
                 Some(at_len(out, len))
             }
             Some(cold) => {
@@ -222,10 +245,10 @@ impl Tier {
                 }
                 let mut reader = Reader::new(&buffer);
                 let first = reader.varint()?;
-                let mut chain = Vec::with_capacity(buffer.len() + self.bytes.len() + 5);
+                let mut chain = Vec::with_capacity(buffer.len() + in_memory.len() + 5);
                 put_varint(&mut chain, first + u64::from(cold.base));
                 chain.extend_from_slice(&buffer[reader.at..]);
-                chain.extend_from_slice(&self.bytes);
+                chain.extend_from_slice(in_memory);
                 put_prefixed(out, &chain);
                 Some(at_len(out, chain.len()))
             }
@@ -236,37 +259,38 @@ impl Tier {
         Written {
             at,
             len: len as u32,
-            hot_len: self.bytes.len() as u32,
+            hot_len: self.hot.len() as u32,
         }
     }
 
     /// Makes the records a snapshot just wrote cold, now that `span` holds
     /// them (called before the tier changes again).
-    pub fn adopt(&mut self, written: &Written, span: Span) {
-        if (written.len as usize) < COLD_MIN_BYTES || self.bytes.len() < written.hot_len as usize {
+    pub fn adopt(&mut self, hot: &mut HotArena, written: &Written, span: Span) {
+        if (written.len as usize) < COLD_MIN_BYTES || self.hot.len() < written.hot_len as usize {
             return;
         }
-        self.bytes.drain(..written.hot_len as usize);
-        self.bytes.shrink_to_fit();
+        hot.release_front(&mut self.hot, written.hot_len as usize);
         self.cold = Some(ColdRecords { span, base: 0 });
     }
 
     /// Rebuilds a tier from snapshot bytes without decoding them (the
     /// snapshot's checksum covers them, and `raw` gave the record count
     /// and last start).
-    pub fn from_parts(bytes: Vec<u8>, len: u32, last_start: Option<u32>) -> Tier {
-        Tier {
-            first_start: first_delta(&bytes),
-            bytes,
+    pub fn from_parts(hot: &mut HotArena, bytes: &[u8], len: u32, last_start: Option<u32>) -> Tier {
+        let mut tier = Tier {
+            first_start: first_delta(bytes),
             last_start,
             len,
             ..Tier::default()
-        }
+        };
+        hot.append(&mut tier.hot, bytes);
+        tier
     }
 
     /// A tier whose records are `bytes` of a snapshot block read into
     /// memory: cold (read from the file again when needed) unless small.
     pub fn from_snapshot(
+        hot: &mut HotArena,
         bytes: &[u8],
         len: u32,
         last_start: Option<u32>,
@@ -283,35 +307,34 @@ impl Tier {
                 len,
                 ..Tier::default()
             },
-            _ => Tier::from_parts(bytes.to_vec(), len, last_start),
+            _ => Tier::from_parts(hot, bytes, len, last_start),
         }
     }
 
     /// Rebuilds a tier from snapshot bytes, checking that they decode.
-    pub fn from_raw(bytes: Vec<u8>, len: u32) -> Option<Tier> {
+    pub fn from_raw(hot: &mut HotArena, bytes: &[u8], len: u32) -> Option<Tier> {
         let mut count = 0;
         let mut last = None;
-        let mut reader = Reader::new(&bytes);
+        let mut reader = Reader::new(bytes);
         let mut start = 0u32;
         while !reader.done() {
             let record = reader.record(&mut start)?;
             last = Some(record.start);
             count += 1;
         }
-        (count == len).then(|| Tier::from_parts(bytes, len, last))
+        (count == len).then(|| Tier::from_parts(hot, bytes, len, last))
     }
 
     /// Appends a record newer than every record held; an older or equal
     /// start (late data) is merged into place instead.
-    pub fn push(&mut self, start: u32, aggregate: &Aggregate) {
+    pub fn push(&mut self, hot: &mut HotArena, start: u32, aggregate: &Aggregate) {
         match self.last_start {
-            Some(last) if start <= last => self.amend(start, aggregate),
+            Some(last) if start <= last => self.amend(hot, start, aggregate),
             _ => {
                 let delta = start - self.last_start.unwrap_or(0);
-                // Exactly the record's size: a tier grows by one record an
-                // hour and is never written to in between.
-                self.bytes.reserve_exact(encoded_len(delta, aggregate));
-                encode(&mut self.bytes, delta, aggregate);
+                let mut record = Vec::with_capacity(encoded_len(delta, aggregate));
+                encode(&mut record, delta, aggregate);
+                hot.append(&mut self.hot, &record);
                 self.first_start.get_or_insert(start);
                 self.last_start = Some(start);
                 self.len += 1;
@@ -321,8 +344,8 @@ impl Tier {
 
     /// Merges `aggregate` into the record at `start` (rare: late data), by
     /// rewriting the tier into memory.
-    fn amend(&mut self, start: u32, aggregate: &Aggregate) {
-        let mut records: Vec<Sealed> = self.iter().collect();
+    fn amend(&mut self, hot: &mut HotArena, start: u32, aggregate: &Aggregate) {
+        let mut records: Vec<Sealed> = self.iter(hot).collect();
         match records.binary_search_by_key(&start, |r| r.start) {
             Ok(i) => records[i].aggregate.merge(aggregate),
             Err(i) => records.insert(
@@ -333,31 +356,34 @@ impl Tier {
                 },
             ),
         }
-        self.rebuild(records);
+        self.rebuild(hot, records);
     }
 
-    fn rebuild(&mut self, records: Vec<Sealed>) {
+    fn rebuild(&mut self, hot: &mut HotArena, records: Vec<Sealed>) {
+        hot.clear(&mut self.hot);
         *self = Tier::default();
+        let mut bytes = Vec::new();
         for record in records {
             let delta = record.start - self.last_start.unwrap_or(0);
-            encode(&mut self.bytes, delta, &record.aggregate);
+            encode(&mut bytes, delta, &record.aggregate);
             self.first_start.get_or_insert(record.start);
             self.last_start = Some(record.start);
             self.len += 1;
         }
+        hot.append(&mut self.hot, &bytes);
     }
 
     /// Removes and returns the records that start before `start`. Only
     /// those are decoded: a cold remainder stays in its file (its first
     /// delta now counts from the last removed start), and a remainder in
     /// memory is kept as it is but for its first delta, made absolute.
-    pub fn split_off_before(&mut self, start: u32) -> Vec<Sealed> {
+    pub fn split_off_before(&mut self, hot: &mut HotArena, start: u32) -> Vec<Sealed> {
         if self.first_start.is_none_or(|first| first >= start) {
             return Vec::new();
         }
         let cold_len = self.cold.as_ref().map_or(0, |c| c.span.len as usize);
         let mut buffer = Vec::new();
-        let Some((bytes, base)) = self.load(&mut buffer) else {
+        let Some((bytes, base)) = self.load(hot, &mut buffer) else {
             return Vec::new();
         };
         let mut removed = Vec::new();
@@ -401,21 +427,24 @@ impl Tier {
                 put_varint(&mut rest, u64::from(first));
                 rest.extend_from_slice(&bytes[after_delta..]);
                 self.cold = None;
-                self.bytes = rest;
+                hot.replace(&mut self.hot, &rest);
                 self.first_start = Some(first);
                 self.len -= removed_count;
             }
             // Everything was older (or the tail did not decode): empty.
-            None => *self = Tier::default(),
+            None => {
+                hot.clear(&mut self.hot);
+                *self = Tier::default();
+            }
         }
         removed
     }
 
     /// Records in time order (none past a cold part that cannot be read).
-    pub fn iter(&self) -> std::vec::IntoIter<Sealed> {
+    pub fn iter(&self, hot: &HotArena) -> std::vec::IntoIter<Sealed> {
         let mut buffer = Vec::new();
         let mut records = Vec::with_capacity(self.len as usize);
-        if let Some((bytes, base)) = self.load(&mut buffer) {
+        if let Some((bytes, base)) = self.load(hot, &mut buffer) {
             let mut reader = Reader::new(bytes);
             let mut start = base;
             while !reader.done() {
@@ -432,7 +461,8 @@ impl Tier {
     /// and, undecoded, their sketch. Cold records are read into `buffer`,
     /// which the sketches borrow.
     pub fn fold_range<'a>(
-        &'a self,
+        &self,
+        hot: &'a HotArena,
         buffer: &'a mut Vec<u8>,
         from: u32,
         to: u32,
@@ -441,7 +471,7 @@ impl Tier {
         if self.len == 0 || self.first_start.is_some_and(|first| first > to) {
             return;
         }
-        let Some((bytes, base)) = self.load(buffer) else {
+        let Some((bytes, base)) = self.load(hot, buffer) else {
             return;
         };
         let mut reader = Reader::new(bytes);
@@ -461,6 +491,14 @@ impl Tier {
             }
         }
     }
+}
+
+/// One record as the first of a chain (its delta is its start): the form
+/// a snapshot gives the open hour.
+pub fn encode_first(start: u32, aggregate: &Aggregate) -> Vec<u8> {
+    let mut record = Vec::with_capacity(encoded_len(start, aggregate));
+    encode(&mut record, start, aggregate);
+    record
 }
 
 /// The first varint of `bytes` (a chain's first start), if any.
@@ -901,11 +939,12 @@ mod tests {
     #[test]
     fn records_round_trip_and_late_data_merges_in_place() {
         let mut tier = Tier::default();
-        tier.push(100, &aggregate(&[1.0, 2.0, 3.0], true));
-        tier.push(101, &aggregate(&[5.0], false));
-        tier.push(103, &aggregate(&[1e9, 2e9], true));
+        let mut hot = HotArena::default();
+        tier.push(&mut hot, 100, &aggregate(&[1.0, 2.0, 3.0], true));
+        tier.push(&mut hot, 101, &aggregate(&[5.0], false));
+        tier.push(&mut hot, 103, &aggregate(&[1e9, 2e9], true));
         assert_eq!(tier.len(), 3);
-        let records: Vec<Sealed> = tier.iter().collect();
+        let records: Vec<Sealed> = tier.iter(&hot).collect();
         assert_eq!(
             records.iter().map(|r| r.start).collect::<Vec<_>>(),
             [100, 101, 103]
@@ -915,41 +954,45 @@ mod tests {
         let sketch = records[2].aggregate.sketch.as_ref().expect("sketch");
         assert_eq!(sketch.count(), 2);
         // Late data: into an existing record, and between two.
-        tier.push(100, &aggregate(&[10.0], true));
-        tier.push(102, &aggregate(&[7.0], true));
-        let records: Vec<Sealed> = tier.iter().collect();
+        tier.push(&mut hot, 100, &aggregate(&[10.0], true));
+        tier.push(&mut hot, 102, &aggregate(&[7.0], true));
+        let records: Vec<Sealed> = tier.iter(&hot).collect();
         assert_eq!(
             records.iter().map(|r| r.start).collect::<Vec<_>>(),
             [100, 101, 102, 103]
         );
         assert_eq!(records[0].aggregate.count, 4);
         assert_eq!(records[0].aggregate.max, 10.0);
-        let older = tier.split_off_before(102);
+        let older = tier.split_off_before(&mut hot, 102);
         assert_eq!(older.len(), 2);
-        assert_eq!(tier.iter().next().map(|r| r.start), Some(102));
+        assert_eq!(tier.iter(&hot).next().map(|r| r.start), Some(102));
         let mut written = Vec::new();
-        tier.write_prefixed(&mut written).expect("in memory");
+        tier.write_prefixed(&hot, &mut written).expect("in memory");
         let bytes = Reader::new(&written).prefixed().expect("prefixed");
         let len = tier.len() as u32;
         assert_eq!(
-            Tier::from_raw(bytes.to_vec(), len).map(|t| t.iter().collect::<Vec<_>>()),
-            Some(tier.iter().collect::<Vec<_>>()),
+            Tier::from_raw(&mut hot, bytes, len).map(|t| t.iter(&hot).collect::<Vec<_>>()),
+            Some(tier.iter(&hot).collect::<Vec<_>>()),
             "snapshot form"
         );
-        assert_eq!(Tier::from_raw(bytes[..bytes.len() - 1].to_vec(), len), None);
+        assert_eq!(
+            Tier::from_raw(&mut hot, &bytes[..bytes.len() - 1], len),
+            None
+        );
     }
 
     #[test]
     fn a_steady_hour_costs_few_bytes_and_keeps_its_quantiles() {
         let mut tier = Tier::default();
+        let mut hot = HotArena::default();
         // An hour of 15 s memory samples drifting by 0.2 %.
         let values: Vec<f64> = (0..240).map(|i| 2.0e9 * (1.0 + i as f64 * 1e-5)).collect();
-        tier.push(1, &aggregate(&values, true));
-        assert!(tier.heap_bytes() <= 48, "{}", tier.heap_bytes());
+        tier.push(&mut hot, 1, &aggregate(&values, true));
+        assert!(tier.hot_len() <= 48, "{}", tier.hot_len());
         let mut merge = QuantileMerge::new();
         let mut max = 0.0f64;
         let mut buffer = Vec::new();
-        tier.fold_range(&mut buffer, 0, 10, |s, sketch| {
+        tier.fold_range(&hot, &mut buffer, 0, 10, |s, sketch| {
             max = max.max(s.max);
             merge.add(s, sketch.expect("sketch"));
         });
@@ -961,6 +1004,7 @@ mod tests {
     #[test]
     fn the_dense_merge_agrees_with_merging_one_by_one() {
         let mut tier = Tier::default();
+        let mut hot = HotArena::default();
         let mut whole = stored_sketch();
         let mut rng = 0x2545_f491_4f6c_dd1du64;
         for hour in 0..60u32 {
@@ -975,15 +1019,15 @@ mod tests {
                 a.observe(v);
                 whole.record(v);
             }
-            tier.push(hour, &a);
+            tier.push(&mut hot, hour, &a);
         }
         let mut merge = QuantileMerge::new();
         let mut buffer = Vec::new();
-        tier.fold_range(&mut buffer, 0, 100, |s, sketch| {
+        tier.fold_range(&hot, &mut buffer, 0, 100, |s, sketch| {
             merge.add(s, sketch.expect("sketch"))
         });
         let mut one_by_one = stored_sketch();
-        for record in tier.iter() {
+        for record in tier.iter(&hot) {
             one_by_one.merge(record.aggregate.sketch.as_ref().expect("sketch"));
         }
         for q in [0.0, 0.01, 0.5, 0.9, 0.95, 0.99, 1.0] {
@@ -1009,9 +1053,10 @@ mod tests {
         let mut first = Aggregate::new(true);
         first.observe_distribution(&huge);
         let mut tier = Tier::default();
-        tier.push(1, &first);
-        tier.push(1, &first);
-        let record = tier.iter().next().expect("record");
+        let mut hot = HotArena::default();
+        tier.push(&mut hot, 1, &first);
+        tier.push(&mut hot, 1, &first);
+        let record = tier.iter(&hot).next().expect("record");
         assert_eq!(record.aggregate.count, u64::MAX);
         let mut again = record.aggregate.clone();
         again.observe(2.0);
@@ -1041,11 +1086,12 @@ mod tests {
     #[test]
     fn fold_range_selects_by_start() {
         let mut tier = Tier::default();
+        let mut hot = HotArena::default();
         for hour in 0..10u32 {
-            tier.push(hour, &aggregate(&[f64::from(hour)], true));
+            tier.push(&mut hot, hour, &aggregate(&[f64::from(hour)], true));
         }
         let mut seen = Vec::new();
-        tier.fold_range(&mut Vec::new(), 3, 5, |s, _| seen.push(s.start));
+        tier.fold_range(&hot, &mut Vec::new(), 3, 5, |s, _| seen.push(s.start));
         assert_eq!(seen, [3, 4, 5]);
     }
 }

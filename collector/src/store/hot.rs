@@ -163,11 +163,6 @@ impl HotArena {
         *extent = moved;
     }
 
-    /// Bytes of mapped segments (what the arena can cost in memory).
-    pub fn mapped_bytes(&self) -> usize {
-        self.segments.iter().map(|s| s.bytes().len()).sum()
-    }
-
     /// Bytes handed out that no extent holds.
     pub fn garbage_bytes(&self) -> usize {
         self.garbage
@@ -199,29 +194,22 @@ impl HotArena {
         extent
     }
 
+    /// Copies `from` into `to`, just carved: `to` lies in the last
+    /// segment, `from` in it or an earlier one.
     fn copy_within(&mut self, from: &Extent, to: &mut Extent) {
-        if from.len == 0 {
-            return;
-        }
         let (source, source_at) = (from.segment as usize, from.offset as usize);
         let (target, target_at) = (to.segment as usize, to.offset as usize);
         let len = from.len as usize;
+        if len == 0 || source > target || target >= self.segments.len() {
+            return;
+        }
+        let (earlier, rest) = self.segments.split_at_mut(target);
+        let target_bytes = rest[0].bytes_mut();
         if source == target {
-            if let Some(segment) = self.segments.get_mut(source) {
-                segment
-                    .bytes_mut()
-                    .copy_within(source_at..source_at + len, target_at);
-            }
-        } else if source < self.segments.len() && target < self.segments.len() {
-            // Distinct segments: split the borrow.
-            let (low, high) = self.segments.split_at_mut(source.max(target));
-            let (source_segment, target_segment) = if source < target {
-                (&low[source], &mut high[0])
-            } else {
-                (&high[0], &mut low[target])
-            };
-            target_segment.bytes_mut()[target_at..target_at + len]
-                .copy_from_slice(&source_segment.bytes()[source_at..source_at + len]);
+            target_bytes.copy_within(source_at..source_at + len, target_at);
+        } else {
+            target_bytes[target_at..target_at + len]
+                .copy_from_slice(&earlier[source].bytes()[source_at..source_at + len]);
         }
         to.len = from.len;
     }

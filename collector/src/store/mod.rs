@@ -157,7 +157,7 @@ impl Series {
 
     /// Raw points `(ns, value)` in time order (counters: running total);
     /// `hot` is the store's ([`Store::hot`]).
-    pub fn recent_points(&self, hot: &HotArena) -> Vec<(u64, f64)> {
+    fn recent_points(&self, hot: &HotArena) -> Vec<(u64, f64)> {
         self.recent.points(hot)
     }
 
@@ -171,7 +171,7 @@ impl Series {
 
     /// Daily peaks `(day start ns, max)` over the retention window, oldest
     /// first: the memory-like question "how high did it go each day".
-    pub fn daily_peaks(&self, hot: &HotArena) -> Vec<(u64, f64)> {
+    fn daily_peaks(&self, hot: &HotArena) -> Vec<(u64, f64)> {
         let mut peaks: BTreeMap<u32, f64> = BTreeMap::new();
         let mut add = |start: u32, max: f64| {
             let day = start / DAY_HOURS * DAY_HOURS;
@@ -239,18 +239,21 @@ impl Series {
                     self.days.push(hot, hour / DAY_HOURS * DAY_HOURS, &late);
                 }
             }
-            Some((open_hour, aggregate)) => {
-                self.hours.push(hot, *open_hour, aggregate);
-                // The same allocation serves the next hour.
-                aggregate.reset(with_sketch);
-                *open_hour = hour;
-                value.add_to(aggregate);
-                self.roll_up(hot, hour, retention_hours);
-            }
-            None => {
-                let mut aggregate = Aggregate::new(with_sketch);
-                value.add_to(&mut aggregate);
-                self.open = Some((hour, aggregate));
+            _ => {
+                match &mut self.open {
+                    Some((open_hour, aggregate)) => {
+                        self.hours.push(hot, *open_hour, aggregate);
+                        // The same allocation serves the next hour.
+                        aggregate.reset(with_sketch);
+                        *open_hour = hour;
+                        value.add_to(aggregate);
+                    }
+                    None => {
+                        let mut aggregate = Aggregate::new(with_sketch);
+                        value.add_to(&mut aggregate);
+                        self.open = Some((hour, aggregate));
+                    }
+                }
                 self.roll_up(hot, hour, retention_hours);
             }
         }
@@ -464,7 +467,8 @@ impl Store {
         series.recent_points(&self.hot)
     }
 
-    /// Daily peaks of `series` ([`Series::daily_peaks`]).
+    /// Daily peaks `(day start ns, max)` of `series` over the retention
+    /// window, oldest first.
     pub fn daily_peaks(&self, series: &Series) -> Vec<(u64, f64)> {
         series.daily_peaks(&self.hot)
     }

@@ -286,6 +286,12 @@ impl Front {
             last_ms: chunk.last_ms,
         }
     }
+
+    /// The first chunk of a run's bytes, if it decodes.
+    fn first_of(bytes: &[u8]) -> Option<Front> {
+        let (chunk, len) = read_chunks(bytes, 1)?.into_iter().next()?;
+        Some(Front::of(&chunk, len))
+    }
 }
 
 /// What a snapshot wrote of a window's full chunks, to make them cold
@@ -380,17 +386,16 @@ impl RawWindow {
         }
         let span = cold.span.after(cold.front.len);
         let mut bytes = Vec::new();
-        let front = if span.read_into(&mut bytes) {
-            read_chunks(&bytes, 1).and_then(|c| c.into_iter().next())
-        } else {
-            None
-        };
+        let front = span
+            .read_into(&mut bytes)
+            .then(|| Front::first_of(&bytes))
+            .flatten();
         match front {
-            Some((chunk, len)) => {
+            Some(front) => {
                 cold.points -= u32::from(cold.front.points);
                 cold.chunks -= 1;
                 cold.span = span;
-                cold.front = Front::of(&chunk, len);
+                cold.front = front;
             }
             // Unreadable (counted): the cold points are gone.
             None => {
@@ -413,8 +418,8 @@ impl RawWindow {
             self.hot = HotChunks::default();
             return;
         }
-        match read_chunks(hot.bytes(&self.hot.extent), 1).and_then(|c| c.into_iter().next()) {
-            Some((chunk, len)) => self.hot.front = Front::of(&chunk, len),
+        match Front::first_of(hot.bytes(&self.hot.extent)) {
+            Some(front) => self.hot.front = front,
             // The store wrote these bytes itself; if they do not decode, the
             // rest is dropped rather than misread.
             None => {
@@ -579,30 +584,29 @@ impl RawWindow {
         if let Some((open, _)) = chunks.pop() {
             window.open = open;
         }
-        match placed {
-            Some(placed) if full.len() >= COLD_MIN_BYTES => {
-                let sealed = chunks.len();
-                let mut cold = ColdChunks {
-                    span: placed.span_of(full),
-                    chunks: sealed as u32,
-                    points: 0,
-                    front: Front::default(),
-                };
-                for (i, (chunk, len)) in chunks.into_iter().enumerate() {
-                    if i == 0 {
-                        cold.front = Front::of(&chunk, len);
-                    }
-                    cold.points += u32::from(chunk.points);
+        // The full chunks: cold when the block lies in a file and the run
+        // is worth a span, else copied to the hot arena.
+        if let Some((first, len)) = chunks.first() {
+            let (count, points, front) = (
+                chunks.len() as u32,
+                chunks.iter().map(|(c, _)| u32::from(c.points)).sum(),
+                Front::of(first, *len),
+            );
+            match placed {
+                Some(placed) if full.len() >= COLD_MIN_BYTES => {
+                    window.cold = Some(ColdChunks {
+                        span: placed.span_of(full),
+                        chunks: count,
+                        points,
+                        front,
+                    });
                 }
-                window.cold = Some(cold);
-            }
-            _ => {
-                if let Some((first, len)) = chunks.first() {
+                _ => {
                     window.hot = HotChunks {
                         extent: Extent::default(),
-                        chunks: chunks.len() as u32,
-                        points: chunks.iter().map(|(c, _)| u32::from(c.points)).sum(),
-                        front: Front::of(first, *len),
+                        chunks: count,
+                        points,
+                        front,
                     };
                     hot.append(&mut window.hot.extent, full);
                 }

@@ -370,12 +370,14 @@ fn write_rest(body: &mut Vec<u8>, store: &Store) {
     }
 }
 
+/// A tier's record count and newest start, ahead of its records.
+fn write_tier_header(out: &mut Vec<u8>, len: usize, last_start: Option<u32>) {
+    put_varint(out, len as u64);
+    put_varint(out, last_start.map_or(0, |start| u64::from(start) + 1));
+}
+
 fn write_tier(out: &mut Vec<u8>, tier: &Tier, hot: &HotArena) -> Option<Written> {
-    put_varint(out, tier.len() as u64);
-    put_varint(
-        out,
-        tier.last_start().map_or(0, |start| u64::from(start) + 1),
-    );
+    write_tier_header(out, tier.len(), tier.last_start());
     tier.write_prefixed(hot, out)
 }
 
@@ -392,13 +394,11 @@ fn write_series(
     // The open hour as a one-record tier.
     match &series.open {
         Some((hour, aggregate)) => {
-            put_varint(out, 1);
-            put_varint(out, u64::from(*hour) + 1);
-            put_prefixed(out, &super::tier::encode_first(*hour, aggregate));
+            write_tier_header(out, 1, Some(*hour));
+            put_prefixed(out, &super::tier::encode_record(*hour, aggregate));
         }
         None => {
-            put_varint(out, 0);
-            put_varint(out, 0);
+            write_tier_header(out, 0, None);
             put_prefixed(out, &[]);
         }
     }

@@ -332,9 +332,7 @@ impl Tier {
             Some(last) if start <= last => self.amend(hot, start, aggregate),
             _ => {
                 let delta = start - self.last_start.unwrap_or(0);
-                let mut record = Vec::with_capacity(encoded_len(delta, aggregate));
-                encode(&mut record, delta, aggregate);
-                hot.append(&mut self.hot, &record);
+                hot.append(&mut self.hot, &encode_record(delta, aggregate));
                 self.first_start.get_or_insert(start);
                 self.last_start = Some(start);
                 self.len += 1;
@@ -493,11 +491,11 @@ impl Tier {
     }
 }
 
-/// One record as the first of a chain (its delta is its start): the form
-/// a snapshot gives the open hour.
-pub fn encode_first(start: u32, aggregate: &Aggregate) -> Vec<u8> {
-    let mut record = Vec::with_capacity(encoded_len(start, aggregate));
-    encode(&mut record, start, aggregate);
+/// One record, exactly sized. As the first of a chain its delta is its
+/// start (the form a snapshot gives the open hour).
+pub fn encode_record(delta: u32, aggregate: &Aggregate) -> Vec<u8> {
+    let mut record = Vec::with_capacity(encoded_len(delta, aggregate));
+    encode(&mut record, delta, aggregate);
     record
 }
 

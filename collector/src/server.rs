@@ -188,6 +188,8 @@ fn now_ns() -> u64 {
 impl Collector {
     /// Opens the store, replaying the write-ahead log.
     pub fn open(options: CollectorOptions) -> Result<Arc<Collector>, CollectorError> {
+        // Before recovery's large buffers, so they go back when freed.
+        crate::memory::fix_allocator_thresholds();
         let addr: SocketAddr = options
             .listen
             .parse()

@@ -47,6 +47,11 @@ pub struct CollectorConfig {
     /// Time between store snapshots (one is also written on shutdown).
     #[serde(default = "default_snapshot_interval", with = "duration_text")]
     pub snapshot_interval: Duration,
+    /// History sealed since the last snapshot that starts the next one
+    /// early (bounds a backfill's memory); at least an eighth of the last
+    /// snapshot.
+    #[serde(default = "default_snapshot_hot_bytes")]
+    pub snapshot_hot_bytes: usize,
     /// Decompressed request bytes in flight before requests get 429.
     #[serde(default = "default_max_inflight_bytes")]
     pub max_inflight_bytes: usize,
@@ -82,6 +87,9 @@ fn default_raw_window() -> Duration {
 fn default_snapshot_interval() -> Duration {
     Duration::from_secs(300)
 }
+fn default_snapshot_hot_bytes() -> usize {
+    32 << 20
+}
 fn default_max_inflight_bytes() -> usize {
     256 << 20
 }
@@ -102,6 +110,7 @@ impl Default for CollectorConfig {
             read_token_file: None,
             insecure: false,
             snapshot_interval: default_snapshot_interval(),
+            snapshot_hot_bytes: default_snapshot_hot_bytes(),
             max_inflight_bytes: default_max_inflight_bytes(),
             max_series: default_max_series(),
             tls_cert_file: None,
@@ -139,6 +148,10 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     (
         "snapshot_interval",
         "Time between store snapshots; a restart loads the newest one and replays only the write-ahead log written since. One is also written on shutdown. 5m keeps a 1,000-node restart under 10 s. Each snapshot holds ingest while it writes the file (about 1 s at 200 nodes: tally_collector_snapshot_lock_seconds); history it wrote is then read from it instead of kept in memory.",
+    ),
+    (
+        "snapshot_hot_bytes",
+        "History sealed since the last snapshot (tally_collector_store_hot_bytes) that starts the next snapshot before snapshot_interval: a backfill seals hours of history a second, and until a snapshot makes it cold it is held in memory. The budget is this or an eighth of the last snapshot's size, whichever is larger, so a large store (whose snapshots take longer) is not snapshotted back to back. At least 1 MiB.",
     ),
     (
         "max_inflight_bytes",
@@ -232,6 +245,13 @@ impl CollectorConfig {
                 reason: "set both the certificate and the key, or neither",
             });
         }
+        if config.snapshot_hot_bytes < 1 << 20 {
+            return Err(ConfigError::Value {
+                key: "snapshot_hot_bytes",
+                value: config.snapshot_hot_bytes.to_string(),
+                reason: "must be at least 1048576 (1 MiB)",
+            });
+        }
         if config.max_series == 0 {
             return Err(ConfigError::Value {
                 key: "max_series",
@@ -290,6 +310,7 @@ impl CollectorConfig {
             )?,
             insecure: self.insecure,
             snapshot_interval: self.snapshot_interval,
+            snapshot_hot_bytes: self.snapshot_hot_bytes,
             max_inflight_bytes: self.max_inflight_bytes,
             max_series: self.max_series,
             tls: self.tls_cert_file.clone().zip(self.tls_key_file.clone()),
@@ -347,6 +368,13 @@ mod tests {
         let error =
             CollectorConfig::load(None, &env, &CollectorFlags::default()).expect_err("too short");
         assert!(error.to_string().contains("retention = \"10m\""), "{error}");
+        let env = vec![(
+            "TALLY_COLLECTOR_SNAPSHOT_HOT_BYTES".to_owned(),
+            "4096".to_owned(),
+        )];
+        let error =
+            CollectorConfig::load(None, &env, &CollectorFlags::default()).expect_err("too small");
+        assert!(error.to_string().contains("snapshot_hot_bytes"), "{error}");
     }
 
     #[test]

@@ -55,6 +55,9 @@ pub struct CollectorOptions {
     pub insecure: bool,
     /// Time between store snapshots (also written on shutdown).
     pub snapshot_interval: Duration,
+    /// History sealed since the last snapshot that starts the next one
+    /// early (or an eighth of the last snapshot, if larger).
+    pub snapshot_hot_bytes: usize,
     /// Decompressed request bytes being decoded, logged and applied at
     /// once; beyond it requests get 429 with `Retry-After`.
     pub max_inflight_bytes: usize,
@@ -78,6 +81,7 @@ impl Default for CollectorOptions {
             read_token: None,
             insecure: false,
             snapshot_interval: Duration::from_secs(300),
+            snapshot_hot_bytes: 32 << 20,
             max_inflight_bytes: 256 << 20,
             max_series: 5_000_000,
             tls: None,
@@ -343,6 +347,17 @@ impl Collector {
         result
     }
 
+    /// True when the history sealed since the last snapshot has outgrown
+    /// its budget: `snapshot_hot_bytes`, or an eighth of the last snapshot
+    /// if larger (a snapshot rewrites the whole file, so a large store
+    /// must not take one for every few megabytes). The next snapshot
+    /// should not wait.
+    pub fn hot_history_over_budget(&self) -> bool {
+        let last_snapshot = self.counters.snapshot_bytes.load(Ordering::Relaxed) as usize;
+        let budget = self.options.snapshot_hot_bytes.max(last_snapshot / 8);
+        self.with_store(|s| s.hot().carved_bytes()) > budget
+    }
+
     /// Seconds the newest snapshot held the store's lock.
     pub fn snapshot_lock_seconds(&self) -> f64 {
         self.counters.snapshot_lock_micros.load(Ordering::Relaxed) as f64 / 1e6
@@ -477,6 +492,8 @@ pub async fn serve(
             .max(Duration::from_secs(1));
         let mut snapshots =
             tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        // A backfill can seal more history in a minute than the budget.
+        let mut hot_check = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 _ = expiry.tick() => {
@@ -489,6 +506,14 @@ pub async fn serve(
                     let collector = Arc::clone(&expiring);
                     // Errors are counted and logged inside.
                     let _ = tokio::task::spawn_blocking(move || collector.snapshot()).await;
+                }
+                _ = hot_check.tick() => {
+                    if expiring.hot_history_over_budget() {
+                        tracing::debug!("history sealed since the last snapshot is over budget; snapshotting early");
+                        let collector = Arc::clone(&expiring);
+                        let _ = tokio::task::spawn_blocking(move || collector.snapshot()).await;
+                        snapshots.reset();
+                    }
                 }
                 // The guard `wait_for` returns is not `Send`: drop it here.
                 _ = async { let _ = expiry_shutdown.wait_for(|stop| *stop).await; } => break,
@@ -1128,8 +1153,14 @@ async fn readyz(State(collector): State<Arc<Collector>>) -> Response {
 
 async fn own_metrics(State(collector): State<Arc<Collector>>) -> Response {
     let c = &collector.counters;
-    let (series, stats, bytes) =
-        collector.with_store(|s| (s.series_count(), s.stats(), s.estimated_bytes()));
+    let (series, stats, bytes, hot_bytes) = collector.with_store(|s| {
+        (
+            s.series_count(),
+            s.stats(),
+            s.estimated_bytes(),
+            s.hot().carved_bytes(),
+        )
+    });
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let (cold_reads, cold_read_bytes) = crate::store::cold::reads();
     let body = format!(
@@ -1153,6 +1184,9 @@ async fn own_metrics(State(collector): State<Arc<Collector>>) -> Response {
          # HELP tally_collector_store_bytes Estimated heap held by the store's series.\n\
          # TYPE tally_collector_store_bytes gauge\n\
          tally_collector_store_bytes {}\n\
+         # HELP tally_collector_store_hot_bytes History sealed since the last snapshot, held in memory until one makes it cold (snapshot_hot_bytes starts one early).\n\
+         # TYPE tally_collector_store_hot_bytes gauge\n\
+         tally_collector_store_hot_bytes {}\n\
          # HELP tally_collector_wal_errors_total Write-ahead log writes that failed (the request got a 503).\n\
          # TYPE tally_collector_wal_errors_total counter\n\
          tally_collector_wal_errors_total {}\n\
@@ -1206,6 +1240,7 @@ async fn own_metrics(State(collector): State<Arc<Collector>>) -> Response {
         stats.resets,
         series,
         bytes,
+        hot_bytes,
         load(&c.wal_errors),
         load(&c.wal_truncated_bytes),
         load(&c.replayed_records),
@@ -1291,6 +1326,41 @@ mod tests {
         assert!(admit(&collector, 1 << 20).is_ok());
         // A body larger than the whole budget is admitted alone, not never.
         assert!(admit(&collector, 4 << 20).is_ok());
+    }
+
+    /// History sealed since the last snapshot past `snapshot_hot_bytes`
+    /// calls for a snapshot, which empties it.
+    #[test]
+    fn hot_history_over_its_budget_calls_for_a_snapshot() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let collector = Collector::open(CollectorOptions {
+            data_dir: dir.path().to_path_buf(),
+            snapshot_hot_bytes: 1 << 20,
+            ..Default::default()
+        })
+        .expect("open");
+        assert!(!collector.hot_history_over_budget());
+        let hour = 3_600_000_000_000u64;
+        let t0 = 1_800_000_000u64 / 3600 * hour;
+        {
+            let mut guard = collector.lock();
+            for h in 0..48 {
+                for pod in 0..2000 {
+                    guard.1.apply(points::Sample {
+                        metric: Arc::from("mem"),
+                        labels: Arc::new(crate::store::labels::LabelSet::new(vec![(
+                            "k8s.pod.name".to_owned(),
+                            format!("pod-{pod}"),
+                        )])),
+                        time_ns: t0 + h * hour,
+                        value: points::SampleValue::Gauge((pod * h) as f64),
+                    });
+                }
+            }
+        }
+        assert!(collector.hot_history_over_budget());
+        collector.snapshot().expect("snapshot");
+        assert!(!collector.hot_history_over_budget());
     }
 
     #[test]

@@ -238,7 +238,7 @@ pub struct CachedResource {
 /// compare them by pointer.
 #[derive(Debug, Default)]
 pub struct Interner {
-    sets: HashMap<u64, Vec<Labels>, LabelHashing>,
+    sets: ByHash<Labels>,
     names: HashSet<Arc<str>>,
     /// Encoded resource → its set, by the bytes' hash.
     resources: ByHash<(Box<[u8]>, CachedResource)>,
@@ -249,7 +249,54 @@ pub struct Interner {
 }
 
 /// Entries by a hash computed by the caller (collisions share a bucket).
-type ByHash<T> = HashMap<u64, Vec<T>, LabelHashing>;
+type ByHash<T> = HashMap<u64, Bucket<T>, LabelHashing>;
+
+/// The entries under one hash: nearly always one, held inline (a vector
+/// per entry cost an allocation per label set and per cache entry).
+#[derive(Debug)]
+enum Bucket<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> Bucket<T> {
+    fn iter(&self) -> std::slice::Iter<'_, T> {
+        match self {
+            Bucket::One(item) => std::slice::from_ref(item).iter(),
+            Bucket::Many(items) => items.iter(),
+        }
+    }
+
+    /// Keeps the entries `keep` accepts; false when none is left.
+    fn retain(&mut self, keep: impl Fn(&T) -> bool) -> bool {
+        match self {
+            Bucket::One(item) => keep(item),
+            Bucket::Many(items) => {
+                items.retain(keep);
+                !items.is_empty()
+            }
+        }
+    }
+}
+
+/// Adds `item` under `hash`.
+fn add<T>(map: &mut ByHash<T>, hash: u64, item: T) {
+    match map.entry(hash) {
+        std::collections::hash_map::Entry::Vacant(slot) => {
+            slot.insert(Bucket::One(item));
+        }
+        std::collections::hash_map::Entry::Occupied(mut slot) => {
+            let items = match std::mem::replace(slot.get_mut(), Bucket::Many(Vec::new())) {
+                Bucket::One(first) => vec![first, item],
+                Bucket::Many(mut items) => {
+                    items.push(item);
+                    items
+                }
+            };
+            *slot.get_mut() = Bucket::Many(items);
+        }
+    }
+}
 
 /// The interner, shared by the store and the flattening of requests
 /// (which runs outside the store's lock, on several threads).
@@ -271,11 +318,14 @@ fn bytes_hash(salt: u64, bytes: &[u8]) -> u64 {
 impl Interner {
     /// The shared copy of `labels`, adopting it when it is new.
     pub fn labels(&mut self, labels: &Labels) -> Labels {
-        let bucket = self.sets.entry(labels.hash).or_default();
-        if let Some(existing) = bucket.iter().find(|l| ***l == **labels) {
+        if let Some(existing) = self
+            .sets
+            .get(&labels.hash)
+            .and_then(|bucket| bucket.iter().find(|l| ***l == **labels))
+        {
             return Arc::clone(existing);
         }
-        bucket.push(Arc::clone(labels));
+        add(&mut self.sets, labels.hash, Arc::clone(labels));
         Arc::clone(labels)
     }
 
@@ -317,10 +367,11 @@ impl Interner {
         };
         self.next_resource += 1;
         self.cached += 1;
-        self.resources
-            .entry(bytes_hash(0, bytes))
-            .or_default()
-            .push((bytes.into(), resource.clone()));
+        add(
+            &mut self.resources,
+            bytes_hash(0, bytes),
+            (bytes.into(), resource.clone()),
+        );
         resource
     }
 
@@ -340,10 +391,11 @@ impl Interner {
         self.make_room();
         let labels = self.labels(labels);
         self.cached += 1;
-        self.point_sets
-            .entry(bytes_hash(resource, key))
-            .or_default()
-            .push((resource, key.into(), Arc::clone(&labels)));
+        add(
+            &mut self.point_sets,
+            bytes_hash(resource, key),
+            (resource, key.into(), Arc::clone(&labels)),
+        );
         labels
     }
 
@@ -364,10 +416,8 @@ impl Interner {
     /// would keep them alive, are emptied first and refill on demand).
     pub fn sweep(&mut self) {
         self.clear_caches();
-        for bucket in self.sets.values_mut() {
-            bucket.retain(|l| Arc::strong_count(l) > 1);
-        }
-        self.sets.retain(|_, bucket| !bucket.is_empty());
+        self.sets
+            .retain(|_, bucket| bucket.retain(|l| Arc::strong_count(l) > 1));
         self.names.retain(|name| Arc::strong_count(name) > 1);
     }
 
@@ -376,20 +426,20 @@ impl Interner {
     pub fn heap_bytes(&self) -> usize {
         self.sets
             .values()
-            .flatten()
+            .flat_map(Bucket::iter)
             .map(|l| l.heap_bytes() + std::mem::size_of::<LabelSet>() + 16)
             .sum::<usize>()
             + self.names.iter().map(|n| n.len() + 16).sum::<usize>()
             + self
                 .resources
                 .values()
-                .flatten()
+                .flat_map(Bucket::iter)
                 .map(|(key, _)| key.len() + 48)
                 .sum::<usize>()
             + self
                 .point_sets
                 .values()
-                .flatten()
+                .flat_map(Bucket::iter)
                 .map(|(_, key, _)| key.len() + 48)
                 .sum::<usize>()
     }
@@ -398,6 +448,29 @@ impl Interner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Entries whose hashes collide share a bucket and are all found.
+    #[test]
+    fn colliding_entries_share_a_bucket() {
+        let mut map: ByHash<u32> = ByHash::default();
+        add(&mut map, 7, 1);
+        assert!(matches!(map.get(&7), Some(Bucket::One(1))));
+        add(&mut map, 7, 2);
+        add(&mut map, 7, 3);
+        add(&mut map, 8, 4);
+        let seven: Vec<u32> = map
+            .get(&7)
+            .map(|b| b.iter().copied().collect())
+            .unwrap_or_default();
+        assert_eq!(seven, vec![1, 2, 3]);
+        map.retain(|_, bucket| bucket.retain(|n| n % 2 == 1));
+        let seven: Vec<u32> = map
+            .get(&7)
+            .map(|b| b.iter().copied().collect())
+            .unwrap_or_default();
+        assert_eq!(seven, vec![1, 3]);
+        assert!(!map.contains_key(&8), "an emptied bucket goes");
+    }
 
     fn set(pairs: &[(&str, &str)]) -> Labels {
         Arc::new(LabelSet::new(

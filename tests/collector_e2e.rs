@@ -186,9 +186,17 @@ fn agent_to_collector_and_the_api() {
     );
     let openapi = api(port, "/api/v1/openapi.json");
     assert_eq!(openapi["openapi"], "3.0.3");
+    // An analysis on demand sees what the agent sent.
+    let (status, body) = post(port, "/api/v1/analyze", &[], b"");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
     let recommendations = api(port, "/api/v1/recommendations");
-    assert_eq!(recommendations["status"], "unavailable");
-    assert_eq!(recommendations["items"], Value::Array(vec![]));
+    assert_eq!(recommendations["status"], "ok", "{recommendations}");
+    assert!(recommendations["items"].is_array(), "{recommendations}");
+    let costs = api(port, "/api/v1/costs?by=namespace");
+    assert!(
+        costs["monthly_cost"].as_f64().is_some_and(|c| c > 0.0),
+        "{costs}"
+    );
 }
 
 #[test]

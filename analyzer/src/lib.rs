@@ -1,8 +1,18 @@
 //! The Tally analyzer: pricing, cost allocation and recommendations.
 //!
-//! Laid out now so the workspace has its final shape; the analyses arrive
-//! with their own issue (#4). polars is deliberately not a dependency yet:
-//! it dominates cold build time and nothing here uses it.
+//! A pure library: the collector turns its store into an
+//! [`input::FleetSnapshot`] and calls [`recommend::analyze`]; tests and the replay
+//! harness build snapshots by hand. One file per analysis.
+
+pub mod allocation;
+pub mod config;
+pub mod distribution;
+pub mod eval;
+pub mod input;
+pub mod pricing;
+pub mod recommend;
+pub mod recommendation;
+pub mod rightsizing;
 
 /// Hours in the 730-hour month that cloud price sheets use.
 pub const HOURS_PER_MONTH: f64 = 730.0;

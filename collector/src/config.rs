@@ -64,6 +64,9 @@ pub struct CollectorConfig {
     /// PEM private key for HTTPS (with `tls_cert_file`).
     #[serde(default)]
     pub tls_key_file: Option<PathBuf>,
+    /// The analyzer: window, schedule, thresholds, objectives, prices.
+    #[serde(default)]
+    pub analyzer: tally_analyzer::config::AnalyzerConfig,
 }
 
 fn default_version() -> u32 {
@@ -115,6 +118,7 @@ impl Default for CollectorConfig {
             max_series: default_max_series(),
             tls_cert_file: None,
             tls_key_file: None,
+            analyzer: tally_analyzer::config::AnalyzerConfig::default(),
         }
     }
 }
@@ -166,6 +170,74 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
         "PEM certificate chain; with tls_key_file the collector serves HTTPS (rustls) instead of HTTP.",
     ),
     ("tls_key_file", "PEM private key matching tls_cert_file."),
+    (
+        "analyzer.window_seconds",
+        "History the analyzer reads for costs and recommendations, seconds (default 7 days; at least 3600). Costs a month are the window's rate × 730 h.",
+    ),
+    (
+        "analyzer.interval_seconds",
+        "Time between scheduled analyses; POST /api/v1/analyze runs one at once.",
+    ),
+    (
+        "analyzer.gpu_idle_seconds",
+        "How long a GPU must stay idle (utilization, power and tokens) before it is reported.",
+    ),
+    (
+        "analyzer.gpu_idle_utilization",
+        "Highest utilization over the idle window that still counts as idle (0..1).",
+    ),
+    (
+        "analyzer.gpu_idle_power_factor",
+        "Mean power, as a multiple of the GPU model's idle draw, at or below which a GPU is idle whatever its utilization reads (a spin kernel reads busy at idle power).",
+    ),
+    (
+        "analyzer.min_monthly_savings",
+        "Smallest saving a month a recommendation must bring (raises that remove a risk are shown anyway).",
+    ),
+    (
+        "analyzer.cpu_share_above",
+        "Target share of time CPU usage may exceed the proposed request (0.02: p98).",
+    ),
+    (
+        "analyzer.memory_risk_week",
+        "Target probability that the working set passes the proposed memory within a week (0.01).",
+    ),
+    (
+        "analyzer.default_slo.ttft_p95_seconds",
+        "p95 time to first token a model service must keep for GPU changes to be proposed (per service under analyzer.slo.<namespace>/<workload>).",
+    ),
+    (
+        "analyzer.default_slo.itl_p95_seconds",
+        "p95 inter-token latency a model service must keep for GPU changes to be proposed.",
+    ),
+    (
+        "analyzer.opencost_metrics",
+        "Also export OpenCost's metric names (node_total_hourly_cost, container_cpu_allocation, …) on /metrics.",
+    ),
+    (
+        "analyzer.pricing.currency",
+        "Currency every amount is shown in; catalog prices are converted with exchange_rate.",
+    ),
+    (
+        "analyzer.pricing.exchange_rate",
+        "Multiplies every catalog price (USD) into the currency; override prices are taken as already in it.",
+    ),
+    (
+        "analyzer.pricing.discount",
+        "Negotiated discount on every node price (0..1).",
+    ),
+    (
+        "analyzer.pricing.cpu_core_hourly",
+        "Price of a vCPU-hour for nodes the catalog does not know (custom and on-prem clusters).",
+    ),
+    (
+        "analyzer.pricing.memory_gib_hourly",
+        "Price of a GiB-hour of memory for nodes the catalog does not know.",
+    ),
+    (
+        "analyzer.pricing.egress_discount",
+        "Discount on network transfer prices (0..1).",
+    ),
 ];
 
 /// Command-line overrides.
@@ -314,6 +386,7 @@ impl CollectorConfig {
             max_inflight_bytes: self.max_inflight_bytes,
             max_series: self.max_series,
             tls: self.tls_cert_file.clone().zip(self.tls_key_file.clone()),
+            analyzer: self.analyzer.clone(),
         })
     }
 }

@@ -2,6 +2,7 @@
 //! SDK, keeps the embedded store (write-ahead log + hourly aggregates) and
 //! serves the JSON API.
 
+pub mod analysis;
 pub mod api;
 pub mod config;
 pub mod ingest;

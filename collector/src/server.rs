@@ -67,6 +67,8 @@ pub struct CollectorOptions {
     pub max_series: usize,
     /// PEM certificate chain and private key: serve HTTPS instead of HTTP.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// The analyzer's settings.
+    pub analyzer: tally_analyzer::config::AnalyzerConfig,
 }
 
 impl Default for CollectorOptions {
@@ -85,6 +87,7 @@ impl Default for CollectorOptions {
             max_inflight_bytes: 256 << 20,
             max_series: 5_000_000,
             tls: None,
+            analyzer: tally_analyzer::config::AnalyzerConfig::default(),
         }
     }
 }
@@ -109,6 +112,9 @@ pub enum CollectorError {
     /// The TLS certificate or key is unusable.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// The analyzer's settings or prices are unusable.
+    #[error(transparent)]
+    Analysis(#[from] crate::analysis::AnalysisError),
     /// Binding or serving failed.
     #[error("cannot serve on {addr}: {source}")]
     Serve {
@@ -156,6 +162,8 @@ pub struct Collector {
     /// Set when serving HTTPS.
     tls: Option<Arc<rustls::ServerConfig>>,
     tls_handshake_failures: Arc<AtomicU64>,
+    /// The analyzer and its newest report.
+    analysis: crate::analysis::Analysis,
 }
 
 /// A write to the store (log append and apply) for the store's thread.
@@ -216,6 +224,8 @@ impl Collector {
             Some((cert, key)) => Some(crate::tls::server_config(cert, key)?),
             None => None,
         };
+        // Bad analyzer settings or prices fail the start, before recovery.
+        let analysis = crate::analysis::Analysis::new(options.analyzer.clone())?;
         let started = std::time::Instant::now();
         let counters = Counters::default();
         std::fs::create_dir_all(&options.data_dir).map_err(|source| {
@@ -293,7 +303,21 @@ impl Collector {
             ready: AtomicBool::new(true),
             tls,
             tls_handshake_failures: Arc::new(AtomicU64::new(0)),
+            analysis,
         }))
+    }
+
+    /// The analyzer.
+    pub fn analysis(&self) -> &crate::analysis::Analysis {
+        &self.analysis
+    }
+
+    /// Runs an analysis now: the store is held for the extraction only.
+    pub fn analyze(
+        &self,
+    ) -> Result<Arc<crate::analysis::Finished>, tally_analyzer::recommend::AnalyzeError> {
+        self.analysis
+            .run(|extract| self.with_store(|store| extract(store)))
     }
 
     /// Writes a snapshot of the store and deletes the log it covers. The
@@ -455,7 +479,12 @@ pub fn router(collector: Arc<Collector>) -> Router {
         .route("/api/v1/models", api::route(api::models::view))
         .route("/api/v1/egress", api::route(api::egress::view))
         .route("/api/v1/logs", get(api_logs))
-        .route("/api/v1/recommendations", get(api_recommendations))
+        .route(
+            "/api/v1/recommendations",
+            get(crate::analysis::api::recommendations),
+        )
+        .route("/api/v1/costs", get(crate::analysis::api::costs))
+        .route("/api/v1/analyze", post(crate::analysis::api::analyze))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/metrics", get(own_metrics))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -494,6 +523,8 @@ pub async fn serve(
             tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         // A backfill can seal more history in a minute than the budget.
         let mut hot_check = tokio::time::interval(Duration::from_secs(1));
+        let mut analyses = tokio::time::interval(expiring.analysis.interval());
+        analyses.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = expiry.tick() => {
@@ -506,6 +537,11 @@ pub async fn serve(
                     let collector = Arc::clone(&expiring);
                     // Errors are counted and logged inside.
                     let _ = tokio::task::spawn_blocking(move || collector.snapshot()).await;
+                }
+                _ = analyses.tick() => {
+                    let collector = Arc::clone(&expiring);
+                    // Errors are counted and logged inside.
+                    let _ = tokio::task::spawn_blocking(move || collector.analyze()).await;
                 }
                 _ = hot_check.tick() => {
                     if expiring.hot_history_over_budget() {
@@ -921,9 +957,26 @@ async fn api_status(State(collector): State<Arc<Collector>>, headers: HeaderMap)
         "store_bytes_estimate": bytes,
         "samples": stats.samples,
         "log_records": stats.log_records,
-        "analyzer": "unavailable: the analyzer lands with issue #4",
+        "analyzer": analyzer_status(&collector),
     }))
     .into_response()
+}
+
+/// The analyzer's part of `/api/v1/status`.
+fn analyzer_status(collector: &Collector) -> Value {
+    let (runs, errors) = collector.analysis.counts();
+    match collector.analysis.latest() {
+        Some(finished) => json!({
+            "status": "ok",
+            "runs": runs,
+            "errors": errors,
+            "last_run_ns": finished.at_ns,
+            "recommendations": finished.report.recommendations.len(),
+            "monthly_cost": finished.report.totals.monthly_cost,
+            "monthly_savings": finished.report.totals.monthly_savings,
+        }),
+        None => json!({ "status": "pending", "runs": runs, "errors": errors }),
+    }
 }
 
 async fn api_agents(State(collector): State<Arc<Collector>>, headers: HeaderMap) -> Response {
@@ -1122,19 +1175,6 @@ async fn api_logs(
     axum::Json(json!({ "records": records })).into_response()
 }
 
-async fn api_recommendations(
-    State(collector): State<Arc<Collector>>,
-    headers: HeaderMap,
-) -> Response {
-    guard_read!(collector, headers);
-    axum::Json(json!({
-        "status": "unavailable",
-        "reason": "the analyzer has not landed yet (issue #4); no recommendations are computed",
-        "items": [],
-    }))
-    .into_response()
-}
-
 async fn openapi() -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
@@ -1257,6 +1297,8 @@ async fn own_metrics(State(collector): State<Arc<Collector>>) -> Response {
         cold_read_bytes,
         crate::store::cold::read_errors(),
     );
+    let mut body = body;
+    crate::analysis::metrics::render(&collector.analysis, &mut body);
     (
         [(
             header::CONTENT_TYPE,

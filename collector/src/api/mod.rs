@@ -180,39 +180,13 @@ fn max(top: &mut Option<f64>, value: Option<f64>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ingest::points::{self, TimeWindow};
-    use crate::simulate::Fleet;
-    use crate::store::StoreLimits;
-    use std::time::Duration;
 
     const HOUR_NS: u64 = 3_600_000_000_000;
 
-    /// A store holding three hours of a simulated three-node fleet.
+    /// A store holding three hours of a simulated three-node fleet and
+    /// its last two hours.
     pub(super) fn simulated_store() -> (Store, Window) {
-        let t0 = 1_800_000_000_000_000_000;
-        let mut store = Store::new(StoreLimits {
-            retention_ns: 14 * 24 * HOUR_NS,
-            raw_window_ns: 6 * HOUR_NS,
-            raw_points: 1440,
-            log_records: 10,
-            max_series: 1_000_000,
-        });
-        let mut fleet = Fleet::new(3, 7, t0);
-        let step = Duration::from_secs(600);
-        let all = TimeWindow {
-            oldest_ns: 0,
-            newest_ns: u64::MAX,
-        };
-        let mut t = t0;
-        while t < t0 + 3 * HOUR_NS {
-            t += 600_000_000_000;
-            let request = fleet.step(t, step);
-            let flattened = points::flatten_request(&request, all, &store.interner());
-            assert_eq!(flattened.rejected, 0, "{:?}", flattened.reasons);
-            for sample in flattened.samples {
-                store.apply(sample);
-            }
-        }
+        let (store, t) = crate::analysis::tests::simulated_store(3, 3);
         let window = Window {
             from_ns: t - 2 * HOUR_NS,
             to_ns: t,

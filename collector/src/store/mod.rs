@@ -473,6 +473,20 @@ impl Store {
         series.daily_peaks(&self.hot)
     }
 
+    /// Start of the oldest aggregate `series` holds, ns (hour precision):
+    /// when the store first saw it, within retention.
+    pub fn first_ns(&self, series: &Series) -> Option<u64> {
+        [
+            series.days.first_start(),
+            series.hours.first_start(),
+            series.open.as_ref().map(|(hour, _)| *hour),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|hour| u64::from(hour) * HOUR_NS)
+    }
+
     /// Every series.
     pub fn all_series(&self) -> impl Iterator<Item = &Series> {
         self.metrics
@@ -701,20 +715,81 @@ impl Store {
     /// and daily aggregates that overlap the window (beyond 48 hours the
     /// window is widened to whole days), in O(aggregates × sketch size).
     pub fn stat(&self, series: &Series, stat: Stat, from_ns: u64, to_ns: u64) -> Option<f64> {
+        let want_sketches = matches!(stat, Stat::Quantile(_));
+        self.fold_window(
+            series,
+            from_ns,
+            to_ns,
+            want_sketches,
+            |totals, merge| match stat {
+                Stat::Quantile(q) => merge.quantile(q),
+                Stat::Max => Some(totals.max),
+                Stat::Min => Some(totals.min),
+                Stat::Avg => (totals.count > 0).then(|| totals.sum / totals.count as f64),
+                Stat::Increase => Some(totals.sum),
+                Stat::Rate => {
+                    let seconds = (to_ns.saturating_sub(from_ns)) as f64 / 1e9;
+                    (seconds > 0.0).then(|| totals.sum / seconds)
+                }
+            },
+        )
+        .flatten()
+    }
+
+    /// The merged distribution of a distribution series over the window
+    /// (the analyzer's quantiles and exceedance shares), in one merge.
+    pub fn distribution(
+        &self,
+        series: &Series,
+        from_ns: u64,
+        to_ns: u64,
+    ) -> Option<tally_analyzer::distribution::Distribution> {
+        self.fold_window(series, from_ns, to_ns, true, |totals, merge| {
+            let dense = merge.dense()?;
+            Some(tally_analyzer::distribution::Distribution {
+                scale: dense.scale,
+                low: dense.low,
+                counts: dense.counts,
+                zeros: dense.zeros,
+                count: totals.count,
+                sum: totals.sum,
+                min: totals.min,
+                max: totals.max,
+            })
+        })
+        .flatten()
+    }
+
+    /// Folds the aggregates of `series` overlapping the window and calls
+    /// `f` with their totals and (when `want_sketches`) the sketch merge;
+    /// `None` when no aggregate overlaps.
+    fn fold_window<T>(
+        &self,
+        series: &Series,
+        from_ns: u64,
+        to_ns: u64,
+        want_sketches: bool,
+        f: impl FnOnce(&tier::Summary, &tier::QuantileMerge<'_>) -> T,
+    ) -> Option<T> {
         let first_hour = (from_ns / HOUR_NS) as u32;
         let last_hour = (to_ns / HOUR_NS) as u32;
         let first_day = first_hour / DAY_HOURS * DAY_HOURS;
-        let want_sketches = matches!(stat, Stat::Quantile(_));
         // Cold records are read into these; the merge borrows them.
         let (mut days_buffer, mut hours_buffer) = (Vec::new(), Vec::new());
         let mut merge = tier::QuantileMerge::new();
-        let (mut min, mut max, mut sum, mut count, mut any) =
-            (f64::INFINITY, f64::NEG_INFINITY, 0.0, 0u64, false);
+        let mut totals = tier::Summary {
+            start: first_hour,
+            count: 0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+            sum: 0.0,
+        };
+        let mut any = false;
         let mut visit = |s: &tier::Summary, sketch: Option<_>| {
-            min = min.min(s.min);
-            max = max.max(s.max);
-            sum += s.sum;
-            count += s.count;
+            totals.min = totals.min.min(s.min);
+            totals.max = totals.max.max(s.max);
+            totals.sum += s.sum;
+            totals.count += s.count;
             any = true;
             if let (true, Some(sketch)) = (want_sketches, sketch) {
                 merge.add(s, sketch);
@@ -746,20 +821,7 @@ impl Store {
             };
             visit(&summary, open.sketch.as_ref().map(tier::SketchRef::of));
         }
-        if !any {
-            return None;
-        }
-        match stat {
-            Stat::Quantile(q) => merge.quantile(q),
-            Stat::Max => Some(max),
-            Stat::Min => Some(min),
-            Stat::Avg => (count > 0).then(|| sum / count as f64),
-            Stat::Increase => Some(sum),
-            Stat::Rate => {
-                let seconds = (to_ns.saturating_sub(from_ns)) as f64 / 1e9;
-                (seconds > 0.0).then(|| sum / seconds)
-            }
-        }
+        any.then(|| f(&totals, &merge))
     }
 }
 

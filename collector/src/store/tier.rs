@@ -607,8 +607,38 @@ impl<'a> QuantileMerge<'a> {
         if rank <= zeros {
             return Some(0.0);
         }
+        let dense = self.dense()?;
+        let mut seen = zeros;
+        for (position, count) in dense.counts.iter().enumerate() {
+            seen += count;
+            if seen >= rank {
+                let upper = tally_schema::exphist::bucket_upper_bound(
+                    dense.low + position as i32,
+                    dense.scale,
+                );
+                return Some(upper.clamp(self.min, self.max));
+            }
+        }
+        Some(self.max)
+    }
+
+    /// Every sketch's buckets on one dense array, at the finest common
+    /// scale whose range fits [`DENSE_LIMIT`] buckets.
+    pub fn dense(&self) -> Option<Dense> {
+        if self.count == 0 {
+            return None;
+        }
+        let zeros: u64 = self.sketches.iter().map(|s| s.zero_count).sum();
         let populated = || self.sketches.iter().filter(|s| s.buckets > 0);
-        let mut scale = populated().map(|s| s.scale).min()?;
+        let Some(mut scale) = populated().map(|s| s.scale).min() else {
+            // Only zeros.
+            return Some(Dense {
+                scale: 0,
+                low: 0,
+                counts: Vec::new(),
+                zeros,
+            });
+        };
         let range = |scale: i32| {
             populated().fold((i64::MAX, i64::MIN), |(low, high), s| {
                 let shift = s.scale - scale;
@@ -654,19 +684,26 @@ impl<'a> QuantileMerge<'a> {
                 }
             }
         }
-        let mut seen = zeros;
-        for (position, count) in dense.iter().enumerate() {
-            seen += count;
-            if seen >= rank {
-                let upper = tally_schema::exphist::bucket_upper_bound(
-                    (low + position as i64) as i32,
-                    scale,
-                );
-                return Some(upper.clamp(self.min, self.max));
-            }
-        }
-        Some(self.max)
+        Some(Dense {
+            scale,
+            low: low as i32,
+            counts: dense,
+            zeros,
+        })
     }
+}
+
+/// Merged sketches on one dense array of buckets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dense {
+    /// Scale of the buckets.
+    pub scale: i32,
+    /// Index of the first bucket.
+    pub low: i32,
+    /// Counts from `low` up.
+    pub counts: Vec<u64>,
+    /// Values at zero.
+    pub zeros: u64,
 }
 
 /// A record's header.

@@ -1,0 +1,240 @@
+//! Recommendations, one file per analysis, and the report that gathers
+//! them with the cost allocation.
+
+pub mod containers;
+pub mod gpu;
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Serialize;
+
+use crate::allocation::{self, Allocation, CostLine, Level, RollupError};
+use crate::config::AnalyzerConfig;
+use crate::input::{Container, FleetSnapshot, WorkloadKey};
+use crate::pricing::{NodeFacts, NodePrice, PriceBook, PriceWarning};
+use crate::recommendation::{Kind, Recommendation, Risk, stable_id};
+
+/// What every analysis reads.
+pub struct Context<'a> {
+    /// The fleet.
+    pub snapshot: &'a FleetSnapshot,
+    /// Settings.
+    pub config: &'a AnalyzerConfig,
+    /// Prices.
+    pub prices: &'a PriceBook,
+    node_prices: HashMap<&'a str, NodePrice>,
+    gpu_nodes: HashMap<&'a str, bool>,
+}
+
+impl<'a> Context<'a> {
+    /// Prices every node once.
+    pub fn new(
+        snapshot: &'a FleetSnapshot,
+        config: &'a AnalyzerConfig,
+        prices: &'a PriceBook,
+    ) -> Self {
+        let node_prices = snapshot
+            .nodes
+            .iter()
+            .map(|n| (n.name.as_str(), prices.node_price(&allocation::facts(n))))
+            .collect();
+        let mut gpu_nodes = HashMap::new();
+        for device in &snapshot.gpu_devices {
+            gpu_nodes.insert(device.node.as_str(), true);
+        }
+        Context {
+            snapshot,
+            config,
+            prices,
+            node_prices,
+            gpu_nodes,
+        }
+    }
+
+    /// Per-GPU hourly price on `node`.
+    pub fn gpu_hourly(&self, node: &str) -> Option<f64> {
+        self.node_prices
+            .get(node)
+            .map(|p| p.gpu_hourly)
+            .filter(|p| *p > 0.0)
+    }
+
+    /// Whether NVML reported any device on `node` (so a GPU request with
+    /// no process seen means unused, not unobserved).
+    pub fn node_has_gpu_telemetry(&self, node: &str) -> bool {
+        self.gpu_nodes.contains_key(node)
+    }
+
+    /// Mean per-core and per-GiB hourly prices of the nodes running
+    /// `containers`, weighted by hours (defaults for unknown nodes).
+    pub fn unit_prices(&self, containers: &[&Container]) -> (f64, f64) {
+        let (mut cpu, mut memory, mut hours) = (0.0, 0.0, 0.0);
+        for c in containers {
+            let price = self
+                .node_prices
+                .get(c.node.as_str())
+                .cloned()
+                .unwrap_or_else(|| self.prices.node_price(&NodeFacts::default()));
+            let h = c.hours.max(1e-9);
+            cpu += price.cpu_core_hourly * h;
+            memory += price.memory_gib_hourly * h;
+            hours += h;
+        }
+        if hours > 0.0 {
+            (cpu / hours, memory / hours)
+        } else {
+            (0.0, 0.0)
+        }
+    }
+
+    /// Money in the configured currency.
+    pub fn money(&self, amount: f64) -> String {
+        format!("{amount:.2} {}", self.prices.currency())
+    }
+}
+
+/// Builds a card with its stable id.
+#[allow(clippy::too_many_arguments)]
+pub fn card(
+    kind: Kind,
+    workload: &WorkloadKey,
+    target: &str,
+    current: BTreeMap<String, f64>,
+    proposed: BTreeMap<String, f64>,
+    monthly_savings: f64,
+    confidence: f64,
+    risk: Risk,
+    evidence: BTreeMap<String, f64>,
+    explanation: String,
+) -> Recommendation {
+    Recommendation {
+        id: stable_id(kind, workload, target),
+        kind,
+        workload: workload.clone(),
+        target: target.to_owned(),
+        current,
+        proposed,
+        monthly_savings: monthly_savings.max(0.0),
+        confidence: confidence.clamp(0.0, 1.0),
+        risk,
+        evidence,
+        explanation,
+    }
+}
+
+/// Savings totals.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Totals {
+    /// Fleet cost a month.
+    pub monthly_cost: f64,
+    /// Idle cost a month.
+    pub monthly_idle: f64,
+    /// Savings of all cards, overlapping cards counted once (the largest
+    /// of each overlap group).
+    pub monthly_savings: f64,
+    /// The plain sum of every card (what Kubecost's headline shows).
+    pub monthly_savings_sum: f64,
+    /// De-duplicated savings by kind.
+    pub by_kind: BTreeMap<String, f64>,
+}
+
+/// One analysis.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Window start, ns.
+    pub from_ns: u64,
+    /// Window end, ns.
+    pub to_ns: u64,
+    /// Currency of every amount.
+    pub currency: String,
+    /// Date of the price catalog.
+    pub prices_as_of: String,
+    /// Cost allocation.
+    #[serde(skip)]
+    pub allocation: Allocation,
+    /// Cost by namespace, a month.
+    pub namespaces: Vec<CostLine>,
+    /// Cost by workload, a month.
+    pub workloads: Vec<CostLine>,
+    /// Cost by node (allocated and idle lines), a month.
+    pub nodes: Vec<CostLine>,
+    /// Cost by served model, a month.
+    pub models: Vec<CostLine>,
+    /// The cards, largest saving first.
+    pub recommendations: Vec<Recommendation>,
+    /// Totals.
+    pub totals: Totals,
+    /// Prices outside the plausible range of their GPU model.
+    pub price_warnings: Vec<PriceWarning>,
+}
+
+/// Why an analysis failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyzeError {
+    /// The tabular roll-up failed.
+    #[error(transparent)]
+    Rollup(#[from] RollupError),
+}
+
+/// The group of cards whose savings overlap: cards on one container's
+/// resource, or on one GPU device, share their money.
+fn overlap_group(card: &Recommendation) -> String {
+    let resource = match card.kind {
+        Kind::CpuRequest => "cpu",
+        Kind::MemoryRequest => "memory",
+        Kind::Egress => "egress",
+        _ => "gpu",
+    };
+    format!("{resource}|{}|{}", card.workload, card.target)
+}
+
+/// Runs every analysis over `snapshot`.
+pub fn analyze(
+    snapshot: &FleetSnapshot,
+    config: &AnalyzerConfig,
+    prices: &PriceBook,
+) -> Result<Report, AnalyzeError> {
+    let context = Context::new(snapshot, config, prices);
+    let allocation = allocation::allocate(snapshot, prices);
+    let mut recommendations = Vec::new();
+    containers::recommend(&context, &mut recommendations);
+    gpu::recommend(&context, &mut recommendations);
+    recommendations.sort_by(|a, b| {
+        b.monthly_savings
+            .total_cmp(&a.monthly_savings)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    let mut best: BTreeMap<String, (Kind, f64)> = BTreeMap::new();
+    for card in &recommendations {
+        let entry = best.entry(overlap_group(card)).or_insert((card.kind, 0.0));
+        if card.monthly_savings > entry.1 {
+            *entry = (card.kind, card.monthly_savings);
+        }
+    }
+    let mut by_kind = BTreeMap::new();
+    for (kind, savings) in best.values() {
+        *by_kind.entry(kind.as_str().to_owned()).or_insert(0.0) += savings;
+    }
+    let factor = allocation.monthly_factor();
+    let totals = Totals {
+        monthly_cost: allocation.total() * factor,
+        monthly_idle: allocation.nodes.iter().map(|n| n.idle()).sum::<f64>() * factor,
+        monthly_savings: best.values().map(|(_, s)| s).sum(),
+        monthly_savings_sum: recommendations.iter().map(|r| r.monthly_savings).sum(),
+        by_kind,
+    };
+    Ok(Report {
+        from_ns: snapshot.from_ns,
+        to_ns: snapshot.to_ns,
+        currency: prices.currency().to_owned(),
+        prices_as_of: prices.as_of().to_owned(),
+        namespaces: allocation.rollup(Level::Namespace)?,
+        workloads: allocation.rollup(Level::Workload)?,
+        nodes: allocation.rollup(Level::Node)?,
+        models: allocation.rollup(Level::Model)?,
+        allocation,
+        recommendations,
+        totals,
+        price_warnings: prices.sanity_check(),
+    })
+}

@@ -1,0 +1,224 @@
+//! The analyzer inside the collector: on a schedule (and on demand) the
+//! store is read into a [`FleetSnapshot`](tally_analyzer::input::FleetSnapshot)
+//! under the lock, analysed outside it, and the report is kept for the
+//! API and `/metrics`.
+
+pub mod api;
+pub mod extract;
+pub mod metrics;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use tally_analyzer::config::AnalyzerConfig;
+use tally_analyzer::pricing::{PriceBook, PricingError};
+use tally_analyzer::recommend::{self, AnalyzeError, Report};
+
+use crate::store::Store;
+
+/// A finished analysis with its time.
+#[derive(Debug)]
+pub struct Finished {
+    /// The report.
+    pub report: Report,
+    /// When it finished, ns since the epoch.
+    pub at_ns: u64,
+    /// How long the extraction held the store.
+    pub extract: Duration,
+    /// How long the analysis took after it.
+    pub analyze: Duration,
+}
+
+/// The analyzer's state.
+#[derive(Debug)]
+pub struct Analysis {
+    config: AnalyzerConfig,
+    prices: PriceBook,
+    latest: Mutex<Option<Arc<Finished>>>,
+    /// One analysis at a time.
+    running: Mutex<()>,
+    runs: AtomicU64,
+    errors: AtomicU64,
+}
+
+/// Why the analyzer cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    /// Bad settings.
+    #[error(transparent)]
+    Config(#[from] tally_analyzer::config::ConfigError),
+    /// The price catalog or its overrides are unusable.
+    #[error(transparent)]
+    Pricing(#[from] PricingError),
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+impl Analysis {
+    /// Loads the price catalog with the configured overrides and logs
+    /// every implausible price once.
+    pub fn new(config: AnalyzerConfig) -> Result<Analysis, AnalysisError> {
+        config.validate()?;
+        let prices = PriceBook::builtin()?.with_overrides(&config.pricing)?;
+        for warning in prices.sanity_check() {
+            tracing::warn!(subject = %warning.subject, hourly = warning.hourly, "implausible price: {}", warning.message);
+        }
+        Ok(Analysis {
+            config,
+            prices,
+            latest: Mutex::new(None),
+            running: Mutex::new(()),
+            runs: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+        })
+    }
+
+    /// Settings.
+    pub fn config(&self) -> &AnalyzerConfig {
+        &self.config
+    }
+
+    /// Prices.
+    pub fn prices(&self) -> &PriceBook {
+        &self.prices
+    }
+
+    /// Time between scheduled runs.
+    pub fn interval(&self) -> Duration {
+        Duration::from_secs(self.config.interval_seconds.max(1))
+    }
+
+    /// The newest report, if any run finished.
+    pub fn latest(&self) -> Option<Arc<Finished>> {
+        self.latest.lock().ok().and_then(|l| l.clone())
+    }
+
+    /// Runs one analysis ending now. `with_store` lends the store for
+    /// the extraction only.
+    pub fn run(
+        &self,
+        with_store: impl FnOnce(
+            &dyn Fn(&Store) -> tally_analyzer::input::FleetSnapshot,
+        ) -> tally_analyzer::input::FleetSnapshot,
+    ) -> Result<Arc<Finished>, AnalyzeError> {
+        let _one = self.running.lock();
+        let to_ns = now_ns();
+        let span = extract::Span {
+            from_ns: to_ns.saturating_sub(self.config.window_seconds * 1_000_000_000),
+            to_ns,
+            idle_from_ns: to_ns.saturating_sub(self.config.gpu_idle_seconds * 1_000_000_000),
+        };
+        let started = Instant::now();
+        let snapshot = with_store(&|store| extract::extract(store, span));
+        let extracted = started.elapsed();
+        let result = recommend::analyze(&snapshot, &self.config, &self.prices);
+        self.runs.fetch_add(1, Ordering::Relaxed);
+        match result {
+            Ok(report) => {
+                let finished = Arc::new(Finished {
+                    report,
+                    at_ns: now_ns(),
+                    extract: extracted,
+                    analyze: started.elapsed() - extracted,
+                });
+                tracing::debug!(
+                    containers = snapshot.containers.len(),
+                    recommendations = finished.report.recommendations.len(),
+                    extract_ms = extracted.as_millis() as u64,
+                    analyze_ms = finished.analyze.as_millis() as u64,
+                    "analysis finished"
+                );
+                if let Ok(mut latest) = self.latest.lock() {
+                    *latest = Some(Arc::clone(&finished));
+                }
+                Ok(finished)
+            }
+            Err(error) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, "analysis failed");
+                Err(error)
+            }
+        }
+    }
+
+    /// Runs finished and failed.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.runs.load(Ordering::Relaxed),
+            self.errors.load(Ordering::Relaxed),
+        )
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::ingest::points::{self, TimeWindow};
+    use crate::simulate::Fleet;
+    use crate::store::StoreLimits;
+    use tally_analyzer::recommendation::Kind;
+
+    const HOUR_NS: u64 = 3_600_000_000_000;
+
+    /// A store holding `hours` of a simulated fleet of `nodes` nodes
+    /// (seed 7) at a 10-minute step, and the end time.
+    pub(crate) fn simulated_store(nodes: usize, hours: u64) -> (Store, u64) {
+        let t0 = 1_800_000_000_000_000_000;
+        let mut store = Store::new(StoreLimits {
+            retention_ns: 14 * 24 * HOUR_NS,
+            raw_window_ns: 6 * HOUR_NS,
+            raw_points: 1440,
+            log_records: 10,
+            max_series: 1_000_000,
+        });
+        let mut fleet = Fleet::new(nodes, 7, t0);
+        let step = Duration::from_secs(600);
+        let all = TimeWindow {
+            oldest_ns: 0,
+            newest_ns: u64::MAX,
+        };
+        let mut t = t0;
+        while t < t0 + hours * HOUR_NS {
+            t += 600_000_000_000;
+            let request = fleet.step(t, step);
+            let flattened = points::flatten_request(&request, all, &store.interner());
+            assert_eq!(flattened.rejected, 0, "{:?}", flattened.reasons);
+            for sample in flattened.samples {
+                store.apply(sample);
+            }
+        }
+        (store, t)
+    }
+
+    #[test]
+    fn a_simulated_fleet_yields_its_planted_cards() {
+        let (store, to) = simulated_store(3, 48);
+        let span = extract::Span {
+            from_ns: to - 48 * HOUR_NS,
+            to_ns: to,
+            idle_from_ns: to - HOUR_NS,
+        };
+        let snapshot = extract::extract(&store, span);
+        assert_eq!(snapshot.nodes.len(), 3);
+        assert!(snapshot.containers.len() > 12);
+        let config = AnalyzerConfig::default();
+        let prices = PriceBook::builtin().expect("prices");
+        let report = recommend::analyze(&snapshot, &config, &prices).expect("report");
+        for card in &report.recommendations {
+            println!(
+                "{:?} {} {} {:.2} {}",
+                card.kind, card.workload, card.target, card.monthly_savings, card.explanation
+            );
+        }
+        let kinds: std::collections::BTreeSet<Kind> =
+            report.recommendations.iter().map(|c| c.kind).collect();
+        println!("{kinds:?} {:?}", report.totals);
+        assert!(kinds.contains(&Kind::CpuRequest), "{kinds:?}");
+    }
+}

@@ -34,6 +34,10 @@ enum Command {
     Up(UpArgs),
     /// Push a deterministic simulated fleet to a collector (real time or backfill).
     Simulate(SimulateArgs),
+    /// Print the collector's recommendations: what to change, what it saves, how sure, how risky.
+    Recommend(RecommendArgs),
+    /// Replay the right-sizing quality bench: Tally, KRR-simple and VPA on simulated traces.
+    Eval(EvalArgs),
     /// Print the metric catalog.
     Catalog {
         /// Render as the Markdown page checked in at docs/metrics.md.
@@ -136,6 +140,47 @@ struct SimulateArgs {
     dump_prometheus: Option<PathBuf>,
 }
 
+#[derive(Debug, clap::Args)]
+struct RecommendArgs {
+    /// Collector base URL.
+    #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:4318")]
+    collector: String,
+    /// Output: table, json, yaml or csv.
+    #[arg(long, default_value = "table")]
+    format: String,
+    /// Only this namespace.
+    #[arg(long, value_name = "NS")]
+    namespace: Option<String>,
+    /// Only this kind (cpu_request, memory_request, gpu_idle, …).
+    #[arg(long, value_name = "KIND")]
+    kind: Option<String>,
+    /// Only cards saving at least this much a month.
+    #[arg(long, value_name = "AMOUNT")]
+    min_savings: Option<f64>,
+    /// Run a fresh analysis first instead of reading the newest.
+    #[arg(long)]
+    refresh: bool,
+    /// File holding the collector's read (or ingest) bearer token.
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+struct EvalArgs {
+    /// Seed of the simulated traces.
+    #[arg(long, default_value_t = tally_analyzer::eval::DEFAULT_SEED)]
+    seed: u64,
+    /// Containers (HPA: workloads) per shape.
+    #[arg(long, default_value_t = tally_analyzer::eval::DEFAULT_CONTAINERS_PER_SHAPE)]
+    containers_per_shape: usize,
+    /// Output: markdown or json.
+    #[arg(long, default_value = "markdown")]
+    format: String,
+}
+
+/// Exit code when the collector has no analysis or cannot be reached.
+const EXIT_UNAVAILABLE: u8 = 3;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
@@ -152,6 +197,14 @@ fn main() -> ExitCode {
         Command::Collector(args) => finish("collector", collector(args)),
         Command::Up(args) => finish("up", up(args)),
         Command::Simulate(args) => finish("simulate", simulate(args)),
+        Command::Recommend(args) => match recommend(args) {
+            Ok(code) => code,
+            Err(error) => {
+                eprintln!("tally recommend: {error:#}");
+                ExitCode::from(EXIT_UNAVAILABLE)
+            }
+        },
+        Command::Eval(args) => eval(&args),
         Command::Agent(args) => match agent(args) {
             Ok(code) => code,
             Err(error) => {
@@ -209,6 +262,110 @@ fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
         });
         tally_agent::runtime::run(config, node_name, shutdown).await
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn eval(args: &EvalArgs) -> ExitCode {
+    let report = tally_analyzer::eval::run(&tally_analyzer::eval::EvalOptions {
+        seed: args.seed,
+        containers_per_shape: args.containers_per_shape.max(1),
+    });
+    match args.format.as_str() {
+        "json" => println!("{:#}", report.to_json()),
+        "markdown" => print!("{}", report.markdown()),
+        other => {
+            eprintln!("tally eval: unknown format {other:?}; use markdown or json");
+            return ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    }
+    // A missed target is a finding, not a failure of the command.
+    ExitCode::SUCCESS
+}
+
+/// Reads a token file (trimmed); empty files are refused.
+fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
+    let token = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read token file {}", path.display()))?;
+    let token = token.trim().to_owned();
+    anyhow::ensure!(!token.is_empty(), "token file {} is empty", path.display());
+    Ok(token)
+}
+
+fn recommend(args: RecommendArgs) -> anyhow::Result<ExitCode> {
+    use tally_analyzer::output::{self, Format};
+    use tally_analyzer::recommendation::Recommendation;
+    let Some(format) = Format::parse(&args.format) else {
+        eprintln!(
+            "tally recommend: unknown format {:?}; use table, json, yaml or csv",
+            args.format
+        );
+        return Ok(ExitCode::from(EXIT_BAD_CONFIG));
+    };
+    let token = args.token_file.as_deref().map(read_token).transpose()?;
+    let base = args.collector.trim_end_matches('/').to_owned();
+    let mut query: Vec<(&str, String)> = Vec::new();
+    if let Some(ns) = &args.namespace {
+        query.push(("namespace", ns.clone()));
+    }
+    if let Some(kind) = &args.kind {
+        query.push(("kind", kind.clone()));
+    }
+    if let Some(min) = args.min_savings {
+        query.push(("min_savings", min.to_string()));
+    }
+    let runtime = single_thread_runtime()?;
+    let (status, body) = runtime.block_on(async {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(120))
+            .build()
+            .context("cannot build the HTTP client")?;
+        let authorized = |request: reqwest::RequestBuilder| match &token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        if args.refresh {
+            let response = authorized(client.post(format!("{base}/api/v1/analyze")))
+                .send()
+                .await
+                .with_context(|| format!("cannot reach the collector at {base}"))?;
+            anyhow::ensure!(
+                response.status().is_success(),
+                "the analysis failed: {} {}",
+                response.status(),
+                response.text().await.unwrap_or_default()
+            );
+        }
+        let response = authorized(
+            client
+                .get(format!("{base}/api/v1/recommendations"))
+                .query(&query),
+        )
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the collector at {base}"))?;
+        let status = response.status();
+        let body = response.text().await.context("cannot read the answer")?;
+        anyhow::Ok((status, body))
+    })?;
+    let value: serde_json::Value = serde_json::from_str(&body)
+        .with_context(|| format!("the collector answered {status} with no JSON: {body}"))?;
+    if !status.is_success() {
+        let reason = value["reason"]
+            .as_str()
+            .or_else(|| value["error"].as_str())
+            .unwrap_or("no reason given");
+        eprintln!("tally recommend: the collector answered {status}: {reason}");
+        return Ok(ExitCode::from(if status.as_u16() == 400 {
+            EXIT_BAD_CONFIG
+        } else {
+            EXIT_UNAVAILABLE
+        }));
+    }
+    let cards: Vec<Recommendation> = serde_json::from_value(value["items"].clone())
+        .context("the collector's recommendations do not parse")?;
+    let currency = value["currency"].as_str().unwrap_or("USD");
+    let total = value["totals"]["monthly_savings"].as_f64();
+    print!("{}", output::render(&cards, format, total, currency)?);
     Ok(ExitCode::SUCCESS)
 }
 

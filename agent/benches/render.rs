@@ -95,6 +95,7 @@ fn main() {
         containers: (0..100).map(container).collect(),
         pods: Vec::new(),
         cgroups_by_runtime: BTreeMap::new(),
+        volumes: Vec::new(),
     });
     let registry = exposition::registry(shared);
     let page = exposition::render(&registry, Format::OpenMetrics).unwrap_or_default();

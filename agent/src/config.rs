@@ -46,6 +46,9 @@ pub struct AgentConfig {
     /// Pod identity from the Kubernetes API.
     #[serde(default)]
     pub kubernetes: KubernetesConfig,
+    /// Pod volume source.
+    #[serde(default)]
+    pub volumes: VolumesConfig,
     /// Disk spool for batches the collector has not acknowledged.
     #[serde(default)]
     pub spool: SpoolConfig,
@@ -89,6 +92,17 @@ pub struct CgroupConfig {
     /// cgroup mount root (v1 controllers or the v2 tree below it).
     #[serde(default = "default_cgroup_root")]
     pub root: PathBuf,
+}
+
+/// Pod volume source settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VolumesConfig {
+    /// The kubelet's root directory, holding `pods/<uid>/volumes` (the
+    /// DaemonSet mounts the host's with `mountPropagation:
+    /// HostToContainer`, so volumes mounted later are seen).
+    #[serde(default = "default_kubelet_root")]
+    pub kubelet_root: PathBuf,
 }
 
 /// When to use the Kubernetes API.
@@ -197,6 +211,9 @@ fn default_proc_root() -> PathBuf {
 fn default_cgroup_root() -> PathBuf {
     PathBuf::from("/sys/fs/cgroup")
 }
+fn default_kubelet_root() -> PathBuf {
+    PathBuf::from("/var/lib/kubelet")
+}
 fn default_kubernetes_mode() -> KubernetesMode {
     KubernetesMode::Auto
 }
@@ -230,6 +247,7 @@ impl Default for AgentConfig {
             host: HostConfig::default(),
             cgroups: CgroupConfig::default(),
             kubernetes: KubernetesConfig::default(),
+            volumes: VolumesConfig::default(),
             spool: SpoolConfig::default(),
             export: ExportConfig::default(),
             log: LogConfig::default(),
@@ -256,6 +274,13 @@ impl Default for CgroupConfig {
     fn default() -> Self {
         Self {
             root: default_cgroup_root(),
+        }
+    }
+}
+impl Default for VolumesConfig {
+    fn default() -> Self {
+        Self {
+            kubelet_root: default_kubelet_root(),
         }
     }
 }
@@ -440,6 +465,10 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     (
         "kubernetes.ca_path",
         "CA bundle for the API server; the service account's when unset.",
+    ),
+    (
+        "volumes.kubelet_root",
+        "The kubelet's root directory holding pods/<uid>/volumes; mount the host's with mountPropagation HostToContainer.",
     ),
     (
         "spool.dir",

@@ -20,6 +20,7 @@ use crate::snapshot::{ContainerSnapshot, Shared};
 use crate::sources::cgroups::discovery::Runtime;
 use crate::sources::cgroups::reader::CgroupStats;
 use crate::sources::host::{DISK_VALUES, DiskIo, Filesystem, INTERFACE_VALUES, Interface};
+use crate::sources::volumes::VOLUME_VALUES;
 use crate::telemetry::DURATION_BUCKETS;
 
 /// OpenMetrics content type.
@@ -611,6 +612,15 @@ impl Collector for SnapshotCollector {
                     })
                 }),
             )?;
+        }
+
+        // === Volumes ===
+        for (def, value) in VOLUME_VALUES {
+            let rows = snapshot
+                .volumes
+                .iter()
+                .filter_map(|v| value(v).map(|x| (v.labels(node), x)));
+            family(e, def, rows)?;
         }
         Ok(())
     }

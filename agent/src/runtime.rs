@@ -23,6 +23,7 @@ use crate::sources::cgroups::CgroupSource;
 use crate::sources::host::HostSource;
 use crate::sources::pods::model::{PodStore, SharedPodStore};
 use crate::sources::pods::{self, KubeClient, KubeConfig, KubeError};
+use crate::sources::volumes::{self, VolumeSource};
 use crate::telemetry::SourceHealth;
 
 /// Errors that stop the agent from starting.
@@ -60,6 +61,7 @@ struct Sampler {
     pods: SharedPodStore,
     host: HostSource,
     cgroups: Option<CgroupSource>,
+    volumes: VolumeSource,
     exporter: Option<Exporter>,
     process_start: SystemTime,
     last_export: SystemTime,
@@ -94,6 +96,7 @@ impl Sampler {
                 None
             }
         };
+        let volumes = VolumeSource::new(&config.volumes.kubelet_root, Arc::clone(&health.volumes));
         let now = SystemTime::now();
         Self {
             config,
@@ -101,6 +104,7 @@ impl Sampler {
             pods,
             host,
             cgroups,
+            volumes,
             exporter: None,
             process_start: now,
             last_export: now,
@@ -114,6 +118,7 @@ impl Sampler {
             cgroups.collect_full(now);
         }
         let host = self.host.collect();
+        self.volumes.collect();
         self.publish(Some(host));
     }
 
@@ -148,6 +153,7 @@ impl Sampler {
         snapshot
             .pods
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        snapshot.volumes = volumes::resolve(&pods, self.volumes.volumes());
         if let Some(cgroups) = &self.cgroups {
             snapshot.cgroups_by_runtime = cgroups.discovered_by_runtime().clone();
             snapshot.containers = cgroups
@@ -241,6 +247,7 @@ struct Health {
     host: Arc<SourceHealth>,
     cgroups: Arc<SourceHealth>,
     pods: Arc<SourceHealth>,
+    volumes: Arc<SourceHealth>,
     otlp: Arc<SourceHealth>,
 }
 
@@ -250,6 +257,7 @@ impl Health {
             host: SourceHealth::new("host"),
             cgroups: SourceHealth::new("cgroups"),
             pods: SourceHealth::new("pods"),
+            volumes: SourceHealth::new("volumes"),
             otlp: SourceHealth::new("otlp"),
         }
     }
@@ -288,7 +296,11 @@ pub fn collect_once(config: &AgentConfig, node_name: String) -> Result<String, A
     let health = Health::new();
     let shared = Arc::new(Shared::new(
         node_name,
-        vec![Arc::clone(&health.host), Arc::clone(&health.cgroups)],
+        vec![
+            Arc::clone(&health.host),
+            Arc::clone(&health.cgroups),
+            Arc::clone(&health.volumes),
+        ],
     ));
     let pods: SharedPodStore = Arc::new(RwLock::new(PodStore::default()));
     let mut sampler = Sampler::new(config.clone(), Arc::clone(&shared), pods, &health);
@@ -306,7 +318,11 @@ pub async fn run(
     let started = Instant::now();
     let health = Health::new();
     let pods: SharedPodStore = Arc::new(RwLock::new(PodStore::default()));
-    let mut sources = vec![Arc::clone(&health.host), Arc::clone(&health.cgroups)];
+    let mut sources = vec![
+        Arc::clone(&health.host),
+        Arc::clone(&health.cgroups),
+        Arc::clone(&health.volumes),
+    ];
 
     let pod_watch = pod_client(&config.kubernetes)
         .map_err(|error| health.pods.error("config", &error))

@@ -13,6 +13,7 @@ use crate::sources::cgroups::discovery::Runtime;
 use crate::sources::cgroups::reader::CgroupStats;
 use crate::sources::host::HostStats;
 use crate::sources::pods::model::{PodInfo, PodStore};
+use crate::sources::volumes::PodVolume;
 use crate::telemetry::SourceHealth;
 
 /// One container in a snapshot.
@@ -58,6 +59,8 @@ pub struct Snapshot {
     pub pods: Vec<PodInfo>,
     /// Last discovery's cgroup counts by runtime.
     pub cgroups_by_runtime: BTreeMap<Runtime, u64>,
+    /// Pod volumes of the last full collection.
+    pub volumes: Vec<PodVolume>,
 }
 
 /// State shared by every reader of the agent.

@@ -61,24 +61,31 @@ impl Distribution {
         (self.count > 0).then(|| self.sum / self.count as f64)
     }
 
-    /// Quantile `q` in 0..=1: the upper end of the bucket that holds it
-    /// (so at most one bucket, 2^(2^-scale), above the true value),
-    /// clamped to the observed extremes.
+    /// Quantile `q` in 0..=1, interpolated on a log scale inside the
+    /// bucket that holds it (the inverse of [`Self::share_above`]) and
+    /// clamped to the observed extremes. The store and VPA answer with the
+    /// bucket's upper end, up to one bucket high: a request sized from
+    /// that pays for the rounding.
     pub fn quantile(&self, q: f64) -> Option<f64> {
         if self.count == 0 {
             return None;
         }
-        let rank = (q.clamp(0.0, 1.0) * self.count as f64).ceil().max(1.0) as u64;
-        if rank <= self.zeros {
+        let rank = (q.clamp(0.0, 1.0) * self.count as f64).max(1.0);
+        if rank <= self.zeros as f64 {
             return Some(0.0);
         }
-        let mut seen = self.zeros;
+        let mut seen = self.zeros as f64;
         for (position, count) in self.counts.iter().enumerate() {
-            seen += count;
-            if seen >= rank {
-                let upper = bucket_upper_bound(self.low + position as i32, self.scale);
-                return Some(upper.clamp(self.min, self.max));
+            let count = *count as f64;
+            if count > 0.0 && seen + count >= rank {
+                let bucket = self.low + position as i32;
+                let lower = bucket_upper_bound(bucket - 1, self.scale).ln();
+                let upper = bucket_upper_bound(bucket, self.scale).ln();
+                let within = ((rank - seen) / count).clamp(0.0, 1.0);
+                let value = (lower + within * (upper - lower)).exp();
+                return Some(value.clamp(self.min, self.max));
             }
+            seen += count;
         }
         Some(self.max)
     }

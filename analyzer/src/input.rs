@@ -26,6 +26,8 @@ pub struct FleetSnapshot {
     pub model_servers: Vec<ModelServer>,
     /// Pod traffic by destination.
     pub flows: Vec<Flow>,
+    /// Persistent volumes and pod volumes with their use.
+    pub volumes: Vec<Volume>,
 }
 
 impl FleetSnapshot {
@@ -213,4 +215,37 @@ pub struct Flow {
     pub transmit_bytes: f64,
     /// Bytes received.
     pub receive_bytes: f64,
+}
+
+/// A volume: a persistent volume (claimed or not) or a pod's volume
+/// mount, with its capacity and use over the window.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Volume {
+    /// Namespace of the claim or pod (empty for an unclaimed PV).
+    pub namespace: String,
+    /// Persistent volume claim, when the volume has one.
+    pub claim: Option<String>,
+    /// Persistent volume name, when known.
+    pub volume: Option<String>,
+    /// Workload of the pod that mounts it, when one does.
+    pub workload: Option<WorkloadKey>,
+    /// Pod that mounts it, when one does.
+    pub pod: Option<String>,
+    /// Node it was seen on.
+    pub node: String,
+    /// Storage class (`gp3`, `pd-balanced`, …), when known.
+    pub storage_class: Option<String>,
+    /// Capacity, bytes.
+    pub capacity_bytes: f64,
+    /// Bytes used, latest.
+    pub used_bytes: f64,
+    /// Largest bytes used over the window.
+    pub used_max_bytes: f64,
+    /// Hours since the used bytes last changed (stale data: old
+    /// checkpoints, model versions).
+    pub unchanged_hours: Option<f64>,
+    /// Whether any pod mounted it in the window.
+    pub mounted: bool,
+    /// Hours seen in the window.
+    pub hours: f64,
 }

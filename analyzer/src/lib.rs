@@ -9,6 +9,7 @@ pub mod config;
 pub mod distribution;
 pub mod eval;
 pub mod input;
+pub mod output;
 pub mod pricing;
 pub mod recommend;
 pub mod recommendation;

@@ -31,11 +31,17 @@ pub enum Kind {
     GpuSmallerType,
     /// Egress that costs money and can be avoided.
     Egress,
+    /// A persistent volume no pod mounts.
+    VolumeUnclaimed,
+    /// A volume far larger than its use.
+    VolumeOversized,
+    /// A volume whose data has not changed for weeks.
+    VolumeStale,
 }
 
 impl Kind {
     /// Every kind, in display order.
-    pub const ALL: [Kind; 9] = [
+    pub const ALL: [Kind; 12] = [
         Kind::CpuRequest,
         Kind::MemoryRequest,
         Kind::GpuIdle,
@@ -45,6 +51,9 @@ impl Kind {
         Kind::GpuTimeSlice,
         Kind::GpuSmallerType,
         Kind::Egress,
+        Kind::VolumeUnclaimed,
+        Kind::VolumeOversized,
+        Kind::VolumeStale,
     ];
 
     /// The snake-case name used in the API, `/metrics` and the CLI.
@@ -59,6 +68,9 @@ impl Kind {
             Kind::GpuTimeSlice => "gpu_time_slice",
             Kind::GpuSmallerType => "gpu_smaller_type",
             Kind::Egress => "egress",
+            Kind::VolumeUnclaimed => "volume_unclaimed",
+            Kind::VolumeOversized => "volume_oversized",
+            Kind::VolumeStale => "volume_stale",
         }
     }
 

@@ -158,6 +158,18 @@ const POD_DESTINATION: &[&str] = &concat::<10>(
         "destination_service",
     ],
 );
+/// Pod labels plus which of the pod's volumes, and the persistent volume
+/// and claim behind it when there is one.
+const POD_VOLUME: &[&str] = &concat::<11>(
+    crate::identity::POD_LABELS,
+    &[
+        "volume",
+        "persistentvolume",
+        "persistentvolumeclaim",
+        "storage_class",
+        "plugin",
+    ],
+);
 
 /// `base` followed by `extra`, at compile time, so a family's labels
 /// extend an identity list instead of repeating it (`N` is the total;
@@ -931,6 +943,38 @@ def!(
     "Bytes the pod received, labelled by the other end as for transmit."
 );
 
+// === Volumes (agent source `volumes`, issue #4) ===
+def!(
+    POD_VOLUME_CAPACITY,
+    "tally_pod_volume_capacity",
+    Gauge,
+    Bytes,
+    POD_VOLUME,
+    "Size of the filesystem holding a pod's volume (statfs of its mount under the kubelet's pod directory); for a volume on the node's own disk, such as an emptyDir, that disk's size."
+);
+def!(
+    POD_VOLUME_USED,
+    "tally_pod_volume_used",
+    Gauge,
+    Bytes,
+    POD_VOLUME,
+    "Bytes used on a pod volume that is a filesystem of its own (a persistent volume, a tmpfs emptyDir), from statfs; absent for a volume sharing the node's disk, whose use statfs cannot tell apart."
+);
+def!(
+    PERSISTENTVOLUME_CAPACITY,
+    "tally_persistentvolume_capacity",
+    Gauge,
+    Bytes,
+    &[
+        "node",
+        "persistentvolume",
+        "persistentvolumeclaim",
+        "claim_namespace",
+        "storage_class"
+    ],
+    "Declared capacity of a persistent volume of the cluster, from a cluster-scoped volume list (node: the reporter); a volume no pod mounts has no tally_pod_volume series."
+);
+
 // === Agent self-observability ===
 def!(
     AGENT_BUILD_INFO,
@@ -1109,6 +1153,9 @@ pub const CATALOG: &[MetricDef] = &[
     MODEL_REQUEST_QUEUE_TIME,
     POD_NETWORK_TRANSMIT,
     POD_NETWORK_RECEIVE,
+    POD_VOLUME_CAPACITY,
+    POD_VOLUME_USED,
+    PERSISTENTVOLUME_CAPACITY,
     AGENT_BUILD_INFO,
     AGENT_SOURCE_UP,
     AGENT_SOURCE_DURATION,

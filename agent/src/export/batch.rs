@@ -23,6 +23,7 @@ use crate::exposition::CONTAINER_VALUES;
 use crate::snapshot::Snapshot;
 use crate::sources::cgroups::discovery::DiscoveredCgroup;
 use crate::sources::host::{DISK_VALUES, INTERFACE_VALUES};
+use crate::sources::volumes::VOLUME_VALUES;
 
 /// Nanoseconds since the Unix epoch.
 pub fn unix_nanos(time: SystemTime) -> u64 {
@@ -229,6 +230,25 @@ pub fn build_request(
         attributes.extend(container.identity.resource_attributes());
         attributes.push(("container.runtime", container.runtime.as_str().to_owned()));
         attributes.push(("tally.cgroup.path", container.cgroup.clone()));
+        resource_metrics.push(otlp::resource_metrics(
+            otlp::resource(attributes),
+            metrics,
+            version,
+        ));
+    }
+    // One resource per pod volume: the pod's, as network families have.
+    for volume in &snapshot.volumes {
+        let metrics = VOLUME_VALUES
+            .iter()
+            .filter_map(|(def, value)| {
+                let points = value(volume)
+                    .map(|v| vec![(volume.point_attributes(), v)])
+                    .unwrap_or_default();
+                number(def, points, window)
+            })
+            .collect();
+        let mut attributes = node_attributes.clone();
+        attributes.extend(volume.identity.resource_attributes());
         resource_metrics.push(otlp::resource_metrics(
             otlp::resource(attributes),
             metrics,

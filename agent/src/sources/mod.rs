@@ -3,3 +3,4 @@
 pub mod cgroups;
 pub mod host;
 pub mod pods;
+pub mod volumes;

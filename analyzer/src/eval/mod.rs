@@ -140,9 +140,6 @@ mod tests {
 
     /// Issue #4's target on the published run (seed 4, 16 per shape).
     #[test]
-    #[ignore = "Tally misses the savings target: $5015.85 vs KRR-simple $5024.09 a month \
-                (OOM 10 vs 242 and throttling 18481 vs 55179 minutes are met); \
-                see docs/benchmarks.md, Right-sizing quality (issue #4)"]
     fn tally_meets_the_issue_4_target() {
         let report = run(&EvalOptions::default());
         println!("{}", report.markdown());

@@ -3,6 +3,7 @@
 
 pub mod containers;
 pub mod gpu;
+pub mod storage;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -183,6 +184,7 @@ fn overlap_group(card: &Recommendation) -> String {
         Kind::CpuRequest => "cpu",
         Kind::MemoryRequest => "memory",
         Kind::Egress => "egress",
+        Kind::VolumeUnclaimed | Kind::VolumeOversized | Kind::VolumeStale => "volume",
         _ => "gpu",
     };
     format!("{resource}|{}|{}", card.workload, card.target)
@@ -199,6 +201,7 @@ pub fn analyze(
     let mut recommendations = Vec::new();
     containers::recommend(&context, &mut recommendations);
     gpu::recommend(&context, &mut recommendations);
+    storage::recommend(&context, &mut recommendations);
     recommendations.sort_by(|a, b| {
         b.monthly_savings
             .total_cmp(&a.monthly_savings)

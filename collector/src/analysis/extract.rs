@@ -11,6 +11,7 @@ use tally_analyzer::rightsizing::UsageHistory;
 use tally_schema::catalog::{self, MetricDef};
 use tally_schema::identity;
 
+use super::volumes;
 use crate::store::{Series, Stat, Store};
 
 const HOUR_NS: u64 = 3_600_000_000_000;
@@ -30,11 +31,11 @@ pub struct Span {
     pub idle_from_ns: u64,
 }
 
-fn label(series: &Series, key: &str) -> String {
+pub(super) fn label(series: &Series, key: &str) -> String {
     series.label(key).unwrap_or_default().to_owned()
 }
 
-fn workload(series: &Series) -> WorkloadKey {
+pub(super) fn workload(series: &Series) -> WorkloadKey {
     let (kind, name) = identity::workload_of(|key| series.label(key))
         .unwrap_or(("Pod", series.label("k8s.pod.name").unwrap_or_default()));
     WorkloadKey {
@@ -45,7 +46,7 @@ fn workload(series: &Series) -> WorkloadKey {
 }
 
 /// Series of `def` with a point in the window.
-fn each<'a>(store: &'a Store, def: &MetricDef, span: Span) -> Vec<&'a Series> {
+pub(super) fn each<'a>(store: &'a Store, def: &MetricDef, span: Span) -> Vec<&'a Series> {
     store
         .select(&def.full_name(), &[])
         .filter(|s| s.last_ns >= span.from_ns)
@@ -53,7 +54,7 @@ fn each<'a>(store: &'a Store, def: &MetricDef, span: Span) -> Vec<&'a Series> {
 }
 
 /// `[start, end]` of the window the series was present in, and hours.
-fn presence(store: &Store, series: &Series, span: Span) -> (u64, f64) {
+pub(super) fn presence(store: &Store, series: &Series, span: Span) -> (u64, f64) {
     let start = store
         .first_ns(series)
         .unwrap_or(span.from_ns)
@@ -75,6 +76,7 @@ pub fn extract(store: &Store, span: Span) -> FleetSnapshot {
     gpus(store, span, &mut snapshot);
     models(store, span, &mut snapshot);
     flows(store, span, &mut snapshot);
+    volumes::extract(store, span, &mut snapshot);
     snapshot
 }
 

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod extract;
 pub mod metrics;
+pub mod volumes;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -169,23 +170,34 @@ pub(crate) mod tests {
     /// A store holding `hours` of a simulated fleet of `nodes` nodes
     /// (seed 7) at a 10-minute step, and the end time.
     pub(crate) fn simulated_store(nodes: usize, hours: u64) -> (Store, u64) {
+        simulated_store_with(nodes, hours, 600, 14)
+    }
+
+    /// `hours` of a simulated fleet (seed 7) at `step_seconds` steps in a
+    /// store keeping `retention_days`, and the end time.
+    pub(crate) fn simulated_store_with(
+        nodes: usize,
+        hours: u64,
+        step_seconds: u64,
+        retention_days: u64,
+    ) -> (Store, u64) {
         let t0 = 1_800_000_000_000_000_000;
         let mut store = Store::new(StoreLimits {
-            retention_ns: 14 * 24 * HOUR_NS,
+            retention_ns: retention_days * 24 * HOUR_NS,
             raw_window_ns: 6 * HOUR_NS,
             raw_points: 1440,
             log_records: 10,
             max_series: 1_000_000,
         });
         let mut fleet = Fleet::new(nodes, 7, t0);
-        let step = Duration::from_secs(600);
+        let step = Duration::from_secs(step_seconds);
         let all = TimeWindow {
             oldest_ns: 0,
             newest_ns: u64::MAX,
         };
         let mut t = t0;
         while t < t0 + hours * HOUR_NS {
-            t += 600_000_000_000;
+            t += step_seconds * 1_000_000_000;
             let request = fleet.step(t, step);
             let flattened = points::flatten_request(&request, all, &store.interner());
             assert_eq!(flattened.rejected, 0, "{:?}", flattened.reasons);

@@ -19,6 +19,7 @@ use super::Rng;
 use super::egress::Egress;
 use super::gpu::{self, GpuModel, GpuNode, Work};
 use super::serving::ModelServer;
+use super::volumes::Volumes;
 
 /// Samples folded into each step's distributions, like the agent's 1 s
 /// samples within a 15 s export.
@@ -357,6 +358,7 @@ impl Node {
 pub struct Fleet {
     nodes: Vec<Node>,
     egress: Egress,
+    volumes: Volumes,
     rng: Rng,
     start_ns: u64,
 }
@@ -423,9 +425,12 @@ impl Fleet {
             })
             .collect();
         let egress = Egress::new(&mut rng, &nodes);
+        // Its own generator: the draws above stay as they were.
+        let volumes = Volumes::new(seed, &nodes);
         Fleet {
             nodes,
             egress,
+            volumes,
             rng,
             start_ns,
         }
@@ -491,6 +496,7 @@ impl Fleet {
         }
         self.egress
             .step(&mut self.rng, &clock, &mut resource_metrics);
+        self.volumes.step(&clock, &mut resource_metrics);
         ExportMetricsServiceRequest { resource_metrics }
     }
 }

@@ -14,6 +14,10 @@
 //! - [`serving`]: inference services (vLLM, SGLang, TGI) with a daily
 //!   load, tokens, queue depth, KV cache and latency distributions.
 //! - [`egress`]: every pod's bytes by destination class.
+//! - [`volumes`]: pod volumes (capacity, use) and the cluster's volume
+//!   list: gp3 claims of StatefulSets and some Deployments, an unclaimed
+//!   volume, a training-checkpoint volume untouched for weeks and an
+//!   oversized scratch volume.
 //!
 //! The metric names are the catalog's, so the GPU, model-serving and
 //! egress families look exactly as the agent will send them once its
@@ -23,6 +27,7 @@ mod egress;
 mod fleet;
 mod gpu;
 mod serving;
+mod volumes;
 
 use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -1,0 +1,268 @@
+//! Recommendations as text for people and scripts (`tally recommend`):
+//! an aligned table, JSON, YAML or CSV. Every format carries the same
+//! fields; CSV flattens current and proposed values to `name=value` lists.
+
+use std::fmt::Write as _;
+
+use crate::recommendation::Recommendation;
+
+/// An output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// Aligned columns, largest saving first, and a total line.
+    Table,
+    /// The cards as a JSON array.
+    Json,
+    /// The cards as a YAML sequence.
+    Yaml,
+    /// One CSV row per card (RFC 4180 quoting).
+    Csv,
+}
+
+impl Format {
+    /// Parses `table`, `json`, `yaml`, `csv`.
+    pub fn parse(text: &str) -> Option<Format> {
+        match text {
+            "table" => Some(Format::Table),
+            "json" => Some(Format::Json),
+            "yaml" => Some(Format::Yaml),
+            "csv" => Some(Format::Csv),
+            _ => None,
+        }
+    }
+}
+
+/// Why rendering failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    /// JSON encoding failed.
+    #[error("cannot encode JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// YAML encoding failed.
+    #[error("cannot encode YAML: {0}")]
+    Yaml(#[from] serde_yaml_ng::Error),
+}
+
+/// Renders `cards`; `total` is the de-duplicated total the collector
+/// computed (the table's last line), `currency` its unit.
+pub fn render(
+    cards: &[Recommendation],
+    format: Format,
+    total: Option<f64>,
+    currency: &str,
+) -> Result<String, OutputError> {
+    match format {
+        Format::Json => Ok(serde_json::to_string_pretty(cards)? + "\n"),
+        Format::Yaml => Ok(serde_yaml_ng::to_string(cards)?),
+        Format::Csv => Ok(csv(cards, currency)),
+        Format::Table => Ok(table(cards, total, currency)),
+    }
+}
+
+fn values(map: &std::collections::BTreeMap<String, f64>) -> String {
+    let parts: Vec<String> = map
+        .iter()
+        .map(|(k, v)| format!("{k}={}", short(*v)))
+        .collect();
+    parts.join(";")
+}
+
+/// A number in at most 4 significant digits, bytes as GiB/MiB.
+fn short(value: f64) -> String {
+    if value.abs() >= 1024.0 * 1024.0 {
+        crate::rightsizing::bytes_text(value)
+    } else if value.fract() == 0.0 {
+        format!("{value}")
+    } else {
+        let text = format!("{value:.4}");
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
+    }
+}
+
+fn quote(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_owned()
+    }
+}
+
+fn csv(cards: &[Recommendation], currency: &str) -> String {
+    let mut out = String::from(
+        "id,kind,namespace,workload_kind,workload_name,target,monthly_savings,currency,confidence,risk_level,risk,current,proposed,explanation\n",
+    );
+    for c in cards {
+        let fields = [
+            c.id.clone(),
+            c.kind.as_str().to_owned(),
+            c.workload.namespace.clone(),
+            c.workload.kind.clone(),
+            c.workload.name.clone(),
+            c.target.clone(),
+            format!("{:.2}", c.monthly_savings),
+            currency.to_owned(),
+            format!("{:.3}", c.confidence),
+            format!("{:?}", c.risk.level).to_lowercase(),
+            c.risk.description.clone(),
+            values(&c.current),
+            values(&c.proposed),
+            c.explanation.clone(),
+        ];
+        let row: Vec<String> = fields.iter().map(|f| quote(f)).collect();
+        let _ = writeln!(out, "{}", row.join(","));
+    }
+    out
+}
+
+fn table(cards: &[Recommendation], total: Option<f64>, currency: &str) -> String {
+    let header = [
+        "SAVINGS/MO",
+        "KIND",
+        "WORKLOAD",
+        "TARGET",
+        "CURRENT",
+        "PROPOSED",
+        "CONF",
+        "RISK",
+    ];
+    let rows: Vec<[String; 8]> = cards
+        .iter()
+        .map(|c| {
+            [
+                format!("{:.2}", c.monthly_savings),
+                c.kind.as_str().to_owned(),
+                c.workload.to_string(),
+                c.target.clone(),
+                values(&c.current),
+                values(&c.proposed),
+                format!("{:.2}", c.confidence),
+                format!("{:?}", c.risk.level).to_lowercase(),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, cells: &[&str]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(widths)
+            .enumerate()
+            .map(|(i, (cell, width))| {
+                if i == 0 {
+                    format!("{cell:>width$}")
+                } else {
+                    format!("{cell:<width$}")
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "{}", padded.join("  ").trim_end());
+    };
+    line(&mut out, &header);
+    for row in &rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        line(&mut out, &cells);
+    }
+    let shown: f64 = cards.iter().map(|c| c.monthly_savings).sum();
+    let _ = writeln!(
+        out,
+        "{} recommendations, {shown:.2} {currency}/month listed{}",
+        cards.len(),
+        total
+            .map(|t| format!(
+                "; all cards: {t:.2} {currency}/month with overlapping cards counted once"
+            ))
+            .unwrap_or_default()
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::WorkloadKey;
+    use crate::recommendation::{Kind, Risk, RiskLevel};
+    use std::collections::BTreeMap;
+
+    fn card(savings: f64, explanation: &str) -> Recommendation {
+        Recommendation {
+            id: "0123456789abcdef".into(),
+            kind: Kind::CpuRequest,
+            workload: WorkloadKey {
+                namespace: "web".into(),
+                kind: "Deployment".into(),
+                name: "api".into(),
+            },
+            target: "main".into(),
+            current: BTreeMap::from([("cpu_request_cores".into(), 2.0)]),
+            proposed: BTreeMap::from([("cpu_request_cores".into(), 0.25)]),
+            monthly_savings: savings,
+            confidence: 0.5,
+            risk: Risk {
+                level: RiskLevel::Low,
+                description: "2.0 % of time above the request".into(),
+            },
+            evidence: BTreeMap::new(),
+            explanation: explanation.into(),
+        }
+    }
+
+    #[test]
+    fn csv_quotes_commas_and_quotes() {
+        let text =
+            render(&[card(12.5, "lower it, \"now\"")], Format::Csv, None, "USD").expect("csv");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(
+            lines[1].starts_with(
+                "0123456789abcdef,cpu_request,web,Deployment,api,main,12.50,USD,0.500,low,"
+            ),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[1]
+                .ends_with(",cpu_request_cores=2,cpu_request_cores=0.25,\"lower it, \"\"now\"\"\""),
+            "{}",
+            lines[1]
+        );
+    }
+
+    #[test]
+    fn table_aligns_and_totals() {
+        let text = render(
+            &[card(12.5, "x"), card(3.0, "y")],
+            Format::Table,
+            Some(14.0),
+            "USD",
+        )
+        .expect("table");
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].starts_with("SAVINGS/MO  KIND"), "{text}");
+        assert!(
+            lines[1].starts_with("     12.50  cpu_request  web/Deployment/api"),
+            "{text}"
+        );
+        assert_eq!(
+            lines[3],
+            "2 recommendations, 15.50 USD/month listed; all cards: 14.00 USD/month with overlapping cards counted once"
+        );
+    }
+
+    #[test]
+    fn json_and_yaml_round_trip() {
+        let cards = vec![card(1.0, "x")];
+        let json = render(&cards, Format::Json, None, "USD").expect("json");
+        let back: Vec<Recommendation> = serde_json::from_str(&json).expect("parse");
+        assert_eq!(back, cards);
+        let yaml = render(&cards, Format::Yaml, None, "USD").expect("yaml");
+        let back: Vec<Recommendation> = serde_yaml_ng::from_str(&yaml).expect("parse");
+        assert_eq!(back, cards);
+        assert_eq!(Format::parse("csv"), Some(Format::Csv));
+        assert_eq!(Format::parse("xml"), None);
+    }
+}

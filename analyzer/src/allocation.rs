@@ -326,16 +326,20 @@ pub fn allocate(snapshot: &FleetSnapshot, prices: &PriceBook) -> Allocation {
     // Scale each node's over-allocated resources to its capacity, then
     // what is left is idle.
     let mut nodes = Vec::new();
+    let mut by_node: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, c) in containers.iter().enumerate() {
+        by_node.entry(c.node.clone()).or_default().push(i);
+    }
     for node in &snapshot.nodes {
         let Some((_, price)) = node_prices.get(node.name.as_str()) else {
             continue;
         };
-        let on_node = |c: &&mut ContainerCost| c.node == node.name;
+        let on_node = by_node.get(&node.name).map(Vec::as_slice).unwrap_or(&[]);
         let capacity_cpu = price.cpu_core_hourly * node.cpus * node.hours;
         let capacity_memory = price.memory_gib_hourly * node.memory_bytes / GIB * node.hours;
         let capacity_gpu = price.gpu_hourly * f64::from(node.gpu_count) * node.hours;
         let (mut cpu, mut memory, mut gpu) = (0.0, 0.0, 0.0);
-        for c in containers.iter_mut().filter(on_node) {
+        for c in on_node.iter().map(|i| &containers[*i]) {
             cpu += c.cpu_cost;
             memory += c.memory_cost;
             gpu += c.gpu_cost;
@@ -352,7 +356,8 @@ pub fn allocate(snapshot: &FleetSnapshot, prices: &PriceBook) -> Allocation {
             scale(memory, capacity_memory),
             scale(gpu, capacity_gpu),
         );
-        for c in containers.iter_mut().filter(on_node) {
+        for i in on_node {
+            let c = &mut containers[*i];
             c.cpu_cost *= cpu_scale;
             c.cpu_cores *= cpu_scale;
             c.memory_cost *= memory_scale;
@@ -531,13 +536,23 @@ impl Allocation {
 
     /// Cost lines at `level`, most expensive first; monthly figures.
     pub fn rollup(&self, level: Level) -> Result<Vec<CostLine>, RollupError> {
+        self.rollup_frame(&self.frame()?, level)
+    }
+
+    /// [`Self::rollup`] over a frame already built by [`Self::frame`]
+    /// (one frame serves every level).
+    pub fn rollup_frame(
+        &self,
+        frame: &DataFrame,
+        level: Level,
+    ) -> Result<Vec<CostLine>, RollupError> {
         let keys: &[&str] = match level {
             Level::Namespace => &["namespace"],
             Level::Workload => &["namespace", "workload_kind", "workload_name"],
             Level::Node => &["node", "namespace"],
             Level::Model => &["model"],
         };
-        let mut lazy = self.frame()?.lazy();
+        let mut lazy = frame.clone().lazy();
         if level == Level::Model {
             lazy = lazy.filter(col("model").neq(lit("")));
         }

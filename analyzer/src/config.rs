@@ -32,6 +32,10 @@ pub struct AnalyzerConfig {
     /// Smallest saving a recommendation must bring, per month.
     #[serde(default = "default_min_monthly_savings")]
     pub min_monthly_savings: f64,
+    /// Smallest change of a request, as a share of it, worth a card
+    /// (smaller ones are churn: each change restarts pods).
+    #[serde(default = "default_min_change_ratio")]
+    pub min_change_ratio: f64,
     /// Target share of time CPU usage may exceed the request.
     #[serde(default = "default_cpu_share_above")]
     pub cpu_share_above: f64,
@@ -83,6 +87,9 @@ fn default_gpu_idle_power_factor() -> f64 {
 fn default_min_monthly_savings() -> f64 {
     1.0
 }
+fn default_min_change_ratio() -> f64 {
+    0.1
+}
 fn default_cpu_share_above() -> f64 {
     Policy::default().cpu_share_above
 }
@@ -114,6 +121,7 @@ impl Default for AnalyzerConfig {
             gpu_idle_utilization: default_gpu_idle_utilization(),
             gpu_idle_power_factor: default_gpu_idle_power_factor(),
             min_monthly_savings: default_min_monthly_savings(),
+            min_change_ratio: default_min_change_ratio(),
             cpu_share_above: default_cpu_share_above(),
             memory_risk_week: default_memory_risk_week(),
             slo: BTreeMap::new(),
@@ -153,6 +161,7 @@ impl AnalyzerConfig {
         share("analyzer.cpu_share_above", self.cpu_share_above)?;
         share("analyzer.memory_risk_week", self.memory_risk_week)?;
         share("analyzer.gpu_idle_utilization", self.gpu_idle_utilization)?;
+        share("analyzer.min_change_ratio", self.min_change_ratio)?;
         if self.window_seconds < 3600 {
             return Err(ConfigError {
                 key: "analyzer.window_seconds",

@@ -31,6 +31,13 @@ pub enum Kind {
     GpuSmallerType,
     /// Egress that costs money and can be avoided.
     Egress,
+    /// Fewer model-serving replicas, the latency objective still met.
+    InferenceReplicas,
+    /// Move a workload to spot capacity.
+    Spot,
+    /// Commit to the steady baseline (reserved instances, savings plans,
+    /// committed use).
+    Commitment,
     /// A persistent volume no pod mounts.
     VolumeUnclaimed,
     /// A volume far larger than its use.
@@ -41,7 +48,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in display order.
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 15] = [
         Kind::CpuRequest,
         Kind::MemoryRequest,
         Kind::GpuIdle,
@@ -51,6 +58,9 @@ impl Kind {
         Kind::GpuTimeSlice,
         Kind::GpuSmallerType,
         Kind::Egress,
+        Kind::InferenceReplicas,
+        Kind::Spot,
+        Kind::Commitment,
         Kind::VolumeUnclaimed,
         Kind::VolumeOversized,
         Kind::VolumeStale,
@@ -68,6 +78,9 @@ impl Kind {
             Kind::GpuTimeSlice => "gpu_time_slice",
             Kind::GpuSmallerType => "gpu_smaller_type",
             Kind::Egress => "egress",
+            Kind::InferenceReplicas => "inference_replicas",
+            Kind::Spot => "spot",
+            Kind::Commitment => "commitment",
             Kind::VolumeUnclaimed => "volume_unclaimed",
             Kind::VolumeOversized => "volume_oversized",
             Kind::VolumeStale => "volume_stale",

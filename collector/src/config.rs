@@ -195,6 +195,10 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
         "Smallest saving a month a recommendation must bring (raises that remove a risk are shown anyway).",
     ),
     (
+        "analyzer.min_change_ratio",
+        "Smallest change of a request, as a share of it, that gets a card (0.1): smaller ones are churn, since each change restarts pods.",
+    ),
+    (
         "analyzer.cpu_share_above",
         "Target share of time CPU usage may exceed the proposed request (0.02: p98).",
     ),

@@ -96,7 +96,9 @@ pub fn recommend(context: &Context<'_>, out: &mut Vec<Recommendation>) {
             // the container above it far more often than the target.
             let raise =
                 current_share > 5.0 * policy.cpu_share_above && proposal.cores > current_cpu;
-            if change >= context.config.min_monthly_savings || raise {
+            let material =
+                current_cpu - proposal.cores >= context.config.min_change_ratio * current_cpu;
+            if (change >= context.config.min_monthly_savings && material) || raise {
                 let level = match proposal.share_above {
                     s if s <= policy.cpu_share_above + 1e-9 => RiskLevel::Low,
                     s if s <= 0.05 => RiskLevel::Medium,
@@ -174,7 +176,9 @@ pub fn recommend(context: &Context<'_>, out: &mut Vec<Recommendation>) {
             let change =
                 (current_memory - proposal.bytes) / GIB * memory_price * HOURS_PER_MONTH * replicas;
             let raise = usage.oom_kills > 0 && proposal.bytes > current_memory;
-            if change >= context.config.min_monthly_savings || raise {
+            let material =
+                current_memory - proposal.bytes >= context.config.min_change_ratio * current_memory;
+            if (change >= context.config.min_monthly_savings && material) || raise {
                 let level = match proposal.risk_week {
                     r if r <= policy.memory_risk_week + 1e-9 => RiskLevel::Low,
                     r if r <= 0.05 => RiskLevel::Medium,

@@ -10,7 +10,8 @@
 //! - fit, for a busy single user of a whole GPU: the smallest MIG profile
 //!   holding p99 memory × 1.1 and p95 compute (slices of 7), a
 //!   time-slice share where the model has no MIG, or a cheaper GPU type
-//!   with the memory and the compute; a model server is only moved when
+//!   with the memory and the compute (the MIG profile is preferred: it
+//!   keeps the pod on its node pool); a model server is only moved when
 //!   its latency has headroom under its objective.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -261,14 +262,30 @@ fn fit(
             });
         }
     }
-    let best = candidates
-        .into_iter()
-        .min_by(|a, b| a.monthly.total_cmp(&b.monthly))?;
+    // A MIG profile keeps the pod on its node and pool; another GPU type
+    // means another node pool. The cheapest of each is kept in the
+    // evidence, the MIG one proposed when it exists.
+    let cheapest_other = candidates
+        .iter()
+        .filter(|c| c.kind == Kind::GpuSmallerType)
+        .map(|c| c.monthly)
+        .fold(None, |low: Option<f64>, m| {
+            Some(low.map_or(m, |l| l.min(m)))
+        });
+    let best = match candidates
+        .iter()
+        .position(|c| c.kind == Kind::GpuMigProfile)
+    {
+        Some(mig) => candidates.swap_remove(mig),
+        None => candidates
+            .into_iter()
+            .min_by(|a, b| a.monthly.total_cmp(&b.monthly))?,
+    };
     let savings = current_monthly - best.monthly;
     if savings < context.config.min_monthly_savings {
         return None;
     }
-    let evidence = BTreeMap::from([
+    let mut evidence = BTreeMap::from([
         ("memory_p99_bytes".to_owned(), user.memory_p99),
         ("utilization_p95".to_owned(), user.utilization_p95),
         ("utilization_mean".to_owned(), user.utilization_mean),
@@ -276,6 +293,9 @@ fn fit(
         ("gpu_hourly_price".to_owned(), gpu_hourly),
         ("proposed_fraction".to_owned(), best.fraction),
     ]);
+    if let Some(other) = cheapest_other {
+        evidence.insert("cheapest_other_gpu_monthly".to_owned(), other);
+    }
     let latency = server
         .map(|s| {
             format!(

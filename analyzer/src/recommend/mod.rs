@@ -1,8 +1,13 @@
 //! Recommendations, one file per analysis, and the report that gathers
 //! them with the cost allocation.
 
+pub mod commitments;
 pub mod containers;
+pub mod egress;
 pub mod gpu;
+pub mod inference;
+pub mod packing;
+pub mod spot;
 pub mod storage;
 
 use std::collections::{BTreeMap, HashMap};
@@ -23,7 +28,10 @@ pub struct Context<'a> {
     pub config: &'a AnalyzerConfig,
     /// Prices.
     pub prices: &'a PriceBook,
+    /// The cost allocation of the window.
+    pub allocation: &'a Allocation,
     node_prices: HashMap<&'a str, NodePrice>,
+    providers: HashMap<&'a str, String>,
     gpu_nodes: HashMap<&'a str, bool>,
 }
 
@@ -33,11 +41,20 @@ impl<'a> Context<'a> {
         snapshot: &'a FleetSnapshot,
         config: &'a AnalyzerConfig,
         prices: &'a PriceBook,
+        allocation: &'a Allocation,
     ) -> Self {
         let node_prices = snapshot
             .nodes
             .iter()
             .map(|n| (n.name.as_str(), prices.node_price(&allocation::facts(n))))
+            .collect();
+        let providers = snapshot
+            .nodes
+            .iter()
+            .filter_map(|n| {
+                let instance = prices.instance(&n.instance_type)?;
+                Some((n.name.as_str(), instance.provider.clone()))
+            })
             .collect();
         let mut gpu_nodes = HashMap::new();
         for device in &snapshot.gpu_devices {
@@ -47,9 +64,16 @@ impl<'a> Context<'a> {
             snapshot,
             config,
             prices,
+            allocation,
             node_prices,
+            providers,
             gpu_nodes,
         }
+    }
+
+    /// Hourly price of `node`.
+    pub fn node_hourly(&self, node: &str) -> Option<f64> {
+        self.node_prices.get(node).map(|p| p.hourly)
     }
 
     /// Per-GPU hourly price on `node`.
@@ -86,6 +110,15 @@ impl<'a> Context<'a> {
         } else {
             (0.0, 0.0)
         }
+    }
+
+    /// The cloud provider of `node` from its instance type (`aws` when
+    /// unknown: the most common, and the catalog's fallback).
+    pub fn provider(&self, node: &str) -> String {
+        self.providers
+            .get(node)
+            .cloned()
+            .unwrap_or_else(|| "aws".to_owned())
     }
 
     /// Money in the configured currency.
@@ -135,6 +168,9 @@ pub struct Totals {
     pub monthly_savings: f64,
     /// The plain sum of every card (what Kubecost's headline shows).
     pub monthly_savings_sum: f64,
+    /// What the request cards realize on CPU node pools: nodes no longer
+    /// needed × their price (see `packing`).
+    pub realizable_monthly_savings: f64,
     /// De-duplicated savings by kind.
     pub by_kind: BTreeMap<String, f64>,
 }
@@ -161,8 +197,13 @@ pub struct Report {
     pub nodes: Vec<CostLine>,
     /// Cost by served model, a month.
     pub models: Vec<CostLine>,
+    /// Model services: cost a month and per 1M tokens, latency against
+    /// the objective.
+    pub inference: Vec<inference::InferenceCost>,
     /// The cards, largest saving first.
     pub recommendations: Vec<Recommendation>,
+    /// CPU node pools packed again with the proposed requests.
+    pub packing: Vec<packing::PoolPacking>,
     /// Totals.
     pub totals: Totals,
     /// Prices outside the plausible range of their GPU model.
@@ -184,6 +225,9 @@ fn overlap_group(card: &Recommendation) -> String {
         Kind::CpuRequest => "cpu",
         Kind::MemoryRequest => "memory",
         Kind::Egress => "egress",
+        Kind::InferenceReplicas => "replicas",
+        Kind::Spot => "capacity",
+        Kind::Commitment => "commitment",
         Kind::VolumeUnclaimed | Kind::VolumeOversized | Kind::VolumeStale => "volume",
         _ => "gpu",
     };
@@ -196,12 +240,22 @@ pub fn analyze(
     config: &AnalyzerConfig,
     prices: &PriceBook,
 ) -> Result<Report, AnalyzeError> {
-    let context = Context::new(snapshot, config, prices);
     let allocation = allocation::allocate(snapshot, prices);
+    let context = Context::new(snapshot, config, prices, &allocation);
     let mut recommendations = Vec::new();
+    let inference = inference::analyze(&context, &mut recommendations);
     containers::recommend(&context, &mut recommendations);
     gpu::recommend(&context, &mut recommendations);
     storage::recommend(&context, &mut recommendations);
+    egress::recommend(&context, &mut recommendations);
+    spot::recommend(&context, &mut recommendations);
+    recommendations.sort_by(|a, b| {
+        b.monthly_savings
+            .total_cmp(&a.monthly_savings)
+            .then_with(|| a.id.cmp(&b.id))
+    });
+    let packing = packing::pack(&context, &recommendations);
+    commitments::recommend(&context, &packing, &mut recommendations);
     recommendations.sort_by(|a, b| {
         b.monthly_savings
             .total_cmp(&a.monthly_savings)
@@ -224,19 +278,23 @@ pub fn analyze(
         monthly_idle: allocation.nodes.iter().map(|n| n.idle()).sum::<f64>() * factor,
         monthly_savings: best.values().map(|(_, s)| s).sum(),
         monthly_savings_sum: recommendations.iter().map(|r| r.monthly_savings).sum(),
+        realizable_monthly_savings: packing.iter().map(|p| p.monthly_savings).sum(),
         by_kind,
     };
+    let frame = allocation.frame()?;
     Ok(Report {
         from_ns: snapshot.from_ns,
         to_ns: snapshot.to_ns,
         currency: prices.currency().to_owned(),
         prices_as_of: prices.as_of().to_owned(),
-        namespaces: allocation.rollup(Level::Namespace)?,
-        workloads: allocation.rollup(Level::Workload)?,
-        nodes: allocation.rollup(Level::Node)?,
-        models: allocation.rollup(Level::Model)?,
+        namespaces: allocation.rollup_frame(&frame, Level::Namespace)?,
+        workloads: allocation.rollup_frame(&frame, Level::Workload)?,
+        nodes: allocation.rollup_frame(&frame, Level::Node)?,
+        models: allocation.rollup_frame(&frame, Level::Model)?,
+        inference,
         allocation,
         recommendations,
+        packing,
         totals,
         price_warnings: prices.sanity_check(),
     })

@@ -54,16 +54,10 @@ pub fn recommend(context: &Context<'_>, out: &mut Vec<Recommendation>) {
 /// The storage class's price per GiB-month on the provider of the
 /// volume's node (AWS when the node's type is unknown).
 fn gib_month(context: &Context<'_>, volume: &Volume) -> f64 {
-    let provider = context
-        .snapshot
-        .nodes
-        .iter()
-        .find(|n| n.name == volume.node)
-        .and_then(|n| context.prices.instance(&n.instance_type))
-        .map_or("aws", |i| i.provider.as_str());
+    let provider = context.provider(&volume.node);
     context
         .prices
-        .storage_gib_month(provider, volume.storage_class.as_deref())
+        .storage_gib_month(&provider, volume.storage_class.as_deref())
 }
 
 /// The workload a card is filed under: the mounting pod's, else the
@@ -315,7 +309,8 @@ mod tests {
         };
         let config = AnalyzerConfig::default();
         let prices = PriceBook::builtin().expect("prices");
-        let context = Context::new(&snapshot, &config, &prices);
+        let allocation = crate::allocation::allocate(&snapshot, &prices);
+        let context = Context::new(&snapshot, &config, &prices, &allocation);
         let mut out = Vec::new();
         recommend(&context, &mut out);
         out

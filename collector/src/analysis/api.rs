@@ -148,6 +148,9 @@ pub async fn costs(
         "monthly_cost": report.totals.monthly_cost,
         "monthly_idle": report.totals.monthly_idle,
         "lines": lines,
+        // Unit costs of the model services, with their latency.
+        "inference": if level == Level::Model { json!(report.inference) } else { Value::Null },
+        "packing": if level == Level::Node { json!(report.packing) } else { Value::Null },
     }))
     .into_response()
 }

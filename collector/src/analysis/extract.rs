@@ -48,7 +48,7 @@ pub(super) fn workload(series: &Series) -> WorkloadKey {
 /// Series of `def` with a point in the window.
 pub(super) fn each<'a>(store: &'a Store, def: &MetricDef, span: Span) -> Vec<&'a Series> {
     store
-        .select(&def.full_name(), &[])
+        .family(&def.full_name())
         .filter(|s| s.last_ns >= span.from_ns)
         .collect()
 }
@@ -238,22 +238,37 @@ fn container(store: &Store, span: Span, found: &Found<'_>) -> Option<Container> 
     } else {
         None
     };
+    // Daily peaks in one pass over the days (cold history is read once);
+    // the day a container started inside the window loses its start-up
+    // hour.
     let mut peaks = Vec::new();
     if let Some(series) = found.memory_sampled {
-        let mut day = span.from_ns / DAY_NS * DAY_NS;
-        while day < span.to_ns {
-            let from = day.max(steady_from);
-            if from < day + DAY_NS
-                && let Some(peak) =
-                    store.stat(series, Stat::Max, from, (day + DAY_NS - 1).min(span.to_ns))
-            {
+        let first_day = span.from_ns / DAY_NS * DAY_NS;
+        for (day, peak) in store.daily_peaks(series) {
+            if day < first_day || day > span.to_ns {
+                continue;
+            }
+            if started_inside && day + DAY_NS > start && day <= start {
+                let end = (day + DAY_NS - 1).min(span.to_ns);
+                if steady_from < end
+                    && let Some(steady) = store.stat(series, Stat::Max, steady_from, end)
+                {
+                    peaks.push(steady);
+                }
+            } else {
                 peaks.push(peak);
             }
-            day += DAY_NS;
         }
     }
-    let periods = stat(found.periods, Stat::Increase, start);
-    let throttled = stat(found.throttled, Stat::Increase, start);
+    // Throttling only matters under a limit.
+    let (periods, throttled) = if c.cpu_limit.is_some() {
+        (
+            stat(found.periods, Stat::Increase, start),
+            stat(found.throttled, Stat::Increase, start),
+        )
+    } else {
+        (None, None)
+    };
     let oom_kills = stat(found.oom_kills, Stat::Increase, start).unwrap_or(0.0);
     c.usage = UsageHistory {
         cpu: found
@@ -453,16 +468,25 @@ fn models(store: &Store, span: Span, snapshot: &mut FleetSnapshot) {
     snapshot.model_servers = servers.into_values().collect();
 }
 
+/// Increase of each counter over `[from, to]` (0 when absent), spread
+/// over the cores: a fleet has a series per pod and destination.
+fn increases(store: &Store, series: &[&Series], from: u64, to: u64) -> Vec<f64> {
+    store
+        .stat_all(series, Stat::Increase, from, to)
+        .into_iter()
+        .map(|v| v.unwrap_or(0.0))
+        .collect()
+}
+
 fn flows(store: &Store, span: Span, snapshot: &mut FleetSnapshot) {
     let mut flows: BTreeMap<Vec<String>, Flow> = BTreeMap::new();
     for (def, transmit) in [
         (&catalog::POD_NETWORK_TRANSMIT, true),
         (&catalog::POD_NETWORK_RECEIVE, false),
     ] {
-        for series in each(store, def, span) {
-            let bytes = store
-                .stat(series, Stat::Increase, span.from_ns, span.to_ns)
-                .unwrap_or(0.0);
+        let series_of = each(store, def, span);
+        let increases = increases(store, &series_of, span.from_ns, span.to_ns);
+        for (series, bytes) in series_of.into_iter().zip(increases) {
             let w = workload(series);
             let destination = match (
                 series.label("destination_namespace"),

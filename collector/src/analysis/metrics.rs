@@ -219,6 +219,45 @@ fn render_report(finished: &Finished, opencost: bool, out: &mut String) {
     }
     family(
         out,
+        "tally_model_cost_per_million_tokens",
+        "gauge",
+        "Cost of a model service per 1M tokens (direction all, input or output; split by prefill and decode time).",
+    );
+    for service in &report.inference {
+        for (direction, value) in [
+            ("all", service.per_million_tokens),
+            ("input", service.per_million_input),
+            ("output", service.per_million_output),
+        ] {
+            if let Some(value) = value {
+                let _ = writeln!(
+                    out,
+                    "tally_model_cost_per_million_tokens{{{}}} {value}",
+                    labels(&[
+                        ("namespace", &service.workload.namespace),
+                        ("workload_name", &service.workload.name),
+                        ("model", &service.model),
+                        ("direction", direction),
+                        ("currency", currency),
+                    ])
+                );
+            }
+        }
+    }
+    family(
+        out,
+        "tally_realizable_savings_monthly",
+        "gauge",
+        "What the request cards realize: CPU node pools packed again, nodes no longer needed × their price.",
+    );
+    let _ = writeln!(
+        out,
+        "tally_realizable_savings_monthly{{{}}} {}",
+        labels(&[("currency", currency)]),
+        report.totals.realizable_monthly_savings
+    );
+    family(
+        out,
         "tally_savings_total_monthly",
         "gauge",
         "All savings a month, overlapping cards counted once.",

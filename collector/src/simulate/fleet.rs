@@ -145,6 +145,8 @@ pub(super) struct Container {
     cpu_share: f64,
     /// Daily amplitude of the cycle, as a share of the mean.
     diurnal: f64,
+    /// Whether short bursts (2 % of samples at 2-5×) come on top.
+    bursty: bool,
     /// Phase of the daily cycle, radians.
     pub phase: f64,
     /// Baseline working set, bytes.
@@ -179,6 +181,7 @@ impl Container {
             // Most workloads use a fraction of what they ask for.
             cpu_share: 0.05 + rng.unit() * 0.8,
             diurnal: 0.2 + rng.unit() * 0.6,
+            bursty: true,
             phase: rng.unit() * std::f64::consts::TAU,
             memory_base: memory_request * (0.2 + rng.unit() * 0.7),
             memory_growth: if rng.unit() < 0.1 {
@@ -202,7 +205,7 @@ impl Container {
         let mean = self.cpu_request * self.cpu_share;
         for _ in 0..SAMPLES_PER_STEP {
             let cycle = clock.cycle(self.diurnal, self.phase);
-            let burst = if rng.unit() < 0.02 {
+            let burst = if rng.unit() < 0.02 && self.bursty {
                 2.0 + rng.unit() * 3.0
             } else {
                 1.0
@@ -354,6 +357,32 @@ impl Node {
     }
 }
 
+/// Seed mix of the storefront's own stream.
+const STOREFRONT_SEED: u64 = 0x5707_ef20_0000_0001;
+
+/// A healthy control that is also spot-ready: a stateless `storefront`
+/// Deployment with a replica on every node, requests sized to its use
+/// (no right-sizing card may name it). Drawn from its own stream.
+fn plant_storefront(seed: u64, nodes: &mut [Node]) {
+    let mut rng = Rng::new(seed ^ STOREFRONT_SEED);
+    for (n, node) in nodes.iter_mut().enumerate() {
+        let mut namer = PodNamer {
+            node: n,
+            next: 4096,
+        };
+        let identity = namer.pod(&mut rng, "web", "Deployment", "storefront");
+        let mut c = Container::new(&mut rng, identity, 0.5, 0.5 * GIB);
+        c.cpu_limit = None;
+        c.cpu_share = 0.7;
+        c.diurnal = 0.2;
+        c.bursty = false;
+        c.memory_base = 0.45 * GIB;
+        c.memory_growth = 0.0;
+        c.memory_limit = 0.5 * GIB;
+        node.containers.push(c);
+    }
+}
+
 /// The simulated fleet.
 pub struct Fleet {
     nodes: Vec<Node>,
@@ -367,7 +396,7 @@ impl Fleet {
     /// A fleet of `nodes` nodes from `seed`, counters starting at `start_ns`.
     pub fn new(nodes: usize, seed: u64, start_ns: u64) -> Fleet {
         let mut rng = Rng::new(seed);
-        let nodes: Vec<Node> = (0..nodes)
+        let mut nodes: Vec<Node> = (0..nodes)
             .map(|n| {
                 let drawn = rng.below(INSTANCE_TYPES.len());
                 let planted = PLANTED.iter().find(|(node, _)| *node == n);
@@ -424,6 +453,7 @@ impl Fleet {
                 }
             })
             .collect();
+        plant_storefront(seed, &mut nodes);
         let egress = Egress::new(&mut rng, &nodes);
         // Its own generator: the draws above stay as they were.
         let volumes = Volumes::new(seed, &nodes);

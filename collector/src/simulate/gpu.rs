@@ -284,10 +284,16 @@ pub(super) fn plant(
             // Allocated and left idle: the waste the analyzer must find.
             let c = p.notebook(Work::Idle, gpu);
             attach(&mut gpus[2].devices[0], c, 0.2);
-            let training = (2 + p.rng.below(4)).min(gpus.len().saturating_sub(3));
+            let training = (2 + p.rng.below(4)).min(gpus.len().saturating_sub(4));
             let c = p.training(training as f64);
             for g in &mut gpus[3..3 + training] {
                 attach(&mut g.devices[0], c, 0.92);
+            }
+            // A small model alone on the last whole GPU: a MIG slice holds
+            // its memory and compute.
+            if let Some(last) = gpus.last_mut().filter(|_| count > 3 + training as u32) {
+                let c = p.server(&serving::QWEN_1_5B, gpu);
+                attach(&mut last.devices[0], c, 0.12);
             }
         }
         Layout::TensorParallel => {

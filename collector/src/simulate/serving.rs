@@ -61,6 +61,17 @@ pub(super) const QWEN_0_5B: Model = Model {
     ttft_s: 0.02,
     itl_s: 0.005,
 };
+/// A small model alone on a whole H100: fits a MIG slice.
+pub(super) const QWEN_1_5B: Model = Model {
+    workload: "qwen-1-5b-summarize",
+    engine: "vllm",
+    engine_version: "0.11.0",
+    name: "Qwen/Qwen2.5-1.5B-Instruct",
+    capacity_rps: 20.0,
+    peak_load: 0.1,
+    ttft_s: 0.025,
+    itl_s: 0.006,
+};
 pub(super) const LLAMA_8B: Model = Model {
     workload: "llama-8b-chat",
     engine: "vllm",

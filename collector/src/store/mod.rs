@@ -690,6 +690,16 @@ impl Store {
         selected.into_iter()
     }
 
+    /// Series of `metric` in no particular order (callers that key their
+    /// results need no sort).
+    pub fn family<'a>(&'a self, metric: &str) -> impl Iterator<Item = &'a Series> + 'a {
+        self.metrics
+            .get(metric)
+            .into_iter()
+            .flat_map(HashMap::values)
+            .map(|s| &**s)
+    }
+
     /// Every metric name with its series count.
     pub fn metrics(&self) -> BTreeMap<&str, usize> {
         self.metrics

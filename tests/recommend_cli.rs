@@ -113,6 +113,14 @@ fn recommend_prints_the_planted_problems() {
     );
     assert!(metrics.contains("tally_cost_monthly{level=\"namespace\""));
     assert!(
+        metrics.contains("tally_gpu_cost_monthly{node=\"sim-node-0001\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("tally_model_cost_per_million_tokens{"),
+        "{metrics}"
+    );
+    assert!(
         metrics.contains(
             "tally_node_cost_hourly{node=\"sim-node-0001\",instance_type=\"p5.48xlarge\""
         )

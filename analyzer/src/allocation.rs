@@ -156,6 +156,27 @@ pub struct Allocation {
     pub containers: Vec<ContainerCost>,
     /// Per node.
     pub nodes: Vec<NodeCost>,
+    /// Per GPU device (whole GPU or MIG instance).
+    pub devices: Vec<DeviceCost>,
+}
+
+/// A GPU device's cost over the window and who held it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceCost {
+    /// Node.
+    pub node: String,
+    /// Physical GPU UUID.
+    pub gpu_uuid: String,
+    /// Product name.
+    pub gpu_model: String,
+    /// MIG profile, for an instance.
+    pub mig_profile: Option<String>,
+    /// The device's share of the GPU's price × hours.
+    pub cost: f64,
+    /// Containers that held it (0: idle capacity).
+    pub users: usize,
+    /// Mean utilization.
+    pub utilization_mean: f64,
 }
 
 /// A cost line of a roll-up.
@@ -266,15 +287,25 @@ pub fn allocate(snapshot: &FleetSnapshot, prices: &PriceBook) -> Allocation {
         .collect();
     // GPUs first: what each container held, and each node's GPU use.
     let mut gpu_by_container: HashMap<ContainerId, GpuShare> = HashMap::new();
+    let mut devices = Vec::with_capacity(snapshot.gpu_devices.len());
     for device in &snapshot.gpu_devices {
         let Some((_, price)) = node_prices.get(device.node.as_str()) else {
             continue;
         };
         let share = device_share(device);
+        let cost = price.gpu_hourly * share * device.hours;
+        devices.push(DeviceCost {
+            node: device.node.clone(),
+            gpu_uuid: device.gpu_uuid.clone(),
+            gpu_model: device.gpu_model.clone(),
+            mig_profile: device.mig_profile.clone(),
+            cost,
+            users: device.users.len(),
+            utilization_mean: device.utilization_mean,
+        });
         if device.users.is_empty() {
             continue;
         }
-        let cost = price.gpu_hourly * share * device.hours;
         let users = device.users.len() as f64;
         for user in &device.users {
             let entry = gpu_by_container
@@ -382,6 +413,7 @@ pub fn allocate(snapshot: &FleetSnapshot, prices: &PriceBook) -> Allocation {
         hours: snapshot.hours(),
         containers,
         nodes,
+        devices,
     }
 }
 

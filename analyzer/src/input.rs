@@ -110,6 +110,9 @@ pub struct Container {
     pub memory_mean: f64,
     /// Hours the container was seen in the window.
     pub hours: f64,
+    /// CPU core-seconds used in each of the last hours the store keeps
+    /// hour by hour (48), `(hour start ns, core-seconds)`: daily cycles.
+    pub cpu_hourly: Vec<(u64, f64)>,
     /// The right-sizer's view of its history.
     pub usage: UsageHistory,
 }

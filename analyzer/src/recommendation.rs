@@ -38,6 +38,8 @@ pub enum Kind {
     /// Commit to the steady baseline (reserved instances, savings plans,
     /// committed use).
     Commitment,
+    /// Scale down at the same hours every day.
+    Schedule,
     /// A persistent volume no pod mounts.
     VolumeUnclaimed,
     /// A volume far larger than its use.
@@ -48,7 +50,7 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in display order.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::CpuRequest,
         Kind::MemoryRequest,
         Kind::GpuIdle,
@@ -61,6 +63,7 @@ impl Kind {
         Kind::InferenceReplicas,
         Kind::Spot,
         Kind::Commitment,
+        Kind::Schedule,
         Kind::VolumeUnclaimed,
         Kind::VolumeOversized,
         Kind::VolumeStale,
@@ -81,6 +84,7 @@ impl Kind {
             Kind::InferenceReplicas => "inference_replicas",
             Kind::Spot => "spot",
             Kind::Commitment => "commitment",
+            Kind::Schedule => "schedule",
             Kind::VolumeUnclaimed => "volume_unclaimed",
             Kind::VolumeOversized => "volume_oversized",
             Kind::VolumeStale => "volume_stale",

@@ -129,6 +129,19 @@ fn fleet(rng: &mut Rng) -> FleetSnapshot {
                 cpu_mean,
                 memory_mean,
                 hours: hours * rng.unit(),
+                // A random day-night cycle over 48 hours (schedules).
+                cpu_hourly: (0..48)
+                    .map(|h| {
+                        (
+                            h * HOUR_NS,
+                            if rng.unit() < 0.4 {
+                                0.0
+                            } else {
+                                3600.0 * cpu_mean
+                            },
+                        )
+                    })
+                    .collect(),
                 usage: UsageHistory {
                     cpu: Some(Distribution::from_values(samples)),
                     memory: Some(Distribution::from_values(memory_samples)),

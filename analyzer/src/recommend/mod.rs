@@ -7,6 +7,7 @@ pub mod egress;
 pub mod gpu;
 pub mod inference;
 pub mod packing;
+pub mod schedules;
 pub mod spot;
 pub mod storage;
 
@@ -228,6 +229,7 @@ fn overlap_group(card: &Recommendation) -> String {
         Kind::InferenceReplicas => "replicas",
         Kind::Spot => "capacity",
         Kind::Commitment => "commitment",
+        Kind::Schedule => "schedule",
         Kind::VolumeUnclaimed | Kind::VolumeOversized | Kind::VolumeStale => "volume",
         _ => "gpu",
     };
@@ -249,6 +251,7 @@ pub fn analyze(
     storage::recommend(&context, &mut recommendations);
     egress::recommend(&context, &mut recommendations);
     spot::recommend(&context, &mut recommendations);
+    schedules::recommend(&context, &mut recommendations);
     recommendations.sort_by(|a, b| {
         b.monthly_savings
             .total_cmp(&a.monthly_savings)

@@ -226,6 +226,9 @@ fn container(store: &Store, span: Span, found: &Found<'_>) -> Option<Container> 
         }
     }
     let seconds = hours * 3600.0;
+    if let Some(cpu) = found.cpu {
+        c.cpu_hourly = store.hourly_sums(cpu, span.to_ns.saturating_sub(48 * HOUR_NS), span.to_ns);
+    }
     c.cpu_mean = stat(found.cpu, Stat::Increase, start).unwrap_or(0.0) / seconds.max(1.0);
     c.memory_mean = stat(Some(working_set), Stat::Avg, start).unwrap_or(0.0);
     let memory = found

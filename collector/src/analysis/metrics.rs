@@ -219,6 +219,28 @@ fn render_report(finished: &Finished, opencost: bool, out: &mut String) {
     }
     family(
         out,
+        "tally_gpu_cost_monthly",
+        "gauge",
+        "Cost a month of a GPU or MIG instance (its slices' share of the GPU's price) and how many containers held it (0: idle).",
+    );
+    for device in &report.allocation.devices {
+        let users = device.users.to_string();
+        let _ = writeln!(
+            out,
+            "tally_gpu_cost_monthly{{{}}} {}",
+            labels(&[
+                ("node", &device.node),
+                ("gpu_uuid", &device.gpu_uuid),
+                ("gpu_model", &device.gpu_model),
+                ("mig_profile", device.mig_profile.as_deref().unwrap_or("")),
+                ("holders", &users),
+                ("currency", currency),
+            ]),
+            device.cost * factor
+        );
+    }
+    family(
+        out,
         "tally_model_cost_per_million_tokens",
         "gauge",
         "Cost of a model service per 1M tokens (direction all, input or output; split by prefill and decode time).",

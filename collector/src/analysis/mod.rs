@@ -261,6 +261,14 @@ pub(crate) mod tests {
             "a steady on-demand baseline"
         );
         assert!(cards.iter().any(|c| c.kind == Kind::VolumeUnclaimed));
+        assert!(
+            named(Kind::Schedule, "jupyter-dev"),
+            "a dev workload idle every night"
+        );
+        assert!(
+            !named(Kind::Schedule, "storefront"),
+            "busy around the clock"
+        );
         // The healthy controls: the storefront's requests fit its use; the
         // busy training job's GPUs and the serving replicas under load get
         // no GPU card.

@@ -147,6 +147,8 @@ pub(super) struct Container {
     diurnal: f64,
     /// Whether short bursts (2 % of samples at 2-5×) come on top.
     bursty: bool,
+    /// Used only 08:00-20:00 UTC (a dev workload idle every night).
+    office_hours: bool,
     /// Phase of the daily cycle, radians.
     pub phase: f64,
     /// Baseline working set, bytes.
@@ -182,6 +184,7 @@ impl Container {
             cpu_share: 0.05 + rng.unit() * 0.8,
             diurnal: 0.2 + rng.unit() * 0.6,
             bursty: true,
+            office_hours: false,
             phase: rng.unit() * std::f64::consts::TAU,
             memory_base: memory_request * (0.2 + rng.unit() * 0.7),
             memory_growth: if rng.unit() < 0.1 {
@@ -211,7 +214,13 @@ impl Container {
                 1.0
             };
             let noise = 0.8 + rng.unit() * 0.4;
-            let mut cores = (mean * cycle * burst * noise).max(0.0);
+            let hour = clock.day_angle / std::f64::consts::TAU * 24.0;
+            let present = if self.office_hours && !(8.0..20.0).contains(&hour) {
+                0.01
+            } else {
+                1.0
+            };
+            let mut cores = (mean * cycle * burst * noise * present).max(0.0);
             if let Some(limit) = self.cpu_limit {
                 cores = cores.min(limit);
             }
@@ -362,7 +371,8 @@ const STOREFRONT_SEED: u64 = 0x5707_ef20_0000_0001;
 
 /// A healthy control that is also spot-ready: a stateless `storefront`
 /// Deployment with a replica on every node, requests sized to its use
-/// (no right-sizing card may name it). Drawn from its own stream.
+/// (no right-sizing card may name it); and `dev/jupyter-dev`, busy in
+/// office hours and idle every night. Drawn from their own stream.
 fn plant_storefront(seed: u64, nodes: &mut [Node]) {
     let mut rng = Rng::new(seed ^ STOREFRONT_SEED);
     for (n, node) in nodes.iter_mut().enumerate() {
@@ -379,6 +389,21 @@ fn plant_storefront(seed: u64, nodes: &mut [Node]) {
         c.memory_base = 0.45 * GIB;
         c.memory_growth = 0.0;
         c.memory_limit = 0.5 * GIB;
+        node.containers.push(c);
+    }
+    // A dev workload used in office hours only, on the first node.
+    if let Some(node) = nodes.first_mut() {
+        let mut namer = PodNamer {
+            node: 0,
+            next: 8192,
+        };
+        let identity = namer.pod(&mut rng, "dev", "Deployment", "jupyter-dev");
+        let mut c = Container::new(&mut rng, identity, 2.0, 4.0 * GIB);
+        c.cpu_share = 0.6;
+        c.diurnal = 0.1;
+        c.bursty = false;
+        c.office_hours = true;
+        c.memory_growth = 0.0;
         node.containers.push(c);
     }
 }

@@ -473,6 +473,26 @@ impl Store {
         series.daily_peaks(&self.hot)
     }
 
+    /// `(hour start ns, sum)` of every hour of `series` in `[from_ns,
+    /// to_ns]` the store still holds hour by hour (the last 48 hours and
+    /// the open hour), in one pass: a counter's increase per hour.
+    pub fn hourly_sums(&self, series: &Series, from_ns: u64, to_ns: u64) -> Vec<(u64, f64)> {
+        let (first, last) = ((from_ns / HOUR_NS) as u32, (to_ns / HOUR_NS) as u32);
+        let mut out = Vec::new();
+        let mut buffer = Vec::new();
+        series
+            .hours
+            .fold_range(&self.hot, &mut buffer, first, last, |s, _| {
+                out.push((u64::from(s.start) * HOUR_NS, s.sum));
+            });
+        if let Some((hour, open)) = &series.open
+            && (first..=last).contains(hour)
+        {
+            out.push((u64::from(*hour) * HOUR_NS, open.sum));
+        }
+        out
+    }
+
     /// Start of the oldest aggregate `series` holds, ns (hour precision):
     /// when the store first saw it, within retention.
     pub fn first_ns(&self, series: &Series) -> Option<u64> {

@@ -1,6 +1,7 @@
 //! `tally`: one binary, one subcommand per role.
 
 use std::io::IsTerminal as _;
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -145,9 +146,13 @@ struct RecommendArgs {
     /// Collector base URL.
     #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:4318")]
     collector: String,
-    /// Output: table, json, yaml or csv.
+    /// Output: table, json, yaml, csv or parquet.
     #[arg(long, default_value = "table")]
     format: String,
+    /// Write to this file instead of standard output (parquet is binary:
+    /// it goes to a file or a pipe, never to a terminal).
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
     /// Only this namespace.
     #[arg(long, value_name = "NS")]
     namespace: Option<String>,
@@ -296,11 +301,18 @@ fn recommend(args: RecommendArgs) -> anyhow::Result<ExitCode> {
     use tally_analyzer::recommendation::Recommendation;
     let Some(format) = Format::parse(&args.format) else {
         eprintln!(
-            "tally recommend: unknown format {:?}; use table, json, yaml or csv",
+            "tally recommend: unknown format {:?}; use table, json, yaml, csv or parquet",
             args.format
         );
         return Ok(ExitCode::from(EXIT_BAD_CONFIG));
     };
+    if format.is_binary() && args.output.is_none() && std::io::stdout().is_terminal() {
+        eprintln!(
+            "tally recommend: {} is binary; pass --output FILE or redirect standard output",
+            args.format
+        );
+        return Ok(ExitCode::from(EXIT_BAD_CONFIG));
+    }
     let token = args.token_file.as_deref().map(read_token).transpose()?;
     let base = args.collector.trim_end_matches('/').to_owned();
     let mut query: Vec<(&str, String)> = Vec::new();
@@ -365,7 +377,24 @@ fn recommend(args: RecommendArgs) -> anyhow::Result<ExitCode> {
         .context("the collector's recommendations do not parse")?;
     let currency = value["currency"].as_str().unwrap_or("USD");
     let total = value["totals"]["monthly_savings"].as_f64();
-    print!("{}", output::render(&cards, format, total, currency)?);
+    let rendered = output::render(&cards, format, total, currency)?;
+    match &args.output {
+        // Written whole to a temporary file and renamed, so a failed run
+        // never leaves half a file where the last good one was.
+        Some(path) => {
+            let partial = path.with_extension("partial");
+            std::fs::write(&partial, &rendered)
+                .and_then(|()| std::fs::rename(&partial, path))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+        }
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            stdout
+                .write_all(&rendered)
+                .and_then(|()| stdout.flush())
+                .context("cannot write to standard output")?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -96,6 +96,7 @@ fn recommend_prints_the_planted_problems() {
         text.contains("with overlapping cards counted once"),
         "{text}"
     );
+    parquet_reads_back_in_pyarrow(&url, dir.path(), &cards);
     let yaml = tally(&["recommend", "--collector", &url, "--format", "yaml"]);
     assert!(String::from_utf8_lossy(&yaml.stdout).contains("kind: "));
     // Bad input: a clear message and exit code 2.
@@ -125,6 +126,63 @@ fn recommend_prints_the_planted_problems() {
             "tally_node_cost_hourly{node=\"sim-node-0001\",instance_type=\"p5.48xlarge\""
         )
     );
+}
+
+/// `--format parquet --output FILE`, read by pyarrow (the real reader):
+/// typed columns and the same cards as the JSON output.
+fn parquet_reads_back_in_pyarrow(url: &str, dir: &std::path::Path, cards: &[Value]) {
+    let path = dir.join("cards.parquet");
+    let output = tally(&[
+        "recommend",
+        "--collector",
+        url,
+        "--format",
+        "parquet",
+        "--output",
+        path.to_str().expect("UTF-8 path"),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.stdout.is_empty());
+    let Some(python) = common::venv_peer("python", "parquet_reads_back_in_pyarrow") else {
+        return;
+    };
+    let read = Command::new(python)
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/peers/read_parquet.py"
+        ))
+        .arg(&path)
+        .output()
+        .expect("run python");
+    assert!(
+        read.status.success(),
+        "pyarrow could not read the file: {}",
+        String::from_utf8_lossy(&read.stderr)
+    );
+    let table: Value = serde_json::from_slice(&read.stdout).expect("json");
+    assert_eq!(table["types"]["monthly_savings"], "double");
+    assert_eq!(table["types"]["confidence"], "double");
+    assert_eq!(table["types"]["explanation"], "string");
+    assert_eq!(table["created_by"], "tally");
+    let rows = table["rows"].as_array().expect("rows");
+    assert_eq!(rows.len(), cards.len());
+    for (row, card) in rows.iter().zip(cards) {
+        assert_eq!(row["id"], card["id"]);
+        assert_eq!(row["kind"], card["kind"]);
+        assert_eq!(row["namespace"], card["workload"]["namespace"]);
+        assert_eq!(row["explanation"], card["explanation"]);
+        let savings = |v: &Value| v.as_f64().expect("number");
+        assert!(
+            (savings(&row["monthly_savings"]) - savings(&card["monthly_savings"])).abs() < 1e-9
+        );
+        let proposed: Value =
+            serde_json::from_str(row["proposed"].as_str().expect("text")).expect("JSON map");
+        assert_eq!(proposed, card["proposed"]);
+    }
 }
 
 #[test]

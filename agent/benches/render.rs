@@ -94,6 +94,7 @@ fn main() {
         }),
         containers: (0..100).map(container).collect(),
         pods: Vec::new(),
+        pod_facts: Vec::new(),
         cgroups_by_runtime: BTreeMap::new(),
         volumes: Vec::new(),
     });

@@ -133,6 +133,15 @@ pub struct KubernetesConfig {
     /// CA bundle; the service account's when unset.
     #[serde(default)]
     pub ca_path: Option<PathBuf>,
+    /// How often each controller (Deployment, StatefulSet, ReplicaSet) of
+    /// the node's pods and each namespace's PodDisruptionBudgets and
+    /// HorizontalPodAutoscalers are read again; new ones are read as their
+    /// pods arrive.
+    #[serde(
+        default = "default_controller_refresh_interval",
+        with = "duration_text"
+    )]
+    pub controller_refresh_interval: Duration,
 }
 
 /// Disk spool settings.
@@ -217,6 +226,9 @@ fn default_kubelet_root() -> PathBuf {
 fn default_kubernetes_mode() -> KubernetesMode {
     KubernetesMode::Auto
 }
+fn default_controller_refresh_interval() -> Duration {
+    Duration::from_secs(300)
+}
 fn default_spool_dir() -> PathBuf {
     PathBuf::from("/var/lib/tally/spool")
 }
@@ -291,6 +303,7 @@ impl Default for KubernetesConfig {
             api_url: None,
             token_path: None,
             ca_path: None,
+            controller_refresh_interval: default_controller_refresh_interval(),
         }
     }
 }
@@ -387,6 +400,13 @@ impl AgentConfig {
                 reason: "must be at least sampling.interval",
             });
         }
+        if self.kubernetes.controller_refresh_interval < Duration::from_secs(10) {
+            return Err(ConfigError::Value {
+                key: "kubernetes.controller_refresh_interval",
+                value: duration_text::format(self.kubernetes.controller_refresh_interval),
+                reason: "must be at least 10s",
+            });
+        }
         if self.spool.max_bytes < 1024 * 1024 {
             return Err(ConfigError::Value {
                 key: "spool.max_bytes",
@@ -465,6 +485,10 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     (
         "kubernetes.ca_path",
         "CA bundle for the API server; the service account's when unset.",
+    ),
+    (
+        "kubernetes.controller_refresh_interval",
+        "How often the pods' controllers (Deployment, StatefulSet, ReplicaSet: replicas, rollout) and each namespace's PodDisruptionBudgets and HorizontalPodAutoscalers are read again; new ones are read as their pods arrive. Needs get on apps deployments, replicasets and statefulsets, list on policy poddisruptionbudgets and list on autoscaling horizontalpodautoscalers.",
     ),
     (
         "volumes.kubelet_root",
@@ -609,6 +633,30 @@ mod tests {
         .expect_err("bad number");
         assert!(
             error.to_string().contains("TALLY_SPOOL_MAX_BYTES"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn the_controller_refresh_interval_is_bounded() {
+        let config = AgentConfig::load(None, &[], &FlagOverrides::default()).expect("loads");
+        assert_eq!(
+            config.kubernetes.controller_refresh_interval,
+            Duration::from_secs(300)
+        );
+        let env_set = env(&[("TALLY_KUBERNETES_CONTROLLER_REFRESH_INTERVAL", "2m")]);
+        let config = AgentConfig::load(None, &env_set, &FlagOverrides::default()).expect("loads");
+        assert_eq!(
+            config.kubernetes.controller_refresh_interval,
+            Duration::from_secs(120)
+        );
+        let file = write("kubernetes:\n  controller_refresh_interval: 1s\n");
+        let error = AgentConfig::load(Some(file.path()), &[], &FlagOverrides::default())
+            .expect_err("too short");
+        assert!(
+            error
+                .to_string()
+                .contains("kubernetes.controller_refresh_interval"),
             "{error}"
         );
     }

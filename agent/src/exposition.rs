@@ -20,6 +20,7 @@ use crate::snapshot::{ContainerSnapshot, Shared};
 use crate::sources::cgroups::discovery::Runtime;
 use crate::sources::cgroups::reader::CgroupStats;
 use crate::sources::host::{DISK_VALUES, DiskIo, Filesystem, INTERFACE_VALUES, Interface};
+use crate::sources::pods::workloads::{POD_FACT_SERIES, POD_FACT_VALUES};
 use crate::sources::volumes::VOLUME_VALUES;
 use crate::telemetry::DURATION_BUCKETS;
 
@@ -563,6 +564,22 @@ impl Collector for SnapshotCollector {
                 )
             }),
         )?;
+
+        for (def, value) in POD_FACT_VALUES {
+            let rows = snapshot
+                .pod_facts
+                .iter()
+                .filter_map(|f| value(f).map(|v| (f.labels(node), v)));
+            family(e, def, rows)?;
+        }
+        for (def, key, series) in POD_FACT_SERIES {
+            let rows = snapshot.pod_facts.iter().flat_map(|f| {
+                series(f)
+                    .into_iter()
+                    .map(move |(value, v)| (f.labels_with(node, key, value), v))
+            });
+            family(e, def, rows)?;
+        }
 
         // === Containers ===
         let containers = &snapshot.containers;

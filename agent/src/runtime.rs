@@ -153,6 +153,7 @@ impl Sampler {
         snapshot
             .pods
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        snapshot.pod_facts = pods.all_facts();
         snapshot.volumes = volumes::resolve(&pods, self.volumes.volumes());
         if let Some(cgroups) = &self.cgroups {
             snapshot.cgroups_by_runtime = cgroups.discovered_by_runtime().clone();
@@ -368,10 +369,21 @@ pub async fn run(
 
     if let Some(client) = pod_watch {
         let store = Arc::clone(&pods);
-        let health = Arc::clone(&health.pods);
+        let source = Arc::clone(&health.pods);
+        let refresh = config.kubernetes.controller_refresh_interval;
+        let stop = shutdown.clone();
+        tokio::spawn(pods::run_controller_refresh(
+            client.clone(),
+            store,
+            source,
+            refresh,
+            stop,
+        ));
+        let store = Arc::clone(&pods);
+        let source = Arc::clone(&health.pods);
         let node = node_name.clone();
         let stop = shutdown.clone();
-        tokio::spawn(async move { pods::run_pod_watch(client, node, store, health, stop).await });
+        tokio::spawn(async move { pods::run_pod_watch(client, node, store, source, stop).await });
     }
 
     let mut sampler = Sampler::new(

@@ -13,6 +13,7 @@ use crate::sources::cgroups::discovery::Runtime;
 use crate::sources::cgroups::reader::CgroupStats;
 use crate::sources::host::HostStats;
 use crate::sources::pods::model::{PodInfo, PodStore};
+use crate::sources::pods::workloads::PodFacts;
 use crate::sources::volumes::PodVolume;
 use crate::telemetry::SourceHealth;
 
@@ -57,6 +58,9 @@ pub struct Snapshot {
     pub containers: Vec<ContainerSnapshot>,
     /// Pods from the watch (empty outside Kubernetes).
     pub pods: Vec<PodInfo>,
+    /// Start-up, controller and disruption-budget facts of the pods with
+    /// any, by namespace and pod.
+    pub pod_facts: Vec<PodFacts>,
     /// Last discovery's cgroup counts by runtime.
     pub cgroups_by_runtime: BTreeMap<Runtime, u64>,
     /// Pod volumes of the last full collection.

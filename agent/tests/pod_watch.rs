@@ -368,6 +368,18 @@ fn check_requests_and_snapshots(log: &Log) {
     assert_eq!(x2k4p.name, "vllm-server-7d9f8b6c5d-x2k4p");
     assert_eq!(x2k4p.phase, "Running");
     assert_eq!(x2k4p.qos_class, "Burstable");
+    assert_eq!(
+        x2k4p.startup_seconds,
+        Some(100.0),
+        "PodScheduled 08:13:00 to Ready 08:14:40"
+    );
+    assert_eq!(
+        x2k4p
+            .labels
+            .get("app.kubernetes.io/name")
+            .map(String::as_str),
+        Some("vllm-server")
+    );
     assert_eq!(x2k4p.containers.len(), 2);
     let vllm = &x2k4p.containers[0];
     assert_eq!(vllm.name, "vllm");
@@ -409,6 +421,7 @@ fn check_requests_and_snapshots(log: &Log) {
         ("StatefulSet", "trainer")
     );
     assert_eq!(trainer.phase, "Pending");
+    assert_eq!(trainer.startup_seconds, None, "not Ready");
     assert_eq!(trainer.containers[0].container_id, hex("c3"));
     assert_eq!(trainer.containers[0].requests.get("cpu"), Some(&8.0));
     assert_eq!(

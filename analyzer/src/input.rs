@@ -28,6 +28,34 @@ pub struct FleetSnapshot {
     pub flows: Vec<Flow>,
     /// Persistent volumes and pod volumes with their use.
     pub volumes: Vec<Volume>,
+    /// What the Kubernetes API says of workloads (controller replicas,
+    /// rollout, disruption budgets, pod start-up).
+    pub workload_specs: Vec<WorkloadSpec>,
+}
+
+/// A workload's controller settings and pod start-up, from the agent's pod
+/// source (`tally_workload_*`, `tally_pod_disruption_budget_*`,
+/// `tally_pod_startup_seconds`). Each field is `None` when no source
+/// reported it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WorkloadSpec {
+    /// The workload.
+    pub workload: WorkloadKey,
+    /// Desired replicas of its controller.
+    pub replicas: Option<f64>,
+    /// Pods a rolling update may take down at once (Recreate: all).
+    pub rollout_max_unavailable: Option<f64>,
+    /// The strictest PodDisruptionBudget covering its pods: the pods it
+    /// keeps available, and its name.
+    pub pdb_min_available: Option<(f64, String)>,
+    /// Slowest pod start-up in the window, scheduled to ready, seconds
+    /// (image pull, model load, readiness probes).
+    pub startup_seconds_max: Option<f64>,
+    /// The target CPU utilization (0..1) of the HorizontalPodAutoscaler
+    /// scaling the workload, when one scales it on CPU.
+    pub hpa_cpu_target: Option<f64>,
+    /// Its replica bounds, (min, max).
+    pub hpa_replicas: Option<(f64, f64)>,
 }
 
 impl FleetSnapshot {
@@ -113,6 +141,9 @@ pub struct Container {
     /// CPU core-seconds used in each of the last hours the store keeps
     /// hour by hour (48), `(hour start ns, core-seconds)`: daily cycles.
     pub cpu_hourly: Vec<(u64, f64)>,
+    /// CPU core-seconds used on each whole day the container ran inside the
+    /// window, `(day start ns UTC, core-seconds)`: weekly cycles.
+    pub cpu_daily: Vec<(u64, f64)>,
     /// The right-sizer's view of its history.
     pub usage: UsageHistory,
 }

@@ -10,6 +10,7 @@ pub mod distribution;
 pub mod eval;
 pub mod input;
 pub mod output;
+pub mod parquet;
 pub mod pricing;
 pub mod recommend;
 pub mod recommendation;

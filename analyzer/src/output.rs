@@ -1,6 +1,8 @@
-//! Recommendations as text for people and scripts (`tally recommend`):
-//! an aligned table, JSON, YAML or CSV. Every format carries the same
-//! fields; CSV flattens current and proposed values to `name=value` lists.
+//! Recommendations for people and scripts (`tally recommend`): an aligned
+//! table, JSON, YAML, CSV or Parquet. Every format carries the same
+//! fields; CSV flattens current and proposed values to `name=value` lists,
+//! Parquet keeps numbers typed and the value maps as JSON text (DuckDB's
+//! `json_extract`, pandas' `json.loads`).
 
 use std::fmt::Write as _;
 
@@ -17,16 +19,19 @@ pub enum Format {
     Yaml,
     /// One CSV row per card (RFC 4180 quoting).
     Csv,
+    /// One Parquet row per card (binary: to a file or a pipe).
+    Parquet,
 }
 
 impl Format {
-    /// Parses `table`, `json`, `yaml`, `csv`.
+    /// Parses `table`, `json`, `yaml`, `csv`, `parquet`.
     pub fn parse(text: &str) -> Option<Format> {
         match text {
             "table" => Some(Format::Table),
             "json" => Some(Format::Json),
             "yaml" => Some(Format::Yaml),
             "csv" => Some(Format::Csv),
+            "parquet" => Some(Format::Parquet),
             _ => None,
         }
     }
@@ -41,6 +46,16 @@ pub enum OutputError {
     /// YAML encoding failed.
     #[error("cannot encode YAML: {0}")]
     Yaml(#[from] serde_yaml_ng::Error),
+    /// Parquet encoding failed.
+    #[error(transparent)]
+    Parquet(#[from] crate::parquet::ParquetError),
+}
+
+impl Format {
+    /// Whether the output is binary (not for a terminal).
+    pub fn is_binary(self) -> bool {
+        self == Format::Parquet
+    }
 }
 
 /// Renders `cards`; `total` is the de-duplicated total the collector
@@ -50,13 +65,50 @@ pub fn render(
     format: Format,
     total: Option<f64>,
     currency: &str,
-) -> Result<String, OutputError> {
+) -> Result<Vec<u8>, OutputError> {
     match format {
-        Format::Json => Ok(serde_json::to_string_pretty(cards)? + "\n"),
-        Format::Yaml => Ok(serde_yaml_ng::to_string(cards)?),
-        Format::Csv => Ok(csv(cards, currency)),
-        Format::Table => Ok(table(cards, total, currency)),
+        Format::Json => Ok((serde_json::to_string_pretty(cards)? + "\n").into_bytes()),
+        Format::Yaml => Ok(serde_yaml_ng::to_string(cards)?.into_bytes()),
+        Format::Csv => Ok(csv(cards, currency).into_bytes()),
+        Format::Table => Ok(table(cards, total, currency).into_bytes()),
+        Format::Parquet => parquet(cards, currency),
     }
+}
+
+/// The cards as Parquet columns, in the CSV's order plus the evidence.
+fn parquet(cards: &[Recommendation], currency: &str) -> Result<Vec<u8>, OutputError> {
+    use crate::parquet::{Column, ColumnData};
+    let text = |name: &str, f: &dyn Fn(&Recommendation) -> String| Column {
+        name: name.to_owned(),
+        data: ColumnData::Utf8(cards.iter().map(f).collect()),
+    };
+    let number = |name: &str, f: &dyn Fn(&Recommendation) -> f64| Column {
+        name: name.to_owned(),
+        data: ColumnData::Float64(cards.iter().map(f).collect()),
+    };
+    let map = |values: &std::collections::BTreeMap<String, f64>| {
+        serde_json::to_string(values).unwrap_or_else(|_| "{}".to_owned())
+    };
+    let columns = [
+        text("id", &|c| c.id.clone()),
+        text("kind", &|c| c.kind.as_str().to_owned()),
+        text("namespace", &|c| c.workload.namespace.clone()),
+        text("workload_kind", &|c| c.workload.kind.clone()),
+        text("workload_name", &|c| c.workload.name.clone()),
+        text("target", &|c| c.target.clone()),
+        number("monthly_savings", &|c| c.monthly_savings),
+        text("currency", &|_| currency.to_owned()),
+        number("confidence", &|c| c.confidence),
+        text("risk_level", &|c| {
+            format!("{:?}", c.risk.level).to_lowercase()
+        }),
+        text("risk", &|c| c.risk.description.clone()),
+        text("current", &|c| map(&c.current)),
+        text("proposed", &|c| map(&c.proposed)),
+        text("evidence", &|c| map(&c.evidence)),
+        text("explanation", &|c| c.explanation.clone()),
+    ];
+    Ok(crate::parquet::to_bytes(&columns)?)
 }
 
 fn values(map: &std::collections::BTreeMap<String, f64>) -> String {
@@ -211,10 +263,13 @@ mod tests {
         }
     }
 
+    fn render_text(cards: &[Recommendation], format: Format, total: Option<f64>) -> String {
+        String::from_utf8(render(cards, format, total, "USD").expect("render")).expect("UTF-8")
+    }
+
     #[test]
     fn csv_quotes_commas_and_quotes() {
-        let text =
-            render(&[card(12.5, "lower it, \"now\"")], Format::Csv, None, "USD").expect("csv");
+        let text = render_text(&[card(12.5, "lower it, \"now\"")], Format::Csv, None);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);
         assert!(
@@ -234,13 +289,11 @@ mod tests {
 
     #[test]
     fn table_aligns_and_totals() {
-        let text = render(
+        let text = render_text(
             &[card(12.5, "x"), card(3.0, "y")],
             Format::Table,
             Some(14.0),
-            "USD",
-        )
-        .expect("table");
+        );
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("SAVINGS/MO  KIND"), "{text}");
         assert!(
@@ -256,13 +309,34 @@ mod tests {
     #[test]
     fn json_and_yaml_round_trip() {
         let cards = vec![card(1.0, "x")];
-        let json = render(&cards, Format::Json, None, "USD").expect("json");
+        let json = render_text(&cards, Format::Json, None);
         let back: Vec<Recommendation> = serde_json::from_str(&json).expect("parse");
         assert_eq!(back, cards);
-        let yaml = render(&cards, Format::Yaml, None, "USD").expect("yaml");
+        let yaml = render_text(&cards, Format::Yaml, None);
         let back: Vec<Recommendation> = serde_yaml_ng::from_str(&yaml).expect("parse");
         assert_eq!(back, cards);
         assert_eq!(Format::parse("csv"), Some(Format::Csv));
         assert_eq!(Format::parse("xml"), None);
+    }
+
+    #[test]
+    fn parquet_is_a_parquet_file_with_one_row_per_card() {
+        let bytes = render(
+            &[card(1.0, "x"), card(2.0, "y")],
+            Format::Parquet,
+            None,
+            "USD",
+        )
+        .expect("parquet");
+        assert!(bytes.starts_with(b"PAR1") && bytes.ends_with(b"PAR1"));
+        // Every card's explanation is in the file, in order.
+        let text = String::from_utf8_lossy(&bytes);
+        let (x, y) = (text.find("\u{1}\0\0\0x"), text.find("\u{1}\0\0\0y"));
+        assert!(x.is_some() && y.is_some() && x < y, "{bytes:?}");
+        assert!(Format::parse("parquet").is_some_and(Format::is_binary));
+        assert!(!Format::Csv.is_binary());
+        // No cards is still a file with the columns.
+        let empty = render(&[], Format::Parquet, None, "USD").expect("parquet");
+        assert!(empty.starts_with(b"PAR1") && empty.len() > 8);
     }
 }

@@ -142,6 +142,16 @@ fn fleet(rng: &mut Rng) -> FleetSnapshot {
                         )
                     })
                     .collect(),
+                // A random weekly cycle over 14 days.
+                cpu_daily: (0..14)
+                    .map(|d| {
+                        let busy = rng.unit() < 0.7;
+                        (
+                            d * 24 * HOUR_NS,
+                            if busy { 86_400.0 * cpu_mean } else { 0.0 },
+                        )
+                    })
+                    .collect(),
                 usage: UsageHistory {
                     cpu: Some(Distribution::from_values(samples)),
                     memory: Some(Distribution::from_values(memory_samples)),

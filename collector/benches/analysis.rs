@@ -5,6 +5,10 @@
 //!
 //! `cargo bench -p tally-collector --bench analysis`
 //!
+//! `BENCH_STORE_DIR=DIR` keeps the filled store's snapshot in `DIR` and
+//! reuses it on the next run (the fill takes minutes); `BENCH_PHASES=1`
+//! prints each extraction phase's time.
+//!
 //! - The store is filled with `tally simulate`'s fleet (every family the
 //!   analyzer reads: requests, limits, sampled CPU and memory, OOM kills,
 //!   GPUs, model servers, traffic), nodes added until the fleet has
@@ -54,52 +58,84 @@ fn main() {
         .unwrap_or(0)
         / HOUR_NS
         * HOUR_NS;
-    let start = end - 14 * DAY_NS;
-    // Nodes until the fleet has the containers wanted.
-    // The fewest nodes whose fleet has the containers wanted.
-    let (mut low, mut high) = (1, wanted.max(1));
-    while low < high {
-        let middle = (low + high) / 2;
-        if Fleet::new(middle, 1, start).containers() < wanted {
-            low = middle + 1;
-        } else {
-            high = middle;
-        }
-    }
-    let nodes = low;
-    let mut fleet = Fleet::new(nodes, 1, start);
-    let containers = fleet.containers();
-    let mut store = Store::new(StoreLimits {
+    let limits = StoreLimits {
         retention_ns: 14 * DAY_NS,
         raw_window_ns: 6 * HOUR_NS,
         raw_points: 1440,
         log_records: 10_000,
         max_series: usize::MAX,
-    });
-    let window = TimeWindow {
-        oldest_ns: 0,
-        newest_ns: u64::MAX,
     };
-    let filled = Instant::now();
-    let hour = Duration::from_secs(3600);
-    let mut t = start;
-    while t < end {
-        t += HOUR_NS;
-        let request = fleet.step(t, hour);
-        let flattened = points::flatten_request(&request, window, &store.interner());
-        for sample in flattened.samples {
-            store.apply(sample);
-        }
-    }
+    // BENCH_STORE_DIR keeps the filled store's snapshot between runs (the
+    // fill takes minutes); the analysis then reads it as a restarted
+    // collector does.
+    let kept = std::env::var_os("BENCH_STORE_DIR").map(std::path::PathBuf::from);
     let scratch = tempfile::tempdir().expect("temporary directory");
-    snapshot::write(&mut store, scratch.path(), 0)
-        .and_then(snapshot::Pending::commit)
-        .expect("write the snapshot");
-    println!(
-        "analysis: {nodes} nodes, {containers} containers, {} series, 14 days at 1 h filled and snapshotted in {:.0} s",
-        store.series_count(),
-        filled.elapsed().as_secs_f64()
-    );
+    let dir = kept.clone().unwrap_or_else(|| scratch.path().to_path_buf());
+    let facts_path = dir.join("bench-facts.txt");
+    let facts: Option<Vec<u64>> = std::fs::read_to_string(&facts_path).ok().map(|text| {
+        text.split_whitespace()
+            .filter_map(|v| v.parse().ok())
+            .collect()
+    });
+    let (store, end, nodes, containers) = match facts.as_deref() {
+        Some(&[end, nodes, containers]) if kept.is_some() => {
+            let loaded = snapshot::read(&dir, limits)
+                .expect("read the kept snapshot")
+                .expect("a kept snapshot");
+            println!(
+                "analysis: the store kept in {} ({} series)",
+                dir.display(),
+                loaded.store.series_count()
+            );
+            (loaded.store, end, nodes as usize, containers as usize)
+        }
+        _ => {
+            let start = end - 14 * DAY_NS;
+            // The fewest nodes whose fleet has the containers wanted.
+            let (mut low, mut high) = (1, wanted.max(1));
+            while low < high {
+                let middle = (low + high) / 2;
+                if Fleet::new(middle, 1, start).containers() < wanted {
+                    low = middle + 1;
+                } else {
+                    high = middle;
+                }
+            }
+            let nodes = low;
+            let mut fleet = Fleet::new(nodes, 1, start);
+            let containers = fleet.containers();
+            let mut store = Store::new(limits);
+            let window = TimeWindow {
+                oldest_ns: 0,
+                newest_ns: u64::MAX,
+            };
+            let filled = Instant::now();
+            let hour = Duration::from_secs(3600);
+            let mut t = start;
+            while t < end {
+                t += HOUR_NS;
+                let request = fleet.step(t, hour);
+                let flattened = points::flatten_request(&request, window, &store.interner());
+                for sample in flattened.samples {
+                    store.apply(sample);
+                }
+            }
+            std::fs::create_dir_all(&dir).expect("the store directory");
+            snapshot::write(&mut store, &dir, 0)
+                .and_then(snapshot::Pending::commit)
+                .expect("write the snapshot");
+            std::fs::write(&facts_path, format!("{end} {nodes} {containers}\n"))
+                .expect("write the bench facts");
+            println!(
+                "analysis: {nodes} nodes, {containers} containers, {} series, 14 days at 1 h filled and snapshotted in {:.0} s",
+                store.series_count(),
+                filled.elapsed().as_secs_f64()
+            );
+            (store, end, nodes, containers)
+        }
+    };
+    let start = end - 14 * DAY_NS;
+    println!("analysis: {nodes} nodes, {containers} containers");
     let config = AnalyzerConfig::default();
     let prices = PriceBook::builtin().expect("price catalog");
     let span = Span {
@@ -112,8 +148,15 @@ fn main() {
     let mut cards = 0;
     for _ in 0..runs {
         let began = Instant::now();
-        let snapshot = extract::extract(&store, span);
+        let (snapshot, phases) = extract::extract_phases(&store, span);
         extract_times.push(began.elapsed());
+        if std::env::var_os("BENCH_PHASES").is_some() {
+            let text: Vec<String> = phases
+                .iter()
+                .map(|(name, took)| format!("{name} {:.1}", took.as_secs_f64() * 1e3))
+                .collect();
+            println!("analysis: extraction phases (ms): {}", text.join(", "));
+        }
         let report = recommend::analyze(&snapshot, &config, &prices).expect("analysis");
         total_times.push(began.elapsed());
         cards = report.recommendations.len();

@@ -171,6 +171,13 @@ const POD_VOLUME: &[&str] = &concat::<11>(
     ],
 );
 
+/// Pod labels plus the PodDisruptionBudget's name.
+const POD_PDB: &[&str] = &concat::<7>(crate::identity::POD_LABELS, &["pdb"]);
+/// Pod labels plus the resource an autoscaler target is on.
+const POD_RESOURCE: &[&str] = &concat::<7>(crate::identity::POD_LABELS, &["resource"]);
+/// Pod labels plus which replica bound of an autoscaler.
+const POD_BOUND: &[&str] = &concat::<7>(crate::identity::POD_LABELS, &["bound"]);
+
 /// `base` followed by `extra`, at compile time, so a family's labels
 /// extend an identity list instead of repeating it (`N` is the total;
 /// a wrong `N` fails the build).
@@ -453,6 +460,54 @@ def!(
         "phase"
     ],
     "Pod identity from the node-scoped pod watch."
+);
+def!(
+    POD_STARTUP,
+    "tally_pod_startup",
+    Gauge,
+    Seconds,
+    crate::identity::POD_LABELS,
+    "Seconds from the pod's PodScheduled condition to its Ready condition (image pull, container start, model load, readiness probes); absent until the pod is Ready."
+);
+def!(
+    WORKLOAD_REPLICAS,
+    "tally_workload_replicas",
+    Gauge,
+    None,
+    crate::identity::POD_LABELS,
+    "Desired replicas (spec.replicas) of the pod's top controller: the Deployment owning its ReplicaSet, a ReplicaSet without one, or a StatefulSet; absent for other kinds."
+);
+def!(
+    WORKLOAD_ROLLOUT_MAX_UNAVAILABLE,
+    "tally_workload_rollout_max_unavailable",
+    Gauge,
+    None,
+    crate::identity::POD_LABELS,
+    "Pods a rollout of the pod's Deployment may take down at once: strategy.rollingUpdate.maxUnavailable resolved as Kubernetes does (a percent of the replicas rounded down, 25 % when unset, 1 when it and maxSurge both resolve to 0), or the replica count for strategy Recreate; absent for other kinds."
+);
+def!(
+    POD_DISRUPTION_BUDGET_MIN_AVAILABLE,
+    "tally_pod_disruption_budget_min_available",
+    Gauge,
+    None,
+    POD_PDB,
+    "Pods a PodDisruptionBudget selecting the pod keeps available, one series per budget (pdb): minAvailable (a percent of the controller's replicas rounded up), or the replicas minus maxUnavailable (a percent rounded up), floored at 0; no series when no budget covers the pod."
+);
+def!(
+    WORKLOAD_HPA_TARGET_UTILIZATION,
+    "tally_workload_hpa_target_utilization",
+    Gauge,
+    Ratio,
+    POD_RESOURCE,
+    "Target average utilization of the HorizontalPodAutoscaler scaling the pod's top controller (the Deployment owning its ReplicaSet, a ReplicaSet without one, or a StatefulSet), per resource (cpu or memory): averageUtilization / 100 of its Resource metrics with a Utilization target (the lowest when several name one resource; CPU 0.8 when it lists no metrics, as the API server defaults it); ContainerResource, Pods, Object and External metrics and AverageValue targets are not reported; no series without an autoscaler."
+);
+def!(
+    WORKLOAD_HPA_REPLICAS,
+    "tally_workload_hpa_replicas",
+    Gauge,
+    None,
+    POD_BOUND,
+    "Replica bounds of the HorizontalPodAutoscaler scaling the pod's top controller: bound=min is spec.minReplicas (1 when unset), bound=max spec.maxReplicas; no series without an autoscaler."
 );
 
 // === Containers ===
@@ -1095,6 +1150,12 @@ pub const CATALOG: &[MetricDef] = &[
     NODE_BOOT_TIME,
     NODE_UPTIME,
     POD_INFO,
+    POD_STARTUP,
+    WORKLOAD_REPLICAS,
+    WORKLOAD_ROLLOUT_MAX_UNAVAILABLE,
+    POD_DISRUPTION_BUDGET_MIN_AVAILABLE,
+    WORKLOAD_HPA_TARGET_UTILIZATION,
+    WORKLOAD_HPA_REPLICAS,
     CONTAINER_INFO,
     CONTAINER_CPU_USAGE,
     CONTAINER_CPU_USER,
@@ -1185,7 +1246,9 @@ pub fn markdown() -> String {
     out.push_str("`. OTLP metric names equal the full Prometheus names. Over OTLP the ");
     out.push_str("identity labels are resource attributes (node, pod or container, ");
     out.push_str("`schema/src/identity.rs`); the other labels (`mode`, `resource`, the GPU ");
-    out.push_str("device's `gpu_*` and `mig_*`, `engine`, `model`, `destination_*`, …) are ");
+    out.push_str(
+        "device's `gpu_*` and `mig_*`, `engine`, `model`, `destination_*`, `pdb`, `bound`, …) are ",
+    );
     out.push_str("data-point attributes under the label's own name.\n\n");
     out.push_str("| Name | Type | Unit | Labels | Exposure | Help |\n");
     out.push_str("|---|---|---|---|---|---|\n");
@@ -1265,7 +1328,8 @@ mod tests {
             if name.starts_with("tally_gpu_") {
                 assert_eq!(&def.labels[..GPU.len()], GPU, "{name}");
             }
-            if name.starts_with("tally_pod_") && def.kind != MetricKind::Info {
+            let pod_scoped = name.starts_with("tally_pod_") || name.starts_with("tally_workload_");
+            if pod_scoped && def.kind != MetricKind::Info {
                 let pod = crate::identity::POD_LABELS;
                 assert_eq!(&def.labels[..pod.len()], pod, "{name}");
             }
@@ -1281,6 +1345,33 @@ mod tests {
         assert_eq!(C_GPU[..C.len()], *C);
         assert_eq!(C_GPU[C.len()..C.len() + 5], GPU_DEVICE[1..]);
         assert_eq!(MODEL_REQUESTS.labels.last(), Some(&"reason"));
+        let pod = crate::identity::POD_LABELS;
+        for def in [
+            POD_STARTUP,
+            WORKLOAD_REPLICAS,
+            WORKLOAD_ROLLOUT_MAX_UNAVAILABLE,
+        ] {
+            assert_eq!(def.labels, pod, "{}", def.full_name());
+        }
+        assert_eq!(
+            POD_DISRUPTION_BUDGET_MIN_AVAILABLE.labels[..pod.len()],
+            *pod
+        );
+        assert_eq!(
+            POD_DISRUPTION_BUDGET_MIN_AVAILABLE.labels[pod.len()..],
+            ["pdb"]
+        );
+        for (def, extra) in [
+            (WORKLOAD_HPA_TARGET_UTILIZATION, "resource"),
+            (WORKLOAD_HPA_REPLICAS, "bound"),
+        ] {
+            assert_eq!(def.labels[..pod.len()], *pod, "{}", def.full_name());
+            assert_eq!(def.labels[pod.len()..], [extra], "{}", def.full_name());
+        }
+        assert_eq!(
+            WORKLOAD_HPA_TARGET_UTILIZATION.full_name(),
+            "tally_workload_hpa_target_utilization_ratio"
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ use crate::exposition::CONTAINER_VALUES;
 use crate::snapshot::Snapshot;
 use crate::sources::cgroups::discovery::DiscoveredCgroup;
 use crate::sources::host::{DISK_VALUES, INTERFACE_VALUES};
+use crate::sources::pods::workloads::{POD_FACT_SERIES, POD_FACT_VALUES};
 use crate::sources::volumes::VOLUME_VALUES;
 
 /// Nanoseconds since the Unix epoch.
@@ -230,6 +231,29 @@ pub fn build_request(
         attributes.extend(container.identity.resource_attributes());
         attributes.push(("container.runtime", container.runtime.as_str().to_owned()));
         attributes.push(("tally.cgroup.path", container.cgroup.clone()));
+        resource_metrics.push(otlp::resource_metrics(
+            otlp::resource(attributes),
+            metrics,
+            version,
+        ));
+    }
+    // One resource per pod with start-up, controller, budget or
+    // autoscaler facts.
+    for facts in &snapshot.pod_facts {
+        let mut metrics: Vec<Metric> = POD_FACT_VALUES
+            .iter()
+            .filter_map(|(def, value)| {
+                let points = value(facts)
+                    .map(|v| vec![(Vec::new(), v)])
+                    .unwrap_or_default();
+                number(def, points, window)
+            })
+            .collect();
+        metrics.extend(POD_FACT_SERIES.iter().filter_map(|(def, key, series)| {
+            number(def, facts.series_points(key, *series), window)
+        }));
+        let mut attributes = node_attributes.clone();
+        attributes.extend(facts.identity.resource_attributes());
         resource_metrics.push(otlp::resource_metrics(
             otlp::resource(attributes),
             metrics,

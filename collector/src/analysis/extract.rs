@@ -3,16 +3,18 @@
 //! (one sketch merge per distribution), never a scan of raw points.
 
 use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
 
 use tally_analyzer::input::{
     Container, FleetSnapshot, Flow, GpuDevice, GpuUser, ModelServer, Node, WorkloadKey,
+    WorkloadSpec,
 };
 use tally_analyzer::rightsizing::UsageHistory;
 use tally_schema::catalog::{self, MetricDef};
 use tally_schema::identity;
 
 use super::volumes;
-use crate::store::{Series, Stat, Store};
+use crate::store::{Granularity, Series, Stat, Store};
 
 const HOUR_NS: u64 = 3_600_000_000_000;
 const DAY_NS: u64 = 24 * HOUR_NS;
@@ -66,18 +68,167 @@ pub(super) fn presence(store: &Store, series: &Series, span: Span) -> (u64, f64)
 
 /// Builds the snapshot.
 pub fn extract(store: &Store, span: Span) -> FleetSnapshot {
-    let mut snapshot = FleetSnapshot {
+    extract_phases(store, span).0
+}
+
+/// Builds the snapshot and says how long each part took (the analysis
+/// benchmark prints them). The parts read the store only and fill
+/// separate fields, so they run side by side.
+pub fn extract_phases(store: &Store, span: Span) -> (FleetSnapshot, Vec<(&'static str, Duration)>) {
+    let empty = || FleetSnapshot {
         from_ns: span.from_ns,
         to_ns: span.to_ns,
         ..FleetSnapshot::default()
     };
-    nodes(store, span, &mut snapshot);
-    containers(store, span, &mut snapshot);
-    gpus(store, span, &mut snapshot);
-    models(store, span, &mut snapshot);
-    flows(store, span, &mut snapshot);
-    volumes::extract(store, span, &mut snapshot);
-    snapshot
+    type Part = fn(&Store, Span, &mut FleetSnapshot);
+    let parts: [(&'static str, Part); 7] = [
+        ("containers", containers),
+        ("flows", flows),
+        ("gpus", gpus),
+        ("models", models),
+        ("volumes", volumes::extract),
+        ("workload_specs", workload_specs),
+        ("nodes", nodes),
+    ];
+    let done: Vec<(&'static str, FleetSnapshot, Duration)> = std::thread::scope(|scope| {
+        let running: Vec<_> = parts
+            .into_iter()
+            .map(|(name, part)| {
+                scope.spawn(move || {
+                    let began = Instant::now();
+                    let mut filled = empty();
+                    part(store, span, &mut filled);
+                    (name, filled, began.elapsed())
+                })
+            })
+            .collect();
+        running
+            .into_iter()
+            .map(|part| match part.join() {
+                Ok(done) => done,
+                // A part panics only on a bug: pass it on.
+                Err(panic) => std::panic::resume_unwind(panic),
+            })
+            .collect()
+    });
+    let mut snapshot = empty();
+    let mut phases = Vec::with_capacity(done.len());
+    for (name, part, took) in done {
+        // Every field named: a new one cannot be dropped here unnoticed.
+        let FleetSnapshot {
+            from_ns: _,
+            to_ns: _,
+            nodes,
+            containers,
+            gpu_devices,
+            model_servers,
+            flows,
+            volumes,
+            workload_specs,
+        } = part;
+        snapshot.nodes.extend(nodes);
+        snapshot.containers.extend(containers);
+        snapshot.gpu_devices.extend(gpu_devices);
+        snapshot.model_servers.extend(model_servers);
+        snapshot.flows.extend(flows);
+        snapshot.volumes.extend(volumes);
+        snapshot.workload_specs.extend(workload_specs);
+        phases.push((name, took));
+    }
+    // The right-sizer divides by the HPA's target where one scales the
+    // workload on CPU (the KRR feedback spiral).
+    let targets: HashMap<&WorkloadKey, f64> = snapshot
+        .workload_specs
+        .iter()
+        .filter_map(|s| s.hpa_cpu_target.map(|t| (&s.workload, t)))
+        .collect();
+    if !targets.is_empty() {
+        for container in &mut snapshot.containers {
+            container.usage.hpa_cpu_target = targets.get(&container.workload).copied();
+        }
+    }
+    (snapshot, phases)
+}
+
+/// Controller settings and pod start-up per workload: the newest report of
+/// each controller fact, the strictest disruption budget, the slowest
+/// pod's start-up (each pod reports a constant).
+fn workload_specs(store: &Store, span: Span, snapshot: &mut FleetSnapshot) {
+    /// The spec, and when its replicas and rollout were last reported.
+    type Entry = (WorkloadSpec, u64, u64);
+    type Key<'a> = (&'a str, &'static str, &'a str);
+    fn entry<'m, 'a>(specs: &'m mut HashMap<Key<'a>, Entry>, series: &'a Series) -> &'m mut Entry {
+        let namespace = series.label("k8s.namespace.name").unwrap_or_default();
+        let (kind, name) = identity::workload_of(|key| series.label(key))
+            .unwrap_or(("Pod", series.label("k8s.pod.name").unwrap_or_default()));
+        specs.entry((namespace, kind, name)).or_insert_with(|| {
+            let spec = WorkloadSpec {
+                workload: WorkloadKey {
+                    namespace: namespace.to_owned(),
+                    kind: kind.to_owned(),
+                    name: name.to_owned(),
+                },
+                ..WorkloadSpec::default()
+            };
+            (spec, 0, 0)
+        })
+    }
+    let mut specs: HashMap<Key<'_>, Entry> = HashMap::new();
+    for series in each(store, &catalog::WORKLOAD_REPLICAS, span) {
+        let (spec, newest, _) = entry(&mut specs, series);
+        if series.last_ns >= *newest {
+            *newest = series.last_ns;
+            spec.replicas = series.latest();
+        }
+    }
+    for series in each(store, &catalog::WORKLOAD_ROLLOUT_MAX_UNAVAILABLE, span) {
+        let (spec, _, newest) = entry(&mut specs, series);
+        if series.last_ns >= *newest {
+            *newest = series.last_ns;
+            spec.rollout_max_unavailable = series.latest();
+        }
+    }
+    for series in each(store, &catalog::POD_DISRUPTION_BUDGET_MIN_AVAILABLE, span) {
+        let (spec, ..) = entry(&mut specs, series);
+        if let Some(min_available) = series.latest()
+            && spec
+                .pdb_min_available
+                .as_ref()
+                .is_none_or(|(kept, _)| min_available > *kept)
+        {
+            spec.pdb_min_available = Some((min_available, label(series, "pdb")));
+        }
+    }
+    for series in each(store, &catalog::POD_STARTUP, span) {
+        let (spec, ..) = entry(&mut specs, series);
+        if let Some(seconds) = series.latest() {
+            spec.startup_seconds_max = Some(spec.startup_seconds_max.unwrap_or(0.0).max(seconds));
+        }
+    }
+    for series in each(store, &catalog::WORKLOAD_HPA_TARGET_UTILIZATION, span) {
+        if series.label("resource") != Some("cpu") {
+            continue;
+        }
+        let (spec, ..) = entry(&mut specs, series);
+        if let Some(target) = series.latest().filter(|t| *t > 0.0) {
+            spec.hpa_cpu_target = Some(target);
+        }
+    }
+    for series in each(store, &catalog::WORKLOAD_HPA_REPLICAS, span) {
+        let (spec, ..) = entry(&mut specs, series);
+        let Some(value) = series.latest() else {
+            continue;
+        };
+        let (min, max) = spec.hpa_replicas.get_or_insert((1.0, value));
+        match series.label("bound") {
+            Some("min") => *min = value,
+            Some("max") => *max = value,
+            _ => {}
+        }
+    }
+    let mut specs: Vec<WorkloadSpec> = specs.into_values().map(|(spec, ..)| spec).collect();
+    specs.sort_unstable_by(|a, b| a.workload.cmp(&b.workload));
+    snapshot.workload_specs = specs;
 }
 
 fn nodes(store: &Store, span: Span, snapshot: &mut FleetSnapshot) {
@@ -134,8 +285,11 @@ struct Found<'a> {
 }
 
 fn containers(store: &Store, span: Span, snapshot: &mut FleetSnapshot) {
-    let mut found: BTreeMap<String, Found<'_>> = BTreeMap::new();
-    let id = |s: &Series| s.label("container.id").map(str::to_owned);
+    // Keyed by the id as the store holds it: no copy per series.
+    let mut found: HashMap<&str, Found<'_>> = HashMap::new();
+    fn id(series: &Series) -> Option<&str> {
+        series.label("container.id")
+    }
     for series in each(store, &catalog::CONTAINER_MEMORY_WORKING_SET, span) {
         if let Some(id) = id(series) {
             found.entry(id).or_default().working_set = Some(series);
@@ -144,7 +298,7 @@ fn containers(store: &Store, span: Span, snapshot: &mut FleetSnapshot) {
     macro_rules! family {
         ($def:expr, $field:ident) => {
             for series in each(store, &$def, span) {
-                if let Some(entry) = id(series).and_then(|id| found.get_mut(&id)) {
+                if let Some(entry) = id(series).and_then(|id| found.get_mut(id)) {
                     entry.$field = Some(series);
                 }
             }
@@ -165,7 +319,7 @@ fn containers(store: &Store, span: Span, snapshot: &mut FleetSnapshot) {
         (&catalog::CONTAINER_RESOURCE_LIMITS, false),
     ] {
         for series in each(store, def, span) {
-            if let Some(entry) = id(series).and_then(|id| found.get_mut(&id)) {
+            if let Some(entry) = id(series).and_then(|id| found.get_mut(id)) {
                 if requests {
                     entry.requests.push(series);
                 } else {
@@ -174,7 +328,10 @@ fn containers(store: &Store, span: Span, snapshot: &mut FleetSnapshot) {
             }
         }
     }
-    let entries: Vec<&Found<'_>> = found.values().collect();
+    // In container id order, as before the index was hashed.
+    let mut entries: Vec<(&str, Found<'_>)> = found.into_iter().collect();
+    entries.sort_unstable_by_key(|(id, _)| *id);
+    let entries: Vec<&Found<'_>> = entries.iter().map(|(_, f)| f).collect();
     snapshot.containers =
         crate::parallel::map_on_cores(&entries, 256, |f| container(store, span, f))
             .into_iter()
@@ -227,13 +384,43 @@ fn container(store: &Store, span: Span, found: &Found<'_>) -> Option<Container> 
     }
     let seconds = hours * 3600.0;
     if let Some(cpu) = found.cpu {
-        c.cpu_hourly = store.hourly_sums(cpu, span.to_ns.saturating_sub(48 * HOUR_NS), span.to_ns);
+        // One pass: the total, the last 48 hours hour by hour and whole
+        // days (the first and the current day are partial, so left out).
+        let hourly_from = span.to_ns.saturating_sub(48 * HOUR_NS);
+        let whole_from = start.div_ceil(DAY_NS) * DAY_NS;
+        let mut total = 0.0;
+        let mut days: BTreeMap<u64, f64> = BTreeMap::new();
+        store.visit_summaries(cpu, start, span.to_ns, |granularity, summary| {
+            let at = u64::from(summary.start) * HOUR_NS;
+            total += summary.sum;
+            if granularity == Granularity::Hour && at >= hourly_from / HOUR_NS * HOUR_NS {
+                c.cpu_hourly.push((at, summary.sum));
+            }
+            let day = at / DAY_NS * DAY_NS;
+            if day >= whole_from && day + DAY_NS <= span.to_ns {
+                *days.entry(day).or_default() += summary.sum;
+            }
+        });
+        c.cpu_mean = total / seconds.max(1.0);
+        c.cpu_daily = days.into_iter().collect();
     }
-    c.cpu_mean = stat(found.cpu, Stat::Increase, start).unwrap_or(0.0) / seconds.max(1.0);
     c.memory_mean = stat(Some(working_set), Stat::Avg, start).unwrap_or(0.0);
-    let memory = found
-        .memory_sampled
-        .and_then(|s| store.distribution(s, steady_from, span.to_ns));
+    // One read of the sampled memory's history: the steady-state
+    // distribution and each day's peak (the day the container started
+    // inside the window loses its start-up hour, which lies before
+    // `steady_from`; older days are whole days).
+    let first_day = span.from_ns / DAY_NS * DAY_NS;
+    let mut day_peaks: BTreeMap<u64, f64> = BTreeMap::new();
+    let memory = found.memory_sampled.and_then(|s| {
+        store.distribution_visiting(s, steady_from, span.to_ns, |_, summary| {
+            let day = u64::from(summary.start) * HOUR_NS / DAY_NS * DAY_NS;
+            if day >= first_day {
+                let peak = day_peaks.entry(day).or_insert(f64::NEG_INFINITY);
+                *peak = peak.max(summary.max);
+            }
+        })
+    });
+    let peaks: Vec<f64> = day_peaks.into_values().collect();
     let startup_peak = if started_inside {
         found
             .memory_sampled
@@ -241,28 +428,6 @@ fn container(store: &Store, span: Span, found: &Found<'_>) -> Option<Container> 
     } else {
         None
     };
-    // Daily peaks in one pass over the days (cold history is read once);
-    // the day a container started inside the window loses its start-up
-    // hour.
-    let mut peaks = Vec::new();
-    if let Some(series) = found.memory_sampled {
-        let first_day = span.from_ns / DAY_NS * DAY_NS;
-        for (day, peak) in store.daily_peaks(series) {
-            if day < first_day || day > span.to_ns {
-                continue;
-            }
-            if started_inside && day + DAY_NS > start && day <= start {
-                let end = (day + DAY_NS - 1).min(span.to_ns);
-                if steady_from < end
-                    && let Some(steady) = store.stat(series, Stat::Max, steady_from, end)
-                {
-                    peaks.push(steady);
-                }
-            } else {
-                peaks.push(peak);
-            }
-        }
-    }
     // Throttling only matters under a limit.
     let (periods, throttled) = if c.cpu_limit.is_some() {
         (
@@ -272,7 +437,12 @@ fn container(store: &Store, span: Span, found: &Found<'_>) -> Option<Container> 
     } else {
         (None, None)
     };
-    let oom_kills = stat(found.oom_kills, Stat::Increase, start).unwrap_or(0.0);
+    // A counter whose running total is 0 never moved: no read needed.
+    let oom_kills = found
+        .oom_kills
+        .filter(|s| s.latest().is_some_and(|total| total > 0.0))
+        .and_then(|s| store.stat(s, Stat::Increase, start, span.to_ns))
+        .unwrap_or(0.0);
     c.usage = UsageHistory {
         cpu: found
             .cpu_sampled
@@ -373,25 +543,28 @@ fn gpus(store: &Store, span: Span, snapshot: &mut FleetSnapshot) {
         let user = users
             .entry((key, label(series, "container.id")))
             .or_insert_with(|| gpu_user(series));
-        user.utilization_mean = store
-            .stat(series, Stat::Avg, span.from_ns, span.to_ns)
-            .unwrap_or(0.0);
-        user.utilization_p95 = store
-            .stat(series, Stat::Quantile(0.95), span.from_ns, span.to_ns)
-            .unwrap_or(0.0);
+        let [mean, p95] = store.stat_many(
+            series,
+            [Stat::Avg, Stat::Quantile(0.95)],
+            span.from_ns,
+            span.to_ns,
+        );
+        user.utilization_mean = mean.unwrap_or(0.0);
+        user.utilization_p95 = p95.unwrap_or(0.0);
     }
     for series in each(store, &catalog::CONTAINER_GPU_MEMORY_USED, span) {
         let user = users
             .entry((device_key(series), label(series, "container.id")))
             .or_insert_with(|| gpu_user(series));
-        let stat = |stat| {
-            store
-                .stat(series, stat, span.from_ns, span.to_ns)
-                .unwrap_or(0.0)
-        };
-        user.memory_mean = stat(Stat::Avg);
-        user.memory_p99 = stat(Stat::Quantile(0.99));
-        user.memory_max = stat(Stat::Max);
+        let [mean, p99, max] = store.stat_many(
+            series,
+            [Stat::Avg, Stat::Quantile(0.99), Stat::Max],
+            span.from_ns,
+            span.to_ns,
+        );
+        user.memory_mean = mean.unwrap_or(0.0);
+        user.memory_p99 = p99.unwrap_or(0.0);
+        user.memory_max = max.unwrap_or(0.0);
     }
     for ((key, _), user) in users {
         if let Some(device) = devices.get_mut(&key) {
@@ -453,14 +626,22 @@ fn models(store: &Store, span: Span, snapshot: &mut FleetSnapshot) {
     }
     for series in each(store, &catalog::MODEL_TIME_TO_FIRST_TOKEN, span) {
         if let Some(server) = servers.get_mut(&key(series)) {
-            server.ttft_p95 = store.stat(series, Stat::Quantile(0.95), span.from_ns, span.to_ns);
-            server.prefill_seconds = increase(series, span.from_ns);
+            [server.ttft_p95, server.prefill_seconds] = store.stat_many(
+                series,
+                [Stat::Quantile(0.95), Stat::Increase],
+                span.from_ns,
+                span.to_ns,
+            );
         }
     }
     for series in each(store, &catalog::MODEL_INTER_TOKEN_LATENCY, span) {
         if let Some(server) = servers.get_mut(&key(series)) {
-            server.itl_p95 = store.stat(series, Stat::Quantile(0.95), span.from_ns, span.to_ns);
-            server.decode_seconds = increase(series, span.from_ns);
+            [server.itl_p95, server.decode_seconds] = store.stat_many(
+                series,
+                [Stat::Quantile(0.95), Stat::Increase],
+                span.from_ns,
+                span.to_ns,
+            );
         }
     }
     for series in each(store, &catalog::MODEL_REQUEST_QUEUE_TIME, span) {
@@ -482,7 +663,10 @@ fn increases(store: &Store, series: &[&Series], from: u64, to: u64) -> Vec<f64> 
 }
 
 fn flows(store: &Store, span: Span, snapshot: &mut FleetSnapshot) {
-    let mut flows: BTreeMap<Vec<String>, Flow> = BTreeMap::new();
+    // Keyed by the label values as the store holds them (no copies per
+    // series): workload, node, class, destination workload and service.
+    type Key<'a> = [&'a str; 8];
+    let mut flows: HashMap<Key<'_>, Flow> = HashMap::new();
     for (def, transmit) in [
         (&catalog::POD_NETWORK_TRANSMIT, true),
         (&catalog::POD_NETWORK_RECEIVE, false),
@@ -490,30 +674,37 @@ fn flows(store: &Store, span: Span, snapshot: &mut FleetSnapshot) {
         let series_of = each(store, def, span);
         let increases = increases(store, &series_of, span.from_ns, span.to_ns);
         for (series, bytes) in series_of.into_iter().zip(increases) {
-            let w = workload(series);
+            let get = |key: &str| series.label(key).unwrap_or_default();
+            let (kind, name) = identity::workload_of(|key| series.label(key))
+                .unwrap_or(("Pod", get("k8s.pod.name")));
             let destination = match (
                 series.label("destination_namespace"),
                 series.label("destination_workload"),
             ) {
-                (Some(ns), Some(name)) if !name.is_empty() => Some(format!("{ns}/{name}")),
-                _ => None,
+                (Some(ns), Some(name)) if !name.is_empty() => [ns, name],
+                _ => ["", ""],
             };
-            let key = vec![
-                w.to_string(),
-                label(series, "k8s.node.name"),
-                label(series, "destination_class"),
-                destination.clone().unwrap_or_default(),
-                label(series, "destination_service"),
+            let key: Key<'_> = [
+                get("k8s.namespace.name"),
+                kind,
+                name,
+                get("k8s.node.name"),
+                get("destination_class"),
+                destination[0],
+                destination[1],
+                get("destination_service"),
             ];
             let flow = flows.entry(key).or_insert_with(|| Flow {
-                workload: w,
-                node: label(series, "k8s.node.name"),
-                class: label(series, "destination_class"),
-                destination_workload: destination,
-                destination_service: series
-                    .label("destination_service")
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned),
+                workload: WorkloadKey {
+                    namespace: key[0].to_owned(),
+                    kind: kind.to_owned(),
+                    name: name.to_owned(),
+                },
+                node: key[3].to_owned(),
+                class: key[4].to_owned(),
+                destination_workload: (!destination[1].is_empty())
+                    .then(|| format!("{}/{}", destination[0], destination[1])),
+                destination_service: (!key[7].is_empty()).then(|| key[7].to_owned()),
                 ..Flow::default()
             });
             if transmit {
@@ -523,5 +714,8 @@ fn flows(store: &Store, span: Span, snapshot: &mut FleetSnapshot) {
             }
         }
     }
-    snapshot.flows = flows.into_values().collect();
+    // A stable order for the analyzer and its tests.
+    let mut flows: Vec<(Key<'_>, Flow)> = flows.into_iter().collect();
+    flows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    snapshot.flows = flows.into_iter().map(|(_, flow)| flow).collect();
 }

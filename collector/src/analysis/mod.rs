@@ -219,6 +219,20 @@ pub(crate) mod tests {
         let snapshot = extract::extract(&store, span);
         assert_eq!(snapshot.nodes.len(), 3);
         assert!(snapshot.containers.len() > 12);
+        // The checkout's HPA reaches its containers' right-sizing input;
+        // nothing else has one.
+        for c in &snapshot.containers {
+            let want = (c.workload.name == "checkout").then_some(0.7);
+            assert_eq!(c.usage.hpa_cpu_target, want, "{}", c.workload);
+        }
+        let checkout = snapshot
+            .workload_specs
+            .iter()
+            .find(|s| s.workload.name == "checkout")
+            .expect("checkout's facts");
+        assert_eq!(checkout.hpa_replicas, Some((2.0, 10.0)));
+        assert_eq!(checkout.replicas, Some(3.0));
+        assert!(checkout.startup_seconds_max.is_some_and(|s| s > 0.0));
         let config = AnalyzerConfig::default();
         let prices = PriceBook::builtin().expect("prices");
         let report = recommend::analyze(&snapshot, &config, &prices).expect("report");
@@ -304,5 +318,67 @@ pub(crate) mod tests {
             "{inference:?}"
         );
         assert_eq!(inference.split, "compute_time");
+        // Spot: the storefront's card weighs its measured start-up and
+        // budget; checkout's budget keeps every replica, so it gets none.
+        let storefront = cards
+            .iter()
+            .find(|c| c.kind == Kind::Spot && c.workload.name == "storefront")
+            .expect("storefront spot card");
+        assert!(storefront.evidence.contains_key("pod_startup_seconds_max"));
+        assert_eq!(storefront.evidence.get("pdb_min_available"), Some(&1.0));
+        assert!(
+            storefront
+                .explanation
+                .contains("PodDisruptionBudget storefront keeps 1")
+        );
+        assert!(
+            !named(Kind::Spot, "checkout"),
+            "a strict budget blocks spot"
+        );
+    }
+
+    /// Ten days at hourly steps: the weekday-only batch gets a weekend
+    /// schedule; the storefront, busy every day, gets none.
+    #[test]
+    fn a_workload_idle_every_weekend_gets_a_weekly_schedule() {
+        let (store, to) = simulated_store_with(3, 10 * 24, 3600, 14);
+        let span = extract::Span {
+            from_ns: to - 10 * 24 * HOUR_NS,
+            to_ns: to,
+            idle_from_ns: to - HOUR_NS,
+        };
+        let snapshot = extract::extract(&store, span);
+        let batch = snapshot
+            .containers
+            .iter()
+            .find(|c| c.workload.name == "report-builder")
+            .expect("the weekday batch");
+        assert_eq!(batch.cpu_daily.len(), 9, "whole days only");
+        let report = recommend::analyze(
+            &snapshot,
+            &AnalyzerConfig::default(),
+            &PriceBook::builtin().expect("prices"),
+        )
+        .expect("report");
+        let schedule = report
+            .recommendations
+            .iter()
+            .find(|c| c.kind == Kind::Schedule && c.workload.name == "report-builder")
+            .expect("a weekend schedule");
+        assert!(
+            schedule.target.starts_with("Sat-Sun"),
+            "{}",
+            schedule.target
+        );
+        assert_eq!(schedule.proposed.get("off_days"), Some(&2.0));
+        assert_eq!(schedule.proposed.get("off_from_weekday"), Some(&5.0));
+        assert!(schedule.monthly_savings > 0.0);
+        assert!(
+            !report
+                .recommendations
+                .iter()
+                .any(|c| c.kind == Kind::Schedule && c.workload.name == "storefront"),
+            "busy every day"
+        );
     }
 }

@@ -74,13 +74,23 @@ fn class_between(nodes: &[Node], a: usize, b: usize) -> &'static str {
 impl Egress {
     /// Plans the flows of every pod of `nodes`.
     pub fn new(rng: &mut Rng, nodes: &[Node]) -> Egress {
+        Self::for_pods(rng, nodes, |_| true)
+    }
+
+    /// Plans the flows of the pods of `nodes` that `keep` accepts; their
+    /// peers are among those pods only.
+    pub fn for_pods(
+        rng: &mut Rng,
+        nodes: &[Node],
+        keep: impl Fn(&ContainerIdentity) -> bool,
+    ) -> Egress {
         let mut pods = Vec::new();
         let mut seen = HashSet::new();
         for (n, node) in nodes.iter().enumerate() {
             let node_attributes = node.attributes();
             for container in &node.containers {
                 let id = &container.identity;
-                if !seen.insert(id.pod_uid.clone()) {
+                if !keep(id) || !seen.insert(id.pod_uid.clone()) {
                     continue;
                 }
                 // The pod's resource: its identity without a container.

@@ -20,6 +20,7 @@ use super::egress::Egress;
 use super::gpu::{self, GpuModel, GpuNode, Work};
 use super::serving::ModelServer;
 use super::volumes::Volumes;
+use super::workloads::Workloads;
 
 /// Samples folded into each step's distributions, like the agent's 1 s
 /// samples within a 15 s export.
@@ -88,6 +89,9 @@ const INSTANCE_TYPES: &[InstanceType] = &[
 /// even a three-node fleet plants every GPU case the analyzer must find.
 const PLANTED: &[(usize, usize)] = &[(1, 5), (2, 3)];
 
+/// One day, ns.
+const DAY_NS: u64 = 86_400_000_000_000;
+
 /// Times of one step, shared by every family.
 pub(super) struct Clock {
     /// Counter start (the fleet's start).
@@ -149,6 +153,8 @@ pub(super) struct Container {
     bursty: bool,
     /// Used only 08:00-20:00 UTC (a dev workload idle every night).
     office_hours: bool,
+    /// Used only Monday to Friday (UTC): batch idle every weekend.
+    working_days: bool,
     /// Phase of the daily cycle, radians.
     pub phase: f64,
     /// Baseline working set, bytes.
@@ -164,6 +170,10 @@ pub(super) struct Container {
     pub gpu_utilization: f64,
     /// The model server it runs, if any.
     pub server: Option<ModelServer>,
+    /// Its own random stream, for containers planted after the fleet was
+    /// drawn: they leave the fleet's stream, and so every other series, as
+    /// it was.
+    own_rng: Option<Rng>,
 }
 
 impl Container {
@@ -185,6 +195,7 @@ impl Container {
             diurnal: 0.2 + rng.unit() * 0.6,
             bursty: true,
             office_hours: false,
+            working_days: false,
             phase: rng.unit() * std::f64::consts::TAU,
             memory_base: memory_request * (0.2 + rng.unit() * 0.7),
             memory_growth: if rng.unit() < 0.1 {
@@ -198,11 +209,24 @@ impl Container {
             gpu_work: None,
             gpu_utilization: 0.0,
             server: None,
+            own_rng: None,
         }
     }
 
-    /// Advances one step; returns the container's metrics.
-    fn step(&mut self, rng: &mut Rng, clock: &Clock) -> Vec<Metric> {
+    /// Advances one step, drawing from its own stream if it has one, else
+    /// from the fleet's; returns the container's metrics.
+    fn step(&mut self, fleet_rng: &mut Rng, clock: &Clock) -> Vec<Metric> {
+        match self.own_rng.take() {
+            Some(mut own) => {
+                let metrics = self.step_with(&mut own, clock);
+                self.own_rng = Some(own);
+                metrics
+            }
+            None => self.step_with(fleet_rng, clock),
+        }
+    }
+
+    fn step_with(&mut self, rng: &mut Rng, clock: &Clock) -> Vec<Metric> {
         let mut cpu = ExpHistogram::default();
         let mut memory = ExpHistogram::default();
         let mean = self.cpu_request * self.cpu_share;
@@ -215,7 +239,10 @@ impl Container {
             };
             let noise = 0.8 + rng.unit() * 0.4;
             let hour = clock.day_angle / std::f64::consts::TAU * 24.0;
-            let present = if self.office_hours && !(8.0..20.0).contains(&hour) {
+            let weekend = (clock.now_ns / DAY_NS + 3) % 7 >= 5;
+            let present = if (self.office_hours && !(8.0..20.0).contains(&hour))
+                || (self.working_days && weekend)
+            {
                 0.01
             } else {
                 1.0
@@ -408,6 +435,70 @@ fn plant_storefront(seed: u64, nodes: &mut [Node]) {
     }
 }
 
+/// Seed mix of the checkout's own stream.
+const CHECKOUT_SEED: u64 = 0xc4ec_0a70_0000_0002;
+
+/// Whether a pod belongs to the workloads planted after the fleet's
+/// egress was drawn (`web/checkout`, `batch/report-builder`): their
+/// traffic comes from a stream of their own.
+fn is_checkout(id: &ContainerIdentity) -> bool {
+    (id.namespace == "web" && id.workload_name == "checkout")
+        || (id.namespace == "batch" && id.workload_name == "report-builder")
+}
+
+/// A stateless `web/checkout` Deployment with a replica on every node,
+/// shaped like the storefront (requests fit its use, busy around the
+/// clock) but under a PodDisruptionBudget that keeps every replica
+/// available ([`super::workloads`]): the case a spot-readiness check must
+/// refuse. Planted after the fleet's draws, egress and volumes, each
+/// container with its own stream, so no other series changes.
+fn plant_checkout(seed: u64, nodes: &mut [Node]) {
+    let mut rng = Rng::new(seed ^ CHECKOUT_SEED);
+    for (n, node) in nodes.iter_mut().enumerate() {
+        let mut namer = PodNamer {
+            node: n,
+            next: 12_288,
+        };
+        let identity = namer.pod(&mut rng, "web", "Deployment", "checkout");
+        let mut c = Container::new(&mut rng, identity, 0.25, 0.25 * GIB);
+        c.cpu_limit = None;
+        c.cpu_share = 0.7;
+        c.diurnal = 0.2;
+        c.bursty = false;
+        c.memory_base = 0.225 * GIB;
+        c.memory_growth = 0.0;
+        c.memory_limit = 0.25 * GIB;
+        c.own_rng = Some(Rng::new(seed ^ CHECKOUT_SEED ^ (n as u64 + 1)));
+        node.containers.push(c);
+    }
+}
+
+/// Seed mix of the weekday batch's own stream.
+const WEEKDAY_BATCH_SEED: u64 = 0xba7c_0000_0000_0003;
+
+/// `batch/report-builder`, busy around the clock Monday to Friday and idle
+/// every weekend (UTC), on the first node: the weekly cycle a schedule
+/// should catch. Planted with the checkout, from its own stream.
+fn plant_weekday_batch(seed: u64, nodes: &mut [Node]) {
+    let Some(node) = nodes.first_mut() else {
+        return;
+    };
+    let mut rng = Rng::new(seed ^ WEEKDAY_BATCH_SEED);
+    let mut namer = PodNamer {
+        node: 0,
+        next: 16_384,
+    };
+    let identity = namer.pod(&mut rng, "batch", "Deployment", "report-builder");
+    let mut c = Container::new(&mut rng, identity, 4.0, 8.0 * GIB);
+    c.cpu_share = 0.6;
+    c.diurnal = 0.1;
+    c.bursty = false;
+    c.working_days = true;
+    c.memory_growth = 0.0;
+    c.own_rng = Some(Rng::new(seed ^ WEEKDAY_BATCH_SEED ^ 1));
+    node.containers.push(c);
+}
+
 /// The simulated fleet.
 pub struct Fleet {
     nodes: Vec<Node>,
@@ -415,6 +506,10 @@ pub struct Fleet {
     volumes: Volumes,
     rng: Rng,
     start_ns: u64,
+    /// The planted checkout's traffic, and the stream it draws from.
+    checkout_egress: Egress,
+    checkout_rng: Rng,
+    workloads: Workloads,
 }
 
 impl Fleet {
@@ -482,12 +577,20 @@ impl Fleet {
         let egress = Egress::new(&mut rng, &nodes);
         // Its own generator: the draws above stay as they were.
         let volumes = Volumes::new(seed, &nodes);
+        plant_checkout(seed, &mut nodes);
+        plant_weekday_batch(seed, &mut nodes);
+        let mut checkout_rng = Rng::new(seed ^ CHECKOUT_SEED ^ 0xe9);
+        let checkout_egress = Egress::for_pods(&mut checkout_rng, &nodes, is_checkout);
+        let workloads = Workloads::new(seed, &nodes);
         Fleet {
             nodes,
             egress,
             volumes,
             rng,
             start_ns,
+            checkout_egress,
+            checkout_rng,
+            workloads,
         }
     }
 
@@ -551,7 +654,10 @@ impl Fleet {
         }
         self.egress
             .step(&mut self.rng, &clock, &mut resource_metrics);
+        self.checkout_egress
+            .step(&mut self.checkout_rng, &clock, &mut resource_metrics);
         self.volumes.step(&clock, &mut resource_metrics);
+        self.workloads.step(&clock, &mut resource_metrics);
         ExportMetricsServiceRequest { resource_metrics }
     }
 }

@@ -18,6 +18,9 @@
 //!   list: gp3 claims of StatefulSets and some Deployments, an unclaimed
 //!   volume, a training-checkpoint volume untouched for weeks and an
 //!   oversized scratch volume.
+//! - [`workloads`]: each pod's start-up, its controller's replicas and
+//!   rollout, and the PodDisruptionBudgets covering it (a strict one on
+//!   the planted `web/checkout`, a lenient one on `web/storefront`).
 //!
 //! The metric names are the catalog's, so the GPU, model-serving and
 //! egress families look exactly as the agent will send them once its
@@ -28,6 +31,7 @@ mod fleet;
 mod gpu;
 mod serving;
 mod volumes;
+mod workloads;
 
 use std::io::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -449,8 +453,8 @@ mod tests {
     }
 
     /// Every number point of `metric`: resource plus point attributes,
-    /// and the value.
-    fn numbers(
+    /// and the value (the other families' tests read theirs with it).
+    pub(super) fn numbers(
         request: &ExportMetricsServiceRequest,
         metric: &str,
     ) -> Vec<(std::collections::BTreeMap<String, String>, f64)> {
@@ -504,7 +508,8 @@ mod tests {
         assert_eq!(first, b.step(t1, step));
         assert_eq!(ra, b.step(t2, step));
 
-        // Every family of the catalog's GPU, model and pod sections is sent.
+        // Every family of the catalog's GPU, model and pod sections is sent
+        // (pod start-up, controller and budget families included).
         let names: std::collections::HashSet<String> = ra
             .resource_metrics
             .iter()
@@ -514,9 +519,16 @@ mod tests {
             .collect();
         for def in tally_schema::catalog::CATALOG {
             let name = def.full_name();
-            let new_family = ["tally_gpu_", "tally_model_", "tally_pod_network_"]
-                .iter()
-                .any(|p| name.starts_with(p))
+            let new_family = [
+                "tally_gpu_",
+                "tally_model_",
+                "tally_pod_network_",
+                "tally_pod_startup_",
+                "tally_workload_",
+                "tally_pod_disruption_budget_",
+            ]
+            .iter()
+            .any(|p| name.starts_with(p))
                 || name.starts_with("tally_container_gpu_");
             assert!(!new_family || names.contains(&name), "{name} not sent");
         }

@@ -39,6 +39,9 @@ pub(super) struct Model {
     ttft_s: f64,
     /// Inter-token latency at no load, seconds.
     itl_s: f64,
+    /// Seconds from scheduling to Ready: image pull, weights download
+    /// and load, warm-up (CUDA graphs) and the readiness probe.
+    pub load_s: f64,
 }
 
 pub(super) const QWEN_7B: Model = Model {
@@ -50,6 +53,7 @@ pub(super) const QWEN_7B: Model = Model {
     peak_load: 0.5,
     ttft_s: 0.06,
     itl_s: 0.012,
+    load_s: 240.0,
 };
 pub(super) const QWEN_0_5B: Model = Model {
     workload: "qwen-0-5b-chat",
@@ -60,6 +64,7 @@ pub(super) const QWEN_0_5B: Model = Model {
     peak_load: 0.08,
     ttft_s: 0.02,
     itl_s: 0.005,
+    load_s: 130.0,
 };
 /// A small model alone on a whole H100: fits a MIG slice.
 pub(super) const QWEN_1_5B: Model = Model {
@@ -71,6 +76,7 @@ pub(super) const QWEN_1_5B: Model = Model {
     peak_load: 0.1,
     ttft_s: 0.025,
     itl_s: 0.006,
+    load_s: 150.0,
 };
 pub(super) const LLAMA_8B: Model = Model {
     workload: "llama-8b-chat",
@@ -81,6 +87,7 @@ pub(super) const LLAMA_8B: Model = Model {
     peak_load: 0.6,
     ttft_s: 0.05,
     itl_s: 0.01,
+    load_s: 270.0,
 };
 pub(super) const LLAMA_70B: Model = Model {
     workload: "llama-70b-chat",
@@ -91,6 +98,7 @@ pub(super) const LLAMA_70B: Model = Model {
     peak_load: 0.95,
     ttft_s: 0.18,
     itl_s: 0.035,
+    load_s: 540.0,
 };
 pub(super) const PHI_3_MINI: Model = Model {
     workload: "phi-3-mini",
@@ -101,6 +109,7 @@ pub(super) const PHI_3_MINI: Model = Model {
     peak_load: 0.4,
     ttft_s: 0.08,
     itl_s: 0.02,
+    load_s: 180.0,
 };
 
 /// One replica of a model server and its counters.
@@ -121,6 +130,11 @@ fn spread(rng: &mut Rng, width: f64) -> f64 {
 }
 
 impl ModelServer {
+    /// The model it serves.
+    pub fn model(&self) -> &'static Model {
+        self.model
+    }
+
     pub fn new(rng: &mut Rng, model: &'static Model) -> ModelServer {
         let prompt_mean = 400.0 + rng.unit() * 800.0;
         let generation_mean = 150.0 + rng.unit() * 200.0;

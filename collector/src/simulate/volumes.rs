@@ -84,7 +84,7 @@ fn pv_name(rng: &mut Rng) -> String {
 
 /// The pod's resource: the node's attributes and the pod's identity
 /// without a container.
-fn pod_resource(node: &Node, id: &ContainerIdentity) -> Vec<(&'static str, String)> {
+pub(super) fn pod_resource(node: &Node, id: &ContainerIdentity) -> Vec<(&'static str, String)> {
     let pod = ContainerIdentity {
         container: String::new(),
         container_id: String::new(),
@@ -275,42 +275,14 @@ impl Volumes {
 mod tests {
     use super::super::Fleet;
     use std::time::Duration;
-    use tally_schema::otlp;
 
-    /// (attributes, value) of every point of `name` in a batch.
+    /// `(labels, value)` of every point of `name`, resource and point
+    /// attributes together.
     fn points(
         request: &opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest,
         name: &str,
     ) -> Vec<(std::collections::BTreeMap<String, String>, f64)> {
-        use opentelemetry_proto::tonic::metrics::v1::metric::Data;
-        use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value;
-        let mut out = Vec::new();
-        for rm in &request.resource_metrics {
-            let resource = rm.resource.as_ref().map(|r| r.attributes.clone());
-            for metric in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
-                let Some(Data::Gauge(gauge)) = &metric.data else {
-                    continue;
-                };
-                if metric.name != name {
-                    continue;
-                }
-                for point in &gauge.data_points {
-                    let mut labels = std::collections::BTreeMap::new();
-                    for kv in resource.iter().flatten().chain(&point.attributes) {
-                        if let Some(value) = otlp::find_string(std::slice::from_ref(kv), &kv.key) {
-                            labels.insert(kv.key.clone(), value.to_owned());
-                        }
-                    }
-                    let value = match point.value {
-                        Some(Value::AsDouble(v)) => v,
-                        Some(Value::AsInt(v)) => v as f64,
-                        None => f64::NAN,
-                    };
-                    out.push((labels, value));
-                }
-            }
-        }
-        out
+        crate::simulate::tests::numbers(request, name)
     }
 
     #[test]

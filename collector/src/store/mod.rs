@@ -308,6 +308,36 @@ impl Observation<'_> {
     }
 }
 
+/// `stat` of folded aggregates over `[from_ns, to_ns]`.
+fn stat_of(
+    stat: Stat,
+    totals: &tier::Summary,
+    merge: &tier::QuantileMerge<'_>,
+    from_ns: u64,
+    to_ns: u64,
+) -> Option<f64> {
+    match stat {
+        Stat::Quantile(q) => merge.quantile(q),
+        Stat::Max => Some(totals.max),
+        Stat::Min => Some(totals.min),
+        Stat::Avg => (totals.count > 0).then(|| totals.sum / totals.count as f64),
+        Stat::Increase => Some(totals.sum),
+        Stat::Rate => {
+            let seconds = (to_ns.saturating_sub(from_ns)) as f64 / 1e9;
+            (seconds > 0.0).then(|| totals.sum / seconds)
+        }
+    }
+}
+
+/// What one aggregate covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Granularity {
+    /// A whole day (older than the hourly tier).
+    Day,
+    /// One hour.
+    Hour,
+}
+
 /// A statistic over a window.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Stat {
@@ -473,24 +503,18 @@ impl Store {
         series.daily_peaks(&self.hot)
     }
 
-    /// `(hour start ns, sum)` of every hour of `series` in `[from_ns,
-    /// to_ns]` the store still holds hour by hour (the last 48 hours and
-    /// the open hour), in one pass: a counter's increase per hour.
-    pub fn hourly_sums(&self, series: &Series, from_ns: u64, to_ns: u64) -> Vec<(u64, f64)> {
-        let (first, last) = ((from_ns / HOUR_NS) as u32, (to_ns / HOUR_NS) as u32);
-        let mut out = Vec::new();
-        let mut buffer = Vec::new();
-        series
-            .hours
-            .fold_range(&self.hot, &mut buffer, first, last, |s, _| {
-                out.push((u64::from(s.start) * HOUR_NS, s.sum));
-            });
-        if let Some((hour, open)) = &series.open
-            && (first..=last).contains(hour)
-        {
-            out.push((u64::from(*hour) * HOUR_NS, open.sum));
-        }
-        out
+    /// Visits the summaries of `series` overlapping `[from_ns, to_ns]`
+    /// without their sketches, oldest first: sealed days (the first one
+    /// whole), then sealed and open hours. One pass serves several
+    /// statistics of one series (a counter's total, hourly and daily sums).
+    pub fn visit_summaries(
+        &self,
+        series: &Series,
+        from_ns: u64,
+        to_ns: u64,
+        visit: impl FnMut(Granularity, &tier::Summary),
+    ) {
+        self.fold_window_visiting(series, from_ns, to_ns, false, visit, |_, _| ());
     }
 
     /// Start of the oldest aggregate `series` holds, ns (hour precision):
@@ -745,25 +769,24 @@ impl Store {
     /// and daily aggregates that overlap the window (beyond 48 hours the
     /// window is widened to whole days), in O(aggregates × sketch size).
     pub fn stat(&self, series: &Series, stat: Stat, from_ns: u64, to_ns: u64) -> Option<f64> {
-        let want_sketches = matches!(stat, Stat::Quantile(_));
-        self.fold_window(
-            series,
-            from_ns,
-            to_ns,
-            want_sketches,
-            |totals, merge| match stat {
-                Stat::Quantile(q) => merge.quantile(q),
-                Stat::Max => Some(totals.max),
-                Stat::Min => Some(totals.min),
-                Stat::Avg => (totals.count > 0).then(|| totals.sum / totals.count as f64),
-                Stat::Increase => Some(totals.sum),
-                Stat::Rate => {
-                    let seconds = (to_ns.saturating_sub(from_ns)) as f64 / 1e9;
-                    (seconds > 0.0).then(|| totals.sum / seconds)
-                }
-            },
-        )
-        .flatten()
+        let [value] = self.stat_many(series, [stat], from_ns, to_ns);
+        value
+    }
+
+    /// Several statistics of one series over one window from a single
+    /// read of its history, in the order asked.
+    pub fn stat_many<const N: usize>(
+        &self,
+        series: &Series,
+        stats: [Stat; N],
+        from_ns: u64,
+        to_ns: u64,
+    ) -> [Option<f64>; N] {
+        let want_sketches = stats.iter().any(|s| matches!(s, Stat::Quantile(_)));
+        self.fold_window(series, from_ns, to_ns, want_sketches, |totals, merge| {
+            stats.map(|stat| stat_of(stat, totals, merge, from_ns, to_ns))
+        })
+        .unwrap_or([None; N])
     }
 
     /// The merged distribution of a distribution series over the window
@@ -774,7 +797,20 @@ impl Store {
         from_ns: u64,
         to_ns: u64,
     ) -> Option<tally_analyzer::distribution::Distribution> {
-        self.fold_window(series, from_ns, to_ns, true, |totals, merge| {
+        self.distribution_visiting(series, from_ns, to_ns, |_, _| {})
+    }
+
+    /// [`Self::distribution`], also showing `visit` every summary merged
+    /// (oldest first, as [`Self::visit_summaries`]): one read of the
+    /// series' history for the distribution and, say, its daily peaks.
+    pub fn distribution_visiting(
+        &self,
+        series: &Series,
+        from_ns: u64,
+        to_ns: u64,
+        visit: impl FnMut(Granularity, &tier::Summary),
+    ) -> Option<tally_analyzer::distribution::Distribution> {
+        self.fold_window_visiting(series, from_ns, to_ns, true, visit, |totals, merge| {
             let dense = merge.dense()?;
             Some(tally_analyzer::distribution::Distribution {
                 scale: dense.scale,
@@ -801,6 +837,19 @@ impl Store {
         want_sketches: bool,
         f: impl FnOnce(&tier::Summary, &tier::QuantileMerge<'_>) -> T,
     ) -> Option<T> {
+        self.fold_window_visiting(series, from_ns, to_ns, want_sketches, |_, _| {}, f)
+    }
+
+    /// [`Self::fold_window`], showing `on_summary` each summary folded.
+    fn fold_window_visiting<T>(
+        &self,
+        series: &Series,
+        from_ns: u64,
+        to_ns: u64,
+        want_sketches: bool,
+        mut on_summary: impl FnMut(Granularity, &tier::Summary),
+        f: impl FnOnce(&tier::Summary, &tier::QuantileMerge<'_>) -> T,
+    ) -> Option<T> {
         let first_hour = (from_ns / HOUR_NS) as u32;
         let last_hour = (to_ns / HOUR_NS) as u32;
         let first_day = first_hour / DAY_HOURS * DAY_HOURS;
@@ -815,7 +864,9 @@ impl Store {
             sum: 0.0,
         };
         let mut any = false;
+        let granularity = std::cell::Cell::new(Granularity::Day);
         let mut visit = |s: &tier::Summary, sketch: Option<_>| {
+            on_summary(granularity.get(), s);
             totals.min = totals.min.min(s.min);
             totals.max = totals.max.max(s.max);
             totals.sum += s.sum;
@@ -830,14 +881,15 @@ impl Store {
             &mut days_buffer,
             first_day,
             last_hour,
-            &mut visit,
+            |s, sketch| visit(s, sketch),
         );
+        granularity.set(Granularity::Hour);
         series.hours.fold_range(
             &self.hot,
             &mut hours_buffer,
             first_hour,
             last_hour,
-            &mut visit,
+            |s, sketch| visit(s, sketch),
         );
         if let Some((hour, open)) = &series.open
             && (first_hour..=last_hour).contains(hour)

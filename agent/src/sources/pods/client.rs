@@ -1,9 +1,10 @@
 //! A minimal Kubernetes API client: bearer-token GETs that decode JSON and
 //! streaming watches read line by line.
 //!
-//! Tally needs one watched resource and two kinds of GET, so this small
-//! client over `reqwest` replaces kube-rs and k8s-openapi (minutes of compile
-//! time on small build machines for a few hundred lines of use).
+//! Tally needs one watched resource, a few kinds of GET and one list, so
+//! this small client over `reqwest` replaces kube-rs and k8s-openapi
+//! (minutes of compile time on small build machines for a few hundred
+//! lines of use).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -11,7 +11,8 @@
 //!
 //! Failures back off from 1 s doubling to 30 s and are counted on the
 //! source's [`SourceHealth`] by kind: `node`, `list`, `watch`, `decode`,
-//! `owner`, `quantity`.
+//! `owner`, `quantity` (the controller refresh beside it adds `workload`
+//! and `pdb`, see [`super::controllers`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLockWriteGuard};
@@ -77,7 +78,7 @@ pub async fn run_pod_watch(
 }
 
 /// Resolves when shutdown is requested or nobody can request it any more.
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+pub(super) async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     // An error means the sender is gone: nothing can keep us running.
     let _ = shutdown.wait_for(|stop| *stop).await;
 }
@@ -316,12 +317,12 @@ impl PodWatch {
     /// * ReplicaSet → the ReplicaSet's controlling Deployment, read with a
     ///   GET (cached by namespace/name); the ReplicaSet itself when it has no
     ///   Deployment owner or cannot be read.
-    /// * Job → CronJob by name only. RBAC grants the agent pods, replicasets
-    ///   and nodes, not jobs, so the Job object cannot be read. The CronJob
-    ///   controller names its Jobs `<cronjob>-<scheduled time in minutes
-    ///   since the epoch>`, so a Job whose name ends in `-` and 8 or more
-    ///   digits is attributed to the CronJob named by the prefix; any other
-    ///   Job stays a Job. A hand-made Job named like `backup-20240101` is
+    /// * Job → CronJob by name only. RBAC grants the agent pods, nodes and
+    ///   the apps controllers, not jobs, so the Job object cannot be read.
+    ///   The CronJob controller names its Jobs `<cronjob>-<scheduled time
+    ///   in minutes since the epoch>`, so a Job whose name ends in `-` and
+    ///   8 or more digits is attributed to the CronJob named by the prefix;
+    ///   any other Job stays a Job. A hand-made Job named like `backup-20240101` is
     ///   misattributed to a CronJob `backup`.
     /// * StatefulSet, DaemonSet and any other controller → itself.
     /// * No owner → kind `Pod`, name the pod's name.
@@ -410,7 +411,7 @@ fn encode_query_value(value: &str) -> String {
 }
 
 /// Object names are DNS labels or subdomains, but encode defensively.
-fn encode_path_segment(value: &str) -> String {
+pub(super) fn encode_path_segment(value: &str) -> String {
     encode_query_value(value)
 }
 

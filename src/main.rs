@@ -39,6 +39,9 @@ enum Command {
     Recommend(RecommendArgs),
     /// Replay the right-sizing quality bench: Tally, KRR-simple and VPA on simulated traces.
     Eval(EvalArgs),
+    /// Check this machine's NVIDIA GPUs through NVML under a small load,
+    /// print what NVML answered and write a replay fixture (exits 0 without a GPU).
+    GpuCheck(GpuCheckArgs),
     /// Print the metric catalog.
     Catalog {
         /// Render as the Markdown page checked in at docs/metrics.md.
@@ -183,6 +186,17 @@ struct EvalArgs {
     format: String,
 }
 
+#[derive(Debug, clap::Args)]
+struct GpuCheckArgs {
+    /// Seconds of readings, one frame a second (at most 180).
+    #[arg(long, default_value_t = tally_agent::gpu_check::DEFAULT_SECONDS)]
+    seconds: u64,
+    /// Replay fixture to write
+    /// [default: agent/tests/fixtures/gpu/nvml-<model>-<driver>.json].
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
 /// Exit code when the collector has no analysis or cannot be reached.
 const EXIT_UNAVAILABLE: u8 = 3;
 
@@ -210,6 +224,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Eval(args) => eval(&args),
+        Command::GpuCheck(args) => finish("gpu-check", gpu_check(args)),
         Command::Agent(args) => match agent(args) {
             Ok(code) => code,
             Err(error) => {
@@ -267,6 +282,20 @@ fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
         });
         tally_agent::runtime::run(config, node_name, shutdown).await
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn gpu_check(args: GpuCheckArgs) -> anyhow::Result<ExitCode> {
+    // Warnings only: the report on stdout is the output.
+    init_logging(&LogConfig {
+        format: LogFormat::Pretty,
+        level: "warn".to_owned(),
+    });
+    let options = tally_agent::gpu_check::Options {
+        seconds: args.seconds,
+        out: args.out,
+    };
+    tally_agent::gpu_check::run(&options, &mut std::io::stdout().lock())?;
     Ok(ExitCode::SUCCESS)
 }
 

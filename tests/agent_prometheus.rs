@@ -2,7 +2,8 @@
 //! on loopback: the target is up (OpenMetrics parsed strictly, `# EOF`
 //! included), PromQL returns the container series with exact values, and
 //! the metadata API shows the catalog's type, help and unit for every
-//! family the agent serves. promtool lints the classic-format rendering.
+//! family the agent serves, GPU families of a replayed recording included.
+//! promtool lints the classic-format rendering.
 
 mod common;
 
@@ -11,6 +12,11 @@ use std::time::{Duration, Instant};
 
 use common::fixture;
 use serde_json::Value;
+
+const GPU_FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/agent/tests/fixtures/gpu/documentation-h100-mig-timesliced.json"
+);
 
 fn query(prometheus: &str, promql: &str) -> Value {
     let encoded: String = promql
@@ -44,6 +50,9 @@ fn prometheus_scrapes_the_agent() {
             ("TALLY_CGROUPS_ROOT", cgroups.to_str().expect("utf8")),
             ("TALLY_SAMPLING_INTERVAL", "200ms"),
             ("TALLY_SAMPLING_EXPORT_INTERVAL", "1s"),
+            // The GPU source replays a recording (no GPU here).
+            ("TALLY_GPU_MODE", "replay"),
+            ("TALLY_GPU_REPLAY_FILE", GPU_FIXTURE),
         ],
         &log,
     );
@@ -162,6 +171,34 @@ fn prometheus_scrapes_the_agent() {
         info.to_string().contains("\"runtime\":\"containerd\""),
         "{info}"
     );
+
+    // The replayed GPUs (the recording ends with GPU 1 off the bus, and
+    // its last frame repeats), and the source up.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let lost = loop {
+        let lost = query(&prom, "tally_gpu_lost == 1");
+        if lost["data"]["result"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty())
+        {
+            break lost;
+        }
+        assert!(Instant::now() < deadline, "no lost GPU: {lost}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(
+        lost["data"]["result"][0]["metric"]["gpu_uuid"], "GPU-7e2d1f7b-0000-4000-8000-000000000001",
+        "{lost}"
+    );
+    let energy = query(&prom, "tally_gpu_energy_joules_total");
+    assert!(
+        energy
+            .to_string()
+            .contains("GPU-5d1c0e6a-0000-4000-8000-000000000000"),
+        "{energy}"
+    );
+    let gpu_up = query(&prom, "tally_agent_source_up{source=\"gpu\"}");
+    assert_eq!(gpu_up["data"]["result"][0]["value"][1], "1", "{gpu_up}");
 
     // Metadata for every family the agent serves matches the catalog.
     let (_, page) = common::http_get(&format!("http://{listen}/metrics")).expect("metrics");

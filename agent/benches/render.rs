@@ -97,6 +97,7 @@ fn main() {
         pod_facts: Vec::new(),
         cgroups_by_runtime: BTreeMap::new(),
         volumes: Vec::new(),
+        gpu: Default::default(),
     });
     let registry = exposition::registry(shared);
     let page = exposition::render(&registry, Format::OpenMetrics).unwrap_or_default();

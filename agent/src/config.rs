@@ -49,6 +49,9 @@ pub struct AgentConfig {
     /// Pod volume source.
     #[serde(default)]
     pub volumes: VolumesConfig,
+    /// GPU source.
+    #[serde(default)]
+    pub gpu: GpuConfig,
     /// Disk spool for batches the collector has not acknowledged.
     #[serde(default)]
     pub spool: SpoolConfig,
@@ -103,6 +106,32 @@ pub struct VolumesConfig {
     /// HostToContainer`, so volumes mounted later are seen).
     #[serde(default = "default_kubelet_root")]
     pub kubelet_root: PathBuf,
+}
+
+/// Where GPU readings come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuMode {
+    /// NVML when its library and the driver are present, else off (a
+    /// non-GPU node, said once).
+    Auto,
+    /// A recorded fixture (`gpu.replay_file`): demos and tests.
+    Replay,
+    /// Never.
+    Off,
+}
+
+/// GPU source settings. Processes are mapped to containers through
+/// `host.proc_root` (NVML reports host PIDs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuConfig {
+    /// `auto`, `replay` or `off`.
+    #[serde(default = "default_gpu_mode")]
+    pub mode: GpuMode,
+    /// The recording served in `replay` mode.
+    #[serde(default)]
+    pub replay_file: Option<PathBuf>,
 }
 
 /// When to use the Kubernetes API.
@@ -223,6 +252,9 @@ fn default_cgroup_root() -> PathBuf {
 fn default_kubelet_root() -> PathBuf {
     PathBuf::from("/var/lib/kubelet")
 }
+fn default_gpu_mode() -> GpuMode {
+    GpuMode::Auto
+}
 fn default_kubernetes_mode() -> KubernetesMode {
     KubernetesMode::Auto
 }
@@ -260,6 +292,7 @@ impl Default for AgentConfig {
             cgroups: CgroupConfig::default(),
             kubernetes: KubernetesConfig::default(),
             volumes: VolumesConfig::default(),
+            gpu: GpuConfig::default(),
             spool: SpoolConfig::default(),
             export: ExportConfig::default(),
             log: LogConfig::default(),
@@ -293,6 +326,14 @@ impl Default for VolumesConfig {
     fn default() -> Self {
         Self {
             kubelet_root: default_kubelet_root(),
+        }
+    }
+}
+impl Default for GpuConfig {
+    fn default() -> Self {
+        Self {
+            mode: default_gpu_mode(),
+            replay_file: None,
         }
     }
 }
@@ -384,6 +425,13 @@ impl AgentConfig {
                 key: "collector",
                 value: url.clone(),
                 reason: "expected an http:// or https:// URL",
+            });
+        }
+        if self.gpu.mode == GpuMode::Replay && self.gpu.replay_file.is_none() {
+            return Err(ConfigError::Value {
+                key: "gpu.replay_file",
+                value: String::new(),
+                reason: "gpu.mode replay needs a recording to serve",
             });
         }
         if self.sampling.interval < Duration::from_millis(100) {
@@ -489,6 +537,14 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     (
         "kubernetes.controller_refresh_interval",
         "How often the pods' controllers (Deployment, StatefulSet, ReplicaSet: replicas, rollout) and each namespace's PodDisruptionBudgets and HorizontalPodAutoscalers are read again; new ones are read as their pods arrive. Needs get on apps deployments, replicasets and statefulsets, list on policy poddisruptionbudgets and list on autoscaling horizontalpodautoscalers.",
+    ),
+    (
+        "gpu.mode",
+        "auto (NVML when its library and the driver are present; a node without them is a non-GPU node, said once), replay (serve gpu.replay_file) or off.",
+    ),
+    (
+        "gpu.replay_file",
+        "A GPU recording (the JSON tally gpu-check writes) served in replay mode.",
     ),
     (
         "volumes.kubelet_root",
@@ -635,6 +691,29 @@ mod tests {
             error.to_string().contains("TALLY_SPOOL_MAX_BYTES"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn replay_mode_needs_a_recording() {
+        let no_file = [("TALLY_GPU_MODE".to_owned(), "replay".to_owned())];
+        let error = AgentConfig::load(None, &no_file, &FlagOverrides::default())
+            .expect_err("replay without a file");
+        assert!(error.to_string().contains("gpu.replay_file"), "{error}");
+        let with_file = [
+            ("TALLY_GPU_MODE".to_owned(), "replay".to_owned()),
+            (
+                "TALLY_GPU_REPLAY_FILE".to_owned(),
+                "/tmp/h100.json".to_owned(),
+            ),
+        ];
+        let config =
+            AgentConfig::load(None, &with_file, &FlagOverrides::default()).expect("replay");
+        assert_eq!(config.gpu.mode, GpuMode::Replay);
+        assert_eq!(
+            config.gpu.replay_file,
+            Some(PathBuf::from("/tmp/h100.json"))
+        );
+        assert_eq!(AgentConfig::default().gpu.mode, GpuMode::Auto);
     }
 
     #[test]

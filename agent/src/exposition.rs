@@ -19,6 +19,7 @@ use tally_schema::catalog::{self, MetricDef, MetricKind, MetricUnit};
 use crate::snapshot::{ContainerSnapshot, Shared};
 use crate::sources::cgroups::discovery::Runtime;
 use crate::sources::cgroups::reader::CgroupStats;
+use crate::sources::gpu::GpuSnapshot;
 use crate::sources::host::{DISK_VALUES, DiskIo, Filesystem, INTERFACE_VALUES, Interface};
 use crate::sources::pods::workloads::{POD_FACT_SERIES, POD_FACT_VALUES};
 use crate::sources::volumes::VOLUME_VALUES;
@@ -639,8 +640,49 @@ impl Collector for SnapshotCollector {
                 .filter_map(|v| value(v).map(|x| (v.labels(node), x)));
             family(e, def, rows)?;
         }
-        Ok(())
+
+        // === GPUs ===
+        gpu_families(e, node, &snapshot.gpu)
     }
+}
+
+/// The GPU families: device points under the node, container points
+/// under the container's labels; each family written once.
+fn gpu_families(e: &mut DescriptorEncoder, node: &str, gpu: &GpuSnapshot) -> fmt::Result {
+    let mut defs: Vec<&MetricDef> = Vec::new();
+    let points = gpu
+        .node
+        .iter()
+        .chain(gpu.containers.iter().flat_map(|c| &c.points));
+    for point in points {
+        if !defs.iter().any(|d| d.base == point.def.base) {
+            defs.push(point.def);
+        }
+    }
+    for def in defs {
+        let device_rows = gpu.node.iter().filter(|p| p.def.base == def.base).map(|p| {
+            let mut pairs: Vec<Pair<'_>> = vec![("node", node)];
+            pairs.extend(p.attributes.iter().map(|(k, v)| (*k, v.as_str())));
+            (RenderedLabels::new(&pairs), p.value)
+        });
+        let container_rows = gpu.containers.iter().flat_map(|c| {
+            let values = c.identity.label_values(node);
+            c.points
+                .iter()
+                .filter(|p| p.def.base == def.base)
+                .map(move |p| {
+                    let mut pairs: Vec<Pair<'_>> = tally_schema::identity::CONTAINER_LABELS
+                        .iter()
+                        .copied()
+                        .zip(values.iter().copied())
+                        .collect();
+                    pairs.extend(p.attributes.iter().map(|(k, v)| (*k, v.as_str())));
+                    (RenderedLabels::new(&pairs), p.value)
+                })
+        });
+        family(e, def, device_rows.chain(container_rows))?;
+    }
+    Ok(())
 }
 
 fn fs_labels<'a>(node: &'a str, f: &'a Filesystem) -> [Pair<'a>; 4] {

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod export;
 pub mod exposition;
+pub mod gpu_check;
 pub mod runtime;
 pub mod server;
 pub mod snapshot;

@@ -12,7 +12,7 @@ use std::time::{Instant, SystemTime};
 
 use tokio::sync::{Notify, watch};
 
-use crate::config::{AgentConfig, KubernetesConfig, KubernetesMode};
+use crate::config::{AgentConfig, GpuMode, KubernetesConfig, KubernetesMode};
 use crate::export::batch::{self, Window, WindowHistograms};
 use crate::export::sender::{self, ExportStats, SenderConfig};
 use crate::export::spool::{Spool, SpoolError};
@@ -20,6 +20,7 @@ use crate::exposition::{self, Format};
 use crate::server;
 use crate::snapshot::{ContainerSnapshot, ExportTelemetry, Shared, Snapshot, resolve_identity};
 use crate::sources::cgroups::CgroupSource;
+use crate::sources::gpu::{BackendChoice, GpuSource};
 use crate::sources::host::HostSource;
 use crate::sources::pods::model::{PodStore, SharedPodStore};
 use crate::sources::pods::{self, KubeClient, KubeConfig, KubeError};
@@ -62,6 +63,7 @@ struct Sampler {
     host: HostSource,
     cgroups: Option<CgroupSource>,
     volumes: VolumeSource,
+    gpu: GpuSource,
     exporter: Option<Exporter>,
     process_start: SystemTime,
     last_export: SystemTime,
@@ -97,6 +99,18 @@ impl Sampler {
             }
         };
         let volumes = VolumeSource::new(&config.volumes.kubelet_root, Arc::clone(&health.volumes));
+        let choice = match (config.gpu.mode, &config.gpu.replay_file) {
+            (GpuMode::Off, _) => BackendChoice::Off,
+            (GpuMode::Replay, Some(path)) => BackendChoice::Replay(path.clone()),
+            // Validation refuses replay without a file.
+            (GpuMode::Replay, None) => BackendChoice::Off,
+            (GpuMode::Auto, _) => BackendChoice::Nvml,
+        };
+        let gpu = GpuSource::new(
+            choice,
+            config.host.proc_root.clone(),
+            Arc::clone(&health.gpu),
+        );
         let now = SystemTime::now();
         Self {
             config,
@@ -105,6 +119,7 @@ impl Sampler {
             host,
             cgroups,
             volumes,
+            gpu,
             exporter: None,
             process_start: now,
             last_export: now,
@@ -119,6 +134,13 @@ impl Sampler {
         }
         let host = self.host.collect();
         self.volumes.collect();
+        {
+            let pods = match self.pods.read() {
+                Ok(guard) => guard,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            self.gpu.collect(&pods);
+        }
         self.publish(Some(host));
     }
 
@@ -155,6 +177,7 @@ impl Sampler {
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         snapshot.pod_facts = pods.all_facts();
         snapshot.volumes = volumes::resolve(&pods, self.volumes.volumes());
+        snapshot.gpu = self.gpu.snapshot().clone();
         if let Some(cgroups) = &self.cgroups {
             snapshot.cgroups_by_runtime = cgroups.discovered_by_runtime().clone();
             snapshot.containers = cgroups
@@ -249,6 +272,7 @@ struct Health {
     cgroups: Arc<SourceHealth>,
     pods: Arc<SourceHealth>,
     volumes: Arc<SourceHealth>,
+    gpu: Arc<SourceHealth>,
     otlp: Arc<SourceHealth>,
 }
 
@@ -259,6 +283,7 @@ impl Health {
             cgroups: SourceHealth::new("cgroups"),
             pods: SourceHealth::new("pods"),
             volumes: SourceHealth::new("volumes"),
+            gpu: SourceHealth::new("gpu"),
             otlp: SourceHealth::new("otlp"),
         }
     }
@@ -301,6 +326,7 @@ pub fn collect_once(config: &AgentConfig, node_name: String) -> Result<String, A
             Arc::clone(&health.host),
             Arc::clone(&health.cgroups),
             Arc::clone(&health.volumes),
+            Arc::clone(&health.gpu),
         ],
     ));
     let pods: SharedPodStore = Arc::new(RwLock::new(PodStore::default()));
@@ -323,6 +349,7 @@ pub async fn run(
         Arc::clone(&health.host),
         Arc::clone(&health.cgroups),
         Arc::clone(&health.volumes),
+        Arc::clone(&health.gpu),
     ];
 
     let pod_watch = pod_client(&config.kubernetes)

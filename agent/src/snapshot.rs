@@ -11,6 +11,7 @@ use crate::export::sender::ExportCounts;
 use crate::export::spool::SpoolStats;
 use crate::sources::cgroups::discovery::Runtime;
 use crate::sources::cgroups::reader::CgroupStats;
+use crate::sources::gpu::GpuSnapshot;
 use crate::sources::host::HostStats;
 use crate::sources::pods::model::{PodInfo, PodStore};
 use crate::sources::pods::workloads::PodFacts;
@@ -65,6 +66,8 @@ pub struct Snapshot {
     pub cgroups_by_runtime: BTreeMap<Runtime, u64>,
     /// Pod volumes of the last full collection.
     pub volumes: Vec<PodVolume>,
+    /// GPU devices and per-container GPU use of the last full collection.
+    pub gpu: GpuSnapshot,
 }
 
 /// State shared by every reader of the agent.

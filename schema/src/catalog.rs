@@ -852,6 +852,86 @@ def!(
     "1 while the clocks are held down for the reason (NVML throttle reasons in snake case: gpu_idle, sw_power_cap, hw_slowdown, sw_thermal_slowdown, hw_thermal_slowdown, …), else 0."
 );
 def!(
+    GPU_TENSOR_ACTIVITY,
+    "tally_gpu_tensor_activity",
+    Gauge,
+    Ratio,
+    GPU_DEVICE,
+    "Share of time the tensor pipes were busy on a MIG instance (NVML GPM, Hopper and newer; DCGM_FI_PROF_PIPE_TENSOR_ACTIVE)."
+);
+def!(
+    GPU_PCIE_THROUGHPUT,
+    "tally_gpu_pcie_throughput",
+    Gauge,
+    Bytes,
+    &concat::<5>(GPU, &["direction"]),
+    "PCIe throughput in bytes per second over NVML's last 20 ms, by direction (tx, rx)."
+);
+def!(
+    GPU_PCIE_REPLAYS,
+    "tally_gpu_pcie_replays",
+    Counter,
+    None,
+    GPU,
+    "PCIe replays since the driver loaded (link errors corrected by retransmission)."
+);
+def!(
+    GPU_ECC_ERRORS,
+    "tally_gpu_ecc_errors",
+    Counter,
+    None,
+    &concat::<5>(GPU, &["type"]),
+    "ECC errors since the driver loaded, by type (corrected, uncorrected)."
+);
+def!(
+    GPU_RETIRED_PAGES,
+    "tally_gpu_retired_pages",
+    Gauge,
+    None,
+    GPU,
+    "Memory pages retired for ECC errors (before Ampere)."
+);
+def!(
+    GPU_REMAPPED_ROWS,
+    "tally_gpu_remapped_rows",
+    Gauge,
+    None,
+    GPU,
+    "Memory rows remapped for ECC errors (Ampere and newer)."
+);
+def!(
+    GPU_REMAP_PENDING,
+    "tally_gpu_remap_pending",
+    Gauge,
+    None,
+    GPU,
+    "1 while a row remapping waits for a GPU reset."
+);
+def!(
+    GPU_PERFORMANCE_STATE,
+    "tally_gpu_performance_state",
+    Gauge,
+    None,
+    GPU,
+    "Performance state, 0 (P0, fastest) to 15."
+);
+def!(
+    GPU_LOST,
+    "tally_gpu_lost",
+    Gauge,
+    None,
+    GPU,
+    "1 when the GPU fell off the bus (NVML GpuLost); nothing else is read from it until the agent restarts."
+);
+def!(
+    GPU_EVENTS,
+    "tally_gpu_events",
+    Counter,
+    None,
+    &concat::<6>(GPU, &["kind", "xid"]),
+    "NVML events since the agent started, by kind (xid, ecc_single_bit, ecc_double_bit, pstate, clock, power_source) and XID number for xid."
+);
+def!(
     CONTAINER_GPU_UTILIZATION,
     "tally_container_gpu_utilization",
     Gauge,
@@ -1198,6 +1278,16 @@ pub const CATALOG: &[MetricDef] = &[
     GPU_TEMPERATURE,
     GPU_CLOCK,
     GPU_THROTTLED,
+    GPU_TENSOR_ACTIVITY,
+    GPU_PCIE_THROUGHPUT,
+    GPU_PCIE_REPLAYS,
+    GPU_ECC_ERRORS,
+    GPU_RETIRED_PAGES,
+    GPU_REMAPPED_ROWS,
+    GPU_REMAP_PENDING,
+    GPU_PERFORMANCE_STATE,
+    GPU_LOST,
+    GPU_EVENTS,
     CONTAINER_GPU_UTILIZATION,
     CONTAINER_GPU_MEMORY_USED,
     MODEL_INFO,

@@ -22,6 +22,7 @@ use tally_schema::otlp::{self, ExportMetricsServiceRequest, string_attribute};
 use crate::exposition::CONTAINER_VALUES;
 use crate::snapshot::Snapshot;
 use crate::sources::cgroups::discovery::DiscoveredCgroup;
+use crate::sources::gpu::GpuPoint;
 use crate::sources::host::{DISK_VALUES, INTERFACE_VALUES};
 use crate::sources::pods::workloads::{POD_FACT_SERIES, POD_FACT_VALUES};
 use crate::sources::volumes::VOLUME_VALUES;
@@ -276,6 +277,49 @@ pub fn build_request(
         resource_metrics.push(otlp::resource_metrics(
             otlp::resource(attributes),
             metrics,
+            version,
+        ));
+    }
+    // GPU devices ride on the node resource (as filesystems do); each
+    // container's GPU use on the container's.
+    let gpu_metrics = |points: &[GpuPoint]| -> Vec<Metric> {
+        let mut defs: Vec<&MetricDef> = Vec::new();
+        for point in points {
+            if !defs.iter().any(|d| d.base == point.def.base) {
+                defs.push(point.def);
+            }
+        }
+        defs.into_iter()
+            .filter_map(|def| {
+                let rows = points
+                    .iter()
+                    .filter(|p| p.def.base == def.base)
+                    .map(|p| {
+                        let attributes = p
+                            .attributes
+                            .iter()
+                            .map(|(k, v)| string_attribute(k, v.clone()))
+                            .collect();
+                        (attributes, p.value)
+                    })
+                    .collect();
+                number(def, rows, window)
+            })
+            .collect()
+    };
+    if !snapshot.gpu.node.is_empty() {
+        resource_metrics.push(otlp::resource_metrics(
+            otlp::resource(node_attributes.clone()),
+            gpu_metrics(&snapshot.gpu.node),
+            version,
+        ));
+    }
+    for container in &snapshot.gpu.containers {
+        let mut attributes = node_attributes.clone();
+        attributes.extend(container.identity.resource_attributes());
+        resource_metrics.push(otlp::resource_metrics(
+            otlp::resource(attributes),
+            gpu_metrics(&container.points),
             version,
         ));
     }

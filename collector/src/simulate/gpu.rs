@@ -352,6 +352,14 @@ struct Families {
     temperature: Vec<NumberDataPoint>,
     clock: Vec<NumberDataPoint>,
     throttled: Vec<NumberDataPoint>,
+    tensor_activity: Vec<NumberDataPoint>,
+    pcie: Vec<NumberDataPoint>,
+    pcie_replays: Vec<NumberDataPoint>,
+    ecc: Vec<NumberDataPoint>,
+    remapped_rows: Vec<NumberDataPoint>,
+    remap_pending: Vec<NumberDataPoint>,
+    performance_state: Vec<NumberDataPoint>,
+    lost: Vec<NumberDataPoint>,
 }
 
 impl GpuNode {
@@ -391,6 +399,12 @@ impl GpuNode {
                 f.memory_utilization
                     .push(clock.point(at.clone(), utilization * (0.4 + rng.unit() * 0.3)));
                 f.memory_used.push(clock.point(at.clone(), used));
+                if device.sharing == "mig" {
+                    // GPM's tensor pipes: a share of the SM activity (no
+                    // draw, so no other series moves).
+                    f.tensor_activity
+                        .push(clock.point(at.clone(), utilization * 0.6));
+                }
                 f.memory_total.push(clock.point(at, device.memory));
                 activity += utilization * device.compute;
                 used_total += used;
@@ -445,6 +459,24 @@ impl GpuNode {
                     if on { 1.0 } else { 0.0 },
                 ));
             }
+            // Derived from the activity, without draws: PCIe traffic, a
+            // healthy error record, P0 when busy and P8 when idle.
+            for (direction, peak) in [("rx", 2e9), ("tx", 5e8)] {
+                f.pcie.push(clock.point(
+                    labels(&gpu.identity, &[("direction", direction)]),
+                    peak * activity,
+                ));
+            }
+            f.pcie_replays.push(clock.point(at.clone(), 0.0));
+            for kind in ["corrected", "uncorrected"] {
+                f.ecc
+                    .push(clock.point(labels(&gpu.identity, &[("type", kind)]), 0.0));
+            }
+            f.remapped_rows.push(clock.point(at.clone(), 0.0));
+            f.remap_pending.push(clock.point(at.clone(), 0.0));
+            f.performance_state
+                .push(clock.point(at.clone(), if idle { 8.0 } else { 0.0 }));
+            f.lost.push(clock.point(at.clone(), 0.0));
         }
         node_metrics.extend([
             otlp::gauge(&catalog::GPU_INFO, f.info),
@@ -458,6 +490,14 @@ impl GpuNode {
             otlp::gauge(&catalog::GPU_TEMPERATURE, f.temperature),
             otlp::gauge(&catalog::GPU_CLOCK, f.clock),
             otlp::gauge(&catalog::GPU_THROTTLED, f.throttled),
+            otlp::gauge(&catalog::GPU_TENSOR_ACTIVITY, f.tensor_activity),
+            otlp::gauge(&catalog::GPU_PCIE_THROUGHPUT, f.pcie),
+            otlp::cumulative_sum(&catalog::GPU_PCIE_REPLAYS, f.pcie_replays),
+            otlp::cumulative_sum(&catalog::GPU_ECC_ERRORS, f.ecc),
+            otlp::gauge(&catalog::GPU_REMAPPED_ROWS, f.remapped_rows),
+            otlp::gauge(&catalog::GPU_REMAP_PENDING, f.remap_pending),
+            otlp::gauge(&catalog::GPU_PERFORMANCE_STATE, f.performance_state),
+            otlp::gauge(&catalog::GPU_LOST, f.lost),
         ]);
         for (container, (utilization, memory)) in attributed {
             if let Some(metrics) = container_metrics.get_mut(container) {

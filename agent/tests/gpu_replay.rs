@@ -1,0 +1,428 @@
+//! The `gpu` source end to end over a replayed recording. NVML cannot run
+//! on machines without an NVIDIA GPU, so the backend is the replay of
+//! `tests/fixtures/gpu/documentation-h100-mig-timesliced.json`, written by
+//! hand from the NVML documentation (it says so in its `source`); the PID
+//! → container mapping reads real `/proc/<pid>/cgroup` files the test
+//! writes into a proc root of its own, and pods come from a real
+//! `PodStore`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tally_agent::sources::gpu::backend::GpuBackend;
+use tally_agent::sources::gpu::replay::ReplayBackend;
+use tally_agent::sources::gpu::{BackendChoice, GpuPoint, GpuSnapshot, GpuSource};
+use tally_agent::sources::pods::model::{PodContainer, PodInfo, PodStore};
+use tally_agent::telemetry::SourceHealth;
+
+const FIXTURE: &str = "tests/fixtures/gpu/documentation-h100-mig-timesliced.json";
+const TRAINER: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+const SERVER: &str = "2222222222222222222222222222222222222222222222222222222222222222";
+const NOTEBOOK_A: &str = "3333333333333333333333333333333333333333333333333333333333333333";
+const NOTEBOOK_B: &str = "4444444444444444444444444444444444444444444444444444444444444444";
+
+fn fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(FIXTURE)
+}
+
+fn uid(n: u8) -> String {
+    format!("{n:08x}-0000-4000-8000-000000000000")
+}
+
+/// A proc root with the cgroup files of the fixture's PIDs: four
+/// container processes (systemd and cgroupfs drivers) and a host daemon.
+fn proc_root() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let containers = [
+        (4100, 1, TRAINER, true),
+        (4200, 2, SERVER, false),
+        (5100, 3, NOTEBOOK_A, true),
+        (5200, 4, NOTEBOOK_B, false),
+    ];
+    for (pid, pod, id, systemd) in containers {
+        let text = if systemd {
+            format!(
+                "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice/cri-containerd-{id}.scope\n",
+                uid(pod).replace('-', "_")
+            )
+        } else {
+            format!("12:memory:/kubepods/burstable/pod{}/{id}\n", uid(pod))
+        };
+        std::fs::create_dir(dir.path().join(pid.to_string())).expect("pid dir");
+        std::fs::write(dir.path().join(pid.to_string()).join("cgroup"), text).expect("cgroup");
+    }
+    std::fs::create_dir(dir.path().join("900")).expect("pid dir");
+    std::fs::write(
+        dir.path().join("900/cgroup"),
+        "0::/system.slice/nvidia-persistenced.service\n",
+    )
+    .expect("cgroup");
+    dir
+}
+
+fn pods() -> PodStore {
+    let mut store = PodStore::default();
+    for (n, name, container, id) in [
+        (1, "trainer-0", "train", TRAINER),
+        (2, "qwen-1-5b-0", "vllm", SERVER),
+        (3, "notebook-a", "jupyter", NOTEBOOK_A),
+        (4, "notebook-b", "jupyter", NOTEBOOK_B),
+    ] {
+        store.upsert(PodInfo {
+            uid: uid(n),
+            namespace: "ml".into(),
+            name: name.into(),
+            phase: "Running".into(),
+            workload_kind: "Pod".into(),
+            workload_name: name.into(),
+            containers: vec![PodContainer {
+                name: container.into(),
+                container_id: id.into(),
+                ..PodContainer::default()
+            }],
+            ..PodInfo::default()
+        });
+    }
+    store
+}
+
+fn value(points: &[GpuPoint], family: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    points
+        .iter()
+        .find(|p| {
+            p.def.full_name() == family
+                && labels
+                    .iter()
+                    .all(|(k, v)| p.attributes.iter().any(|(pk, pv)| pk == k && pv == v))
+        })
+        .map(|p| p.value)
+}
+
+fn container<'a>(snapshot: &'a GpuSnapshot, pod: &str) -> &'a [GpuPoint] {
+    &snapshot
+        .containers
+        .iter()
+        .find(|c| c.identity.pod == pod)
+        .unwrap_or_else(|| panic!("{pod} has no GPU points: {snapshot:#?}"))
+        .points
+}
+
+const GPU0: &str = "GPU-5d1c0e6a-0000-4000-8000-000000000000";
+const GPU1: &str = "GPU-7e2d1f7b-0000-4000-8000-000000000001";
+
+#[test]
+fn every_family_mig_time_slicing_events_and_a_lost_gpu() {
+    let proc = proc_root();
+    let health = SourceHealth::new("gpu");
+    let backend = ReplayBackend::open(&fixture()).expect("fixture");
+    let mut source = GpuSource::with_backend(
+        Box::new(backend),
+        proc.path().to_path_buf(),
+        Arc::clone(&health),
+    );
+    let pods = pods();
+    source.collect(&pods);
+    assert!(health.is_up());
+    let first = source.snapshot().clone();
+    let node = &first.node;
+
+    // Whole GPU 1: every reading in the catalog's units.
+    let gpu1 = [("gpu_uuid", GPU1)];
+    assert_eq!(
+        value(node, "tally_gpu_utilization_ratio", &gpu1),
+        Some(0.64)
+    );
+    assert_eq!(
+        value(node, "tally_gpu_memory_utilization_ratio", &gpu1),
+        Some(0.23)
+    );
+    assert_eq!(value(node, "tally_gpu_power_watts", &gpu1), Some(250.0));
+    assert_eq!(
+        value(node, "tally_gpu_power_limit_watts", &gpu1),
+        Some(700.0)
+    );
+    assert_eq!(
+        value(node, "tally_gpu_energy_joules_total", &gpu1),
+        Some(800_000.0)
+    );
+    assert_eq!(
+        value(node, "tally_gpu_temperature_celsius", &gpu1),
+        Some(47.0)
+    );
+    assert_eq!(
+        value(
+            node,
+            "tally_gpu_clock_hertz",
+            &[("gpu_uuid", GPU1), ("clock", "sm")]
+        ),
+        Some(1.98e9)
+    );
+    assert_eq!(
+        value(
+            node,
+            "tally_gpu_throttled",
+            &[("gpu_uuid", GPU1), ("reason", "sw_power_cap")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            node,
+            "tally_gpu_throttled",
+            &[("gpu_uuid", GPU1), ("reason", "hw_slowdown")]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(
+            node,
+            "tally_gpu_pcie_throughput_bytes",
+            &[("gpu_uuid", GPU1), ("direction", "rx")]
+        ),
+        Some(2_097_152.0)
+    );
+    assert_eq!(
+        value(node, "tally_gpu_pcie_replays_total", &gpu1),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(
+            node,
+            "tally_gpu_ecc_errors_total",
+            &[("gpu_uuid", GPU0), ("type", "corrected")]
+        ),
+        Some(3.0)
+    );
+    assert_eq!(value(node, "tally_gpu_performance_state", &gpu1), Some(0.0));
+    assert_eq!(value(node, "tally_gpu_lost", &gpu1), Some(0.0));
+    assert_eq!(
+        value(
+            node,
+            "tally_gpu_info",
+            &[("gpu_uuid", GPU0), ("mig_mode", "enabled")]
+        ),
+        Some(1.0)
+    );
+
+    // MIG GPU 0: no device utilization (NVML refuses it), the instances'
+    // GPM readings instead.
+    let whole_gpu0 = node.iter().any(|p| {
+        p.def.base == "tally_gpu_utilization"
+            && p.attributes
+                .iter()
+                .any(|(k, v)| *k == "gpu_uuid" && v == GPU0)
+            && !p.attributes.iter().any(|(k, _)| *k == "mig_instance")
+    });
+    assert!(
+        !whole_gpu0,
+        "a MIG-enabled GPU has no utilization of its own"
+    );
+    let instance = [
+        ("gpu_uuid", GPU0),
+        ("mig_instance", "9"),
+        ("mig_profile", "1g.10gb"),
+    ];
+    assert_eq!(
+        value(node, "tally_gpu_utilization_ratio", &instance),
+        Some(0.12)
+    );
+    assert_eq!(
+        value(node, "tally_gpu_tensor_activity_ratio", &instance),
+        Some(0.05)
+    );
+    assert_eq!(
+        value(node, "tally_gpu_memory_total_bytes", &instance),
+        Some(10_200_000_000.0)
+    );
+
+    // A GPU whose getters all answered NotSupported: identity and `lost`
+    // only, no made-up zeros.
+    let bare: Vec<&str> = node
+        .iter()
+        .filter(|p| {
+            p.attributes
+                .iter()
+                .any(|(_, v)| v == "GPU-00000000-0000-4000-8000-0000000000ff")
+        })
+        .map(|p| p.def.base)
+        .collect();
+    assert_eq!(bare, ["tally_gpu_info", "tally_gpu_lost"]);
+
+    // Attribution: MIG, time-sliced, and no host process.
+    let trainer = container(&first, "trainer-0");
+    let on_gi1 = [
+        ("gpu_uuid", GPU0),
+        ("mig_instance", "1"),
+        ("sharing", "mig"),
+    ];
+    assert_eq!(
+        value(trainer, "tally_container_gpu_memory_used_bytes", &on_gi1),
+        Some(30_064_771_072.0)
+    );
+    assert_eq!(
+        value(trainer, "tally_container_gpu_utilization_ratio", &on_gi1),
+        Some(0.82)
+    );
+    let server = container(&first, "qwen-1-5b-0");
+    assert_eq!(
+        value(
+            server,
+            "tally_container_gpu_utilization_ratio",
+            &[("mig_profile", "1g.10gb")]
+        ),
+        Some(0.12)
+    );
+    let a = container(&first, "notebook-a");
+    let shared = [("gpu_uuid", GPU1), ("sharing", "time_sliced")];
+    // The newest of its two samples.
+    assert_eq!(
+        value(a, "tally_container_gpu_utilization_ratio", &shared),
+        Some(0.40)
+    );
+    assert_eq!(
+        value(a, "tally_container_gpu_memory_used_bytes", &shared),
+        Some(12_884_901_888.0)
+    );
+    let b = container(&first, "notebook-b");
+    assert_eq!(
+        value(b, "tally_container_gpu_utilization_ratio", &shared),
+        Some(0.20)
+    );
+    assert_eq!(
+        first.containers.len(),
+        4,
+        "the host daemon is not a container"
+    );
+    let identity = &first
+        .containers
+        .iter()
+        .find(|c| c.identity.pod == "notebook-b")
+        .expect("notebook-b")
+        .identity;
+    assert_eq!(
+        (identity.namespace.as_str(), identity.container.as_str()),
+        ("ml", "jupyter")
+    );
+
+    // Frame 2: the XID event is counted with its number; notebook B had
+    // no new utilization sample, so only its memory is reported.
+    source.collect(&pods);
+    let second = source.snapshot().clone();
+    assert_eq!(
+        value(
+            &second.node,
+            "tally_gpu_events_total",
+            &[("gpu_uuid", GPU1), ("kind", "xid"), ("xid", "79")]
+        ),
+        Some(1.0)
+    );
+    let b = container(&second, "notebook-b");
+    assert_eq!(value(b, "tally_container_gpu_utilization_ratio", &[]), None);
+    assert!(value(b, "tally_container_gpu_memory_used_bytes", &[]).is_some());
+
+    // Frame 3: GPU 1 fell off the bus; reported, the rest goes on, the
+    // event count stays.
+    source.collect(&pods);
+    let third = source.snapshot().clone();
+    assert_eq!(value(&third.node, "tally_gpu_lost", &gpu1), Some(1.0));
+    assert_eq!(value(&third.node, "tally_gpu_power_watts", &gpu1), None);
+    assert_eq!(
+        value(
+            &third.node,
+            "tally_gpu_energy_joules_total",
+            &[("gpu_uuid", GPU0)]
+        ),
+        Some(901_874.567)
+    );
+    assert_eq!(
+        value(&third.node, "tally_gpu_events_total", &[("kind", "xid")]),
+        Some(1.0)
+    );
+    assert!(third.containers.is_empty());
+    assert!(health.is_up());
+}
+
+#[test]
+fn a_process_gone_before_its_cgroup_is_read_is_counted_not_fatal() {
+    let empty = tempfile::tempdir().expect("tempdir");
+    let health = SourceHealth::new("gpu");
+    let backend = ReplayBackend::open(&fixture()).expect("fixture");
+    let mut source = GpuSource::with_backend(
+        Box::new(backend),
+        empty.path().to_path_buf(),
+        Arc::clone(&health),
+    );
+    source.collect(&PodStore::default());
+    assert!(health.is_up());
+    assert!(
+        health.error_count("pid_lookup") >= 5,
+        "every PID missed is counted"
+    );
+    assert!(source.snapshot().containers.is_empty());
+    assert!(!source.snapshot().node.is_empty());
+}
+
+#[test]
+fn a_broken_fixture_leaves_the_source_down_and_counted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("truncated.json");
+    let text = std::fs::read_to_string(fixture()).expect("fixture");
+    std::fs::write(&path, &text[..text.len() / 2]).expect("write");
+    let health = SourceHealth::new("gpu");
+    let mut source = GpuSource::new(
+        BackendChoice::Replay(path),
+        dir.path().to_path_buf(),
+        Arc::clone(&health),
+    );
+    source.collect(&PodStore::default());
+    assert!(!health.is_up());
+    assert_eq!(health.error_count("fixture"), 1);
+    assert!(!source.is_running());
+    // Not retried: a second collection changes nothing.
+    source.collect(&PodStore::default());
+    assert_eq!(health.error_count("fixture"), 1);
+}
+
+/// The real NVML path on this machine: no NVIDIA driver, so the node is a
+/// non-GPU node; the source is down, says so once, and counts no error.
+#[test]
+fn without_nvml_the_node_is_a_non_gpu_node() {
+    let health = SourceHealth::new("gpu");
+    let mut source = GpuSource::new(
+        BackendChoice::Nvml,
+        PathBuf::from("/proc"),
+        Arc::clone(&health),
+    );
+    source.collect(&PodStore::default());
+    if source.is_running() {
+        eprintln!(
+            "SKIP without_nvml_the_node_is_a_non_gpu_node: this machine has an NVIDIA driver"
+        );
+        return;
+    }
+    assert!(!health.is_up());
+    let errors: BTreeMap<String, u64> = health.snapshot().errors;
+    assert!(errors.is_empty(), "{errors:?}");
+    assert!(source.snapshot().node.is_empty());
+    source.collect(&PodStore::default());
+    assert!(!health.is_up());
+}
+
+/// The recording's frames are what the replay backend serves.
+#[test]
+fn the_fixture_replays_in_order() {
+    let mut backend = ReplayBackend::open(&fixture()).expect("fixture");
+    let times: Vec<u64> = (0..4)
+        .map(|_| backend.read().expect("frame").time_ms)
+        .collect();
+    assert_eq!(
+        times,
+        [
+            1_795_996_800_000,
+            1_795_996_801_000,
+            1_795_996_802_000,
+            1_795_996_803_000
+        ]
+    );
+}

@@ -19,17 +19,7 @@ const GPU_FIXTURE: &str = concat!(
 );
 
 fn query(prometheus: &str, promql: &str) -> Value {
-    let encoded: String = promql
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
-    let (status, body) =
-        common::http_get(&format!("{prometheus}/api/v1/query?query={encoded}")).expect("query");
-    assert_eq!(status, 200, "{body}");
-    serde_json::from_str(&body).expect("json")
+    common::prom_query(prometheus, promql)
 }
 
 #[test]
@@ -102,32 +92,8 @@ fn prometheus_scrapes_the_agent() {
         );
     }
 
-    let prom_port = common::free_port();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!("global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: tally\n    static_configs: [{{targets: ['{listen}']}}]\n"),
-    )
-    .expect("config");
-    let _prometheus = common::Running {
-        child: Command::new(prometheus_bin)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start prometheus"),
-        name: "prometheus",
-    };
-    let prom = format!("http://127.0.0.1:{prom_port}");
-    assert!(
-        common::wait_ready(&format!("{prom}/-/ready"), Duration::from_secs(30)),
-        "prometheus not ready"
-    );
+    let (_prometheus, prom) =
+        common::start_prometheus(&prometheus_bin, dir.path(), "tally", &listen);
 
     // The target is up and the container series are queryable.
     let deadline = Instant::now() + Duration::from_secs(30);

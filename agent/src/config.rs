@@ -132,6 +132,11 @@ pub struct GpuConfig {
     /// The recording served in `replay` mode.
     #[serde(default)]
     pub replay_file: Option<PathBuf>,
+    /// Also serve dcgm-exporter's names and labels on `/metrics`
+    /// (`DCGM_FI_DEV_GPU_UTIL`, …) so DCGM dashboards and alerts keep
+    /// working.
+    #[serde(default)]
+    pub dcgm_compatible: bool,
 }
 
 /// When to use the Kubernetes API.
@@ -334,6 +339,7 @@ impl Default for GpuConfig {
         Self {
             mode: default_gpu_mode(),
             replay_file: None,
+            dcgm_compatible: false,
         }
     }
 }
@@ -545,6 +551,10 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     (
         "gpu.replay_file",
         "A GPU recording (the JSON tally gpu-check writes) served in replay mode.",
+    ),
+    (
+        "gpu.dcgm_compatible",
+        "Also serve dcgm-exporter's names and labels on /metrics (DCGM_FI_DEV_GPU_UTIL, DCGM_FI_DEV_FB_USED, DCGM_FI_PROF_GR_ENGINE_ACTIVE, …; gpu, UUID, device, modelName, Hostname, namespace, pod, container) so DCGM dashboards and alerts keep working.",
     ),
     (
         "volumes.kubelet_root",

@@ -682,6 +682,20 @@ fn gpu_families(e: &mut DescriptorEncoder, node: &str, gpu: &GpuSnapshot) -> fmt
         });
         family(e, def, device_rows.chain(container_rows))?;
     }
+    // dcgm-exporter's names, when enabled: their own label sets.
+    let mut dcgm_defs: Vec<&MetricDef> = Vec::new();
+    for point in &gpu.dcgm {
+        if !dcgm_defs.iter().any(|d| d.base == point.def.base) {
+            dcgm_defs.push(point.def);
+        }
+    }
+    for def in dcgm_defs {
+        let rows = gpu.dcgm.iter().filter(|p| p.def.base == def.base).map(|p| {
+            let pairs: Vec<Pair<'_>> = p.labels.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            (RenderedLabels::new(&pairs), p.value)
+        });
+        family(e, def, rows)?;
+    }
     Ok(())
 }
 

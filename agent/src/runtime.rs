@@ -106,11 +106,14 @@ impl Sampler {
             (GpuMode::Replay, None) => BackendChoice::Off,
             (GpuMode::Auto, _) => BackendChoice::Nvml,
         };
-        let gpu = GpuSource::new(
+        let mut gpu = GpuSource::new(
             choice,
             config.host.proc_root.clone(),
             Arc::clone(&health.gpu),
         );
+        if config.gpu.dcgm_compatible {
+            gpu = gpu.with_dcgm_names(shared.node_name.clone());
+        }
         let now = SystemTime::now();
         Self {
             config,

@@ -426,3 +426,93 @@ fn the_fixture_replays_in_order() {
         ]
     );
 }
+
+/// dcgm-exporter's names from the same frame: DCGM units, dcgm-exporter's
+/// labels, pod labels where one container uses a GPU or MIG instance, one
+/// series per pod on the time-sliced GPU.
+#[test]
+fn dcgm_names_carry_dcgm_units_and_pods() {
+    let proc = proc_root();
+    let health = SourceHealth::new("gpu");
+    let backend = ReplayBackend::open(&fixture()).expect("fixture");
+    let mut source = GpuSource::with_backend(Box::new(backend), proc.path().to_path_buf(), health)
+        .with_dcgm_names("gpu-node-1".into());
+    source.collect(&pods());
+    let dcgm = &source.snapshot().dcgm;
+    let find = |name: &str, labels: &[(&str, &str)]| -> Vec<f64> {
+        dcgm.iter()
+            .filter(|p| {
+                p.def.base == name
+                    && labels
+                        .iter()
+                        .all(|(k, v)| p.labels.iter().any(|(pk, pv)| pk == k && pv == v))
+            })
+            .map(|p| p.value)
+            .collect()
+    };
+    // Units: °C, W, MHz, mJ, MiB, percent.
+    assert_eq!(find("DCGM_FI_DEV_GPU_TEMP", &[("gpu", "1")]), [47.0]);
+    assert_eq!(find("DCGM_FI_DEV_POWER_USAGE", &[("gpu", "1")]), [250.0]);
+    assert_eq!(find("DCGM_FI_DEV_SM_CLOCK", &[("gpu", "1")]), [1980.0]);
+    assert_eq!(
+        find("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", &[("gpu", "1")]),
+        [800_000_000.0]
+    );
+    // The time-sliced GPU: per-pod utilization and memory, no device-wide
+    // series of those two.
+    assert_eq!(
+        find(
+            "DCGM_FI_DEV_GPU_UTIL",
+            &[("gpu", "1"), ("pod", "notebook-a")]
+        ),
+        [40.0]
+    );
+    assert_eq!(find("DCGM_FI_DEV_GPU_UTIL", &[("gpu", "1")]).len(), 2);
+    assert_eq!(
+        find(
+            "DCGM_FI_DEV_FB_USED",
+            &[("gpu", "1"), ("pod", "notebook-b")]
+        ),
+        [8_053_063_680.0 / 1_048_576.0]
+    );
+    // MIG instance 1 belongs to the trainer alone: its pod on every series.
+    let tensor = dcgm
+        .iter()
+        .find(|p| {
+            p.def.base == "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE"
+                && p.labels.iter().any(|(k, v)| *k == "GPU_I_ID" && v == "1")
+        })
+        .expect("tensor activity of GI 1");
+    let names: Vec<&str> = tensor.labels.iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        names,
+        [
+            "gpu",
+            "UUID",
+            "pci_bus_id",
+            "device",
+            "modelName",
+            "GPU_I_PROFILE",
+            "GPU_I_ID",
+            "Hostname",
+            "DCGM_FI_DRIVER_VERSION",
+            "container",
+            "namespace",
+            "pod"
+        ]
+    );
+    assert!(tensor.labels.contains(&("pod", "trainer-0".to_owned())));
+    assert!(
+        tensor
+            .labels
+            .contains(&("Hostname", "gpu-node-1".to_owned()))
+    );
+    assert_eq!(tensor.value, 0.55);
+    // No GPU_UTIL for a MIG-enabled GPU (NVML has none); its instances
+    // report DCGM_FI_PROF_GR_ENGINE_ACTIVE.
+    assert!(find("DCGM_FI_DEV_GPU_UTIL", &[("gpu", "0")]).is_empty());
+    assert_eq!(
+        find("DCGM_FI_PROF_GR_ENGINE_ACTIVE", &[("GPU_I_ID", "9")]),
+        [0.12]
+    );
+}

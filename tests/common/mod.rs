@@ -215,3 +215,50 @@ pub fn venv_peer(name: &str, test: &str) -> Option<PathBuf> {
     eprintln!("SKIP {test}: run scripts/install-test-peers.sh to install {name}");
     None
 }
+
+/// A real Prometheus (`binary`) scraping `target` as job `job` every
+/// second, its data under `dir`; returns it and its base URL once ready.
+pub fn start_prometheus(binary: &Path, dir: &Path, job: &str, target: &str) -> (Running, String) {
+    let port = free_port();
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!("global: {{scrape_interval: 1s, evaluation_interval: 1s}}\nscrape_configs:\n  - job_name: {job}\n    static_configs: [{{targets: ['{target}']}}]\n"),
+    )
+    .expect("prometheus config");
+    let running = Running {
+        child: Command::new(binary)
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start prometheus"),
+        name: "prometheus",
+    };
+    let url = format!("http://127.0.0.1:{port}");
+    assert!(
+        wait_ready(&format!("{url}/-/ready"), Duration::from_secs(30)),
+        "prometheus not ready"
+    );
+    (running, url)
+}
+
+/// An instant PromQL query's JSON answer.
+pub fn prom_query(prometheus: &str, promql: &str) -> serde_json::Value {
+    let encoded: String = promql
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let (status, body) =
+        http_get(&format!("{prometheus}/api/v1/query?query={encoded}")).expect("query");
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).expect("json")
+}

@@ -13,6 +13,7 @@
 
 pub mod attribution;
 pub mod backend;
+pub mod dcgm;
 pub mod nvml;
 pub mod readings;
 pub mod replay;
@@ -72,6 +73,9 @@ pub struct GpuSnapshot {
     pub node: Vec<GpuPoint>,
     /// Container families.
     pub containers: Vec<ContainerGpuPoints>,
+    /// dcgm-exporter-compatible families (on `/metrics` only), when
+    /// enabled.
+    pub dcgm: Vec<dcgm::DcgmPoint>,
 }
 
 /// Where readings come from.
@@ -100,6 +104,8 @@ pub struct GpuSource {
     /// Events counted since start, by (GPU UUID, kind, XID).
     events: BTreeMap<(String, String, String), u64>,
     latest: GpuSnapshot,
+    /// The node's host name when dcgm-exporter names are wanted too.
+    dcgm_hostname: Option<String>,
 }
 
 impl GpuSource {
@@ -115,7 +121,14 @@ impl GpuSource {
             pids: PidMap::new(&proc_root),
             events: BTreeMap::new(),
             latest: GpuSnapshot::default(),
+            dcgm_hostname: None,
         }
+    }
+
+    /// Also renders dcgm-exporter's names, with `Hostname` = `hostname`.
+    pub fn with_dcgm_names(mut self, hostname: String) -> Self {
+        self.dcgm_hostname = Some(hostname);
+        self
     }
 
     /// A source over an already built backend (tests).
@@ -130,6 +143,7 @@ impl GpuSource {
             pids: PidMap::new(&proc_root),
             events: BTreeMap::new(),
             latest: GpuSnapshot::default(),
+            dcgm_hostname: None,
         }
     }
 
@@ -260,6 +274,9 @@ impl GpuSource {
                 ContainerGpuPoints { identity, points }
             })
             .collect();
+        if let Some(hostname) = &self.dcgm_hostname {
+            snapshot.dcgm = dcgm::translate(&snapshot, hostname);
+        }
         snapshot
     }
 

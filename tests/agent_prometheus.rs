@@ -197,6 +197,19 @@ fn prometheus_scrapes_the_agent() {
 
     // Outside a cluster the agent says once that pod identity is missing.
     let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    // The recording's XID 79 is a structured log record of its own.
+    let xid = log_text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|r| r["message"] == "gpu event")
+        .unwrap_or_else(|| panic!("no gpu event record: {log_text}"));
+    assert_eq!(xid["level"], "WARN", "{xid}");
+    assert_eq!(xid["kind"], "xid", "{xid}");
+    assert_eq!(xid["data"], 79, "{xid}");
+    assert_eq!(
+        xid["gpu_uuid"], "GPU-7e2d1f7b-0000-4000-8000-000000000001",
+        "{xid}"
+    );
     assert_eq!(
         log_text.matches("pod identity unavailable").count(),
         1,

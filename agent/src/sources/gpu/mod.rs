@@ -214,6 +214,31 @@ impl GpuSource {
             } else {
                 String::new()
             };
+            // Each event is also a structured log record of its own (XID
+            // and double-bit ECC errors are what operators page on).
+            let gpu_index = frame
+                .devices
+                .iter()
+                .find(|d| d.uuid == event.uuid)
+                .map(|d| d.index);
+            match event.kind.as_str() {
+                "xid" | "ecc_double_bit" => tracing::warn!(
+                    gpu_uuid = %event.uuid,
+                    gpu_index,
+                    kind = %event.kind,
+                    data = event.data,
+                    time_ms = event.time_ms,
+                    "gpu event"
+                ),
+                _ => tracing::info!(
+                    gpu_uuid = %event.uuid,
+                    gpu_index,
+                    kind = %event.kind,
+                    data = event.data,
+                    time_ms = event.time_ms,
+                    "gpu event"
+                ),
+            }
             *self
                 .events
                 .entry((event.uuid.clone(), event.kind.clone(), xid))

@@ -515,4 +515,17 @@ fn dcgm_names_carry_dcgm_units_and_pods() {
         find("DCGM_FI_PROF_GR_ENGINE_ACTIVE", &[("GPU_I_ID", "9")]),
         [0.12]
     );
+    // The last XID per GPU: none yet, then frame 2's 79 on GPU 1.
+    assert_eq!(find("DCGM_FI_DEV_XID_ERRORS", &[("gpu", "1")]), [0.0]);
+    source.collect(&pods());
+    let dcgm = &source.snapshot().dcgm;
+    let xid: Vec<f64> = dcgm
+        .iter()
+        .filter(|p| {
+            p.def.base == "DCGM_FI_DEV_XID_ERRORS"
+                && p.labels.iter().any(|(k, v)| *k == "gpu" && v == "1")
+        })
+        .map(|p| p.value)
+        .collect();
+    assert_eq!(xid, [79.0]);
 }

@@ -14,6 +14,8 @@
 //! series per pod (dcgm-exporter does this only with
 //! `--kubernetes-virtual-gpus`), and MIG instances carry their own pods.
 
+use std::collections::BTreeMap;
+
 use tally_schema::catalog::{Exposure, MetricDef, MetricKind, MetricUnit};
 
 use super::{GpuPoint, GpuSnapshot};
@@ -66,6 +68,11 @@ pub const PIPE_TENSOR_ACTIVE: MetricDef = gauge(
     "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
     "Ratio of cycles the tensor (HMMA) pipe is active.",
 );
+/// `DCGM_FI_DEV_XID_ERRORS`.
+pub const XID_ERRORS: MetricDef = gauge(
+    "DCGM_FI_DEV_XID_ERRORS",
+    "Value of the last XID error encountered.",
+);
 /// `DCGM_FI_PROF_DRAM_ACTIVE`.
 pub const DRAM_ACTIVE: MetricDef = gauge(
     "DCGM_FI_PROF_DRAM_ACTIVE",
@@ -106,8 +113,13 @@ type DeviceKey = (String, String);
 /// A container: name, namespace, pod.
 type Who<'a> = (&'a str, &'a str, &'a str);
 
-/// The DCGM families of `snapshot` on node `hostname`.
-pub fn translate(snapshot: &GpuSnapshot, hostname: &str) -> Vec<DcgmPoint> {
+/// The DCGM families of `snapshot` on node `hostname`; `last_xid` is the
+/// last XID number seen per GPU UUID since the agent started.
+pub fn translate(
+    snapshot: &GpuSnapshot,
+    hostname: &str,
+    last_xid: &BTreeMap<String, u64>,
+) -> Vec<DcgmPoint> {
     // Identity of each GPU from its info point: PCI bus id and driver.
     let info: Vec<&GpuPoint> = snapshot
         .node
@@ -211,6 +223,11 @@ pub fn translate(snapshot: &GpuSnapshot, hostname: &str) -> Vec<DcgmPoint> {
             },
             "tally_gpu_pcie_replays" => push(&PCIE_REPLAY, labels(), v),
             "tally_gpu_tensor_activity" => push(&PIPE_TENSOR_ACTIVE, labels(), v),
+            // Every GPU's last XID (0: none seen), as DCGM keeps it.
+            "tally_gpu_info" => {
+                let xid = last_xid.get(&key.0).copied().unwrap_or(0);
+                push(&XID_ERRORS, labels_of(point, None), xid as f64);
+            }
             _ => {}
         }
     }

@@ -106,6 +106,8 @@ pub struct GpuSource {
     latest: GpuSnapshot,
     /// The node's host name when dcgm-exporter names are wanted too.
     dcgm_hostname: Option<String>,
+    /// The last XID number seen per GPU UUID (DCGM's XID gauge).
+    last_xid: BTreeMap<String, u64>,
 }
 
 impl GpuSource {
@@ -122,6 +124,7 @@ impl GpuSource {
             events: BTreeMap::new(),
             latest: GpuSnapshot::default(),
             dcgm_hostname: None,
+            last_xid: BTreeMap::new(),
         }
     }
 
@@ -144,6 +147,7 @@ impl GpuSource {
             events: BTreeMap::new(),
             latest: GpuSnapshot::default(),
             dcgm_hostname: None,
+            last_xid: BTreeMap::new(),
         }
     }
 
@@ -210,6 +214,7 @@ impl GpuSource {
         let mut snapshot = GpuSnapshot::default();
         for event in &frame.events {
             let xid = if event.kind == "xid" {
+                self.last_xid.insert(event.uuid.clone(), event.data);
                 event.data.to_string()
             } else {
                 String::new()
@@ -300,7 +305,7 @@ impl GpuSource {
             })
             .collect();
         if let Some(hostname) = &self.dcgm_hostname {
-            snapshot.dcgm = dcgm::translate(&snapshot, hostname);
+            snapshot.dcgm = dcgm::translate(&snapshot, hostname, &self.last_xid);
         }
         snapshot
     }

@@ -164,14 +164,20 @@ pub fn translate(
             users.push((device_key(point), who, point));
         }
     }
+    // The containers on each device, once (not a scan per point).
+    let mut pods_on: BTreeMap<&DeviceKey, Vec<Who<'_>>> = BTreeMap::new();
+    for (key, who, _) in &users {
+        let pods = pods_on.entry(key).or_default();
+        if pods.last() != Some(who) {
+            pods.push(*who);
+        }
+    }
+    let used = |key: &DeviceKey| pods_on.contains_key(key);
     let sole_user = |key: &DeviceKey| {
-        let mut pods: Vec<Who<'_>> = users
-            .iter()
-            .filter(|(k, ..)| k == key)
-            .map(|(_, who, _)| *who)
-            .collect();
-        pods.dedup();
-        (pods.len() == 1).then(|| pods[0])
+        pods_on
+            .get(key)
+            .filter(|pods| pods.len() == 1)
+            .map(|pods| pods[0])
     };
     let mut out = Vec::new();
     let mut push = |def: &'static MetricDef, labels, value: f64| {
@@ -191,7 +197,7 @@ pub fn translate(
         let v = point.value;
         match point.def.base {
             "tally_gpu_utilization" => {
-                let shared = pod.is_none() && users.iter().any(|(k, ..)| *k == key);
+                let shared = pod.is_none() && used(&key);
                 if !shared && key.1.is_empty() {
                     push(&GPU_UTIL, labels(), v * 100.0);
                 }
@@ -205,7 +211,7 @@ pub fn translate(
                 }
             }
             "tally_gpu_memory_used" => {
-                let shared = pod.is_none() && users.iter().any(|(k, ..)| *k == key);
+                let shared = pod.is_none() && used(&key);
                 if !shared {
                     push(&FB_USED, labels(), v / MIB);
                 }

@@ -142,12 +142,7 @@ impl GpuSource {
     ) -> Self {
         Self {
             state: State::Running(backend),
-            health,
-            pids: PidMap::new(&proc_root),
-            events: BTreeMap::new(),
-            latest: GpuSnapshot::default(),
-            dcgm_hostname: None,
-            last_xid: BTreeMap::new(),
+            ..Self::new(BackendChoice::Off, proc_root, health)
         }
     }
 

@@ -199,6 +199,104 @@ fn agent_to_collector_and_the_api() {
     );
 }
 
+/// The agent names its GPU families by the OpenTelemetry hardware
+/// conventions (`export.gpu_names: semconv`, `hw.gpu.utilization` with
+/// `hw.id`…); the collector files them under Tally's names and labels, so
+/// the API and the analyzer see the same series as with Tally's names. The
+/// GPUs are a replayed recording written from the NVML documentation (no
+/// GPU on CI machines).
+#[test]
+fn semconv_gpu_names_land_as_tally_families() {
+    const GPU1: &str = "GPU-7e2d1f7b-0000-4000-8000-000000000001";
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_collector, port) = common::ready_collector(dir.path());
+    let listen = format!("127.0.0.1:{}", common::free_port());
+    let _agent = common::start_agent(
+        &[
+            "--listen",
+            &listen,
+            "--collector",
+            &format!("http://127.0.0.1:{port}"),
+        ],
+        &[
+            ("TALLY_CGROUPS_ROOT", dir.path().to_str().expect("utf8")),
+            (
+                "TALLY_SPOOL_DIR",
+                dir.path().join("spool").to_str().expect("utf8"),
+            ),
+            ("TALLY_SAMPLING_INTERVAL", "100ms"),
+            ("TALLY_SAMPLING_EXPORT_INTERVAL", "500ms"),
+            ("TALLY_NODE_NAME", "gpu-node"),
+            ("TALLY_GPU_MODE", "replay"),
+            (
+                "TALLY_GPU_REPLAY_FILE",
+                concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/agent/tests/fixtures/gpu/documentation-h100-steady.json"
+                ),
+            ),
+            ("TALLY_EXPORT_GPU_NAMES", "semconv"),
+        ],
+        &dir.path().join("agent.log"),
+    );
+    let query = |metric: &str, labels: &str| {
+        api(
+            port,
+            &format!("/api/v1/query?metric={metric}&stat=max&window=1h{labels}"),
+        )
+    };
+    let gpu1 = format!("&label.gpu_uuid={GPU1}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let utilization = loop {
+        let answer = query("tally_gpu_utilization_ratio", &gpu1);
+        if !answer["results"][0]["value"].is_null() {
+            break answer;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no GPU utilization: {answer}; agent log: {}",
+            std::fs::read_to_string(dir.path().join("agent.log")).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // The recording's 64 % under Tally's name, labels and units.
+    let labels = &utilization["results"][0]["labels"];
+    assert_eq!(utilization["results"][0]["value"], 0.64, "{utilization}");
+    assert_eq!(labels["gpu_model"], "NVIDIA H100 80GB HBM3", "{labels}");
+    assert_eq!(labels["gpu_index"], "1", "{labels}");
+    assert_eq!(labels["k8s.node.name"], "gpu-node", "{labels}");
+    for convention in ["hw.id", "hw.type", "hw.gpu.task", "hw.model"] {
+        assert!(labels[convention].is_null(), "{convention} kept: {labels}");
+    }
+    let power = query("tally_gpu_power_watts", &gpu1);
+    assert_eq!(power["results"][0]["value"], 250.0, "{power}");
+    let memory = query("tally_gpu_memory_total_bytes", &gpu1);
+    assert!(
+        memory["results"][0]["value"]
+            .as_f64()
+            .is_some_and(|v| v > 0.0),
+        "{memory}"
+    );
+    // A counter: `hw.errors` with `error.type` is Tally's ECC counter by type.
+    let ecc = api(
+        port,
+        "/api/v1/series?metric=tally_gpu_ecc_errors_total&label.gpu_uuid=GPU-5d1c0e6a-0000-4000-8000-000000000000&label.type=corrected",
+    );
+    assert_eq!(ecc["series"][0]["kind"], "counter", "{ecc}");
+    // Families without a convention keep Tally's name on the wire.
+    let clock = query("tally_gpu_clock_hertz", &gpu1);
+    assert!(!clock["results"][0].is_null(), "{clock}");
+    // Nothing is left under the conventions' names.
+    for name in ["hw.gpu.utilization", "hw.power", "hw.gpu.memory.limit"] {
+        let left = api(port, &format!("/api/v1/series?metric={name}"));
+        assert_eq!(
+            left["series"].as_array().map(Vec::len),
+            Some(0),
+            "{name}: {left}"
+        );
+    }
+}
+
 #[test]
 fn acknowledged_data_survives_sigkill() {
     let dir = tempfile::tempdir().expect("tempdir");

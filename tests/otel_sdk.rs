@@ -1,6 +1,7 @@
 //! The real OpenTelemetry Python SDK (installed by
 //! `scripts/install-test-peers.sh` into `.venv-peers`) sends metrics and
-//! logs to `tally collector`; the test reads them back through the API.
+//! logs to `tally collector`; the test reads them back through the API,
+//! GPU readings named by the OpenTelemetry hardware conventions included.
 
 mod common;
 
@@ -50,6 +51,23 @@ fn python_sdk_metrics_and_logs_round_trip() {
     assert_eq!(latency["results"][0]["value"], 0.4, "{latency}");
     let temperature = api(port, "/api/v1/series?metric=temperature");
     assert_eq!(temperature["series"][0]["latest"], 42.5, "{temperature}");
+    // The conventions' GPU names are filed under Tally's; another
+    // component's hw.power keeps its name.
+    let gpu = api(port, "/api/v1/series?metric=tally_gpu_utilization_ratio");
+    assert_eq!(gpu["series"][0]["latest"], 0.42, "{gpu}");
+    assert_eq!(gpu["series"][0]["labels"]["gpu_uuid"], "GPU-sdk", "{gpu}");
+    assert_eq!(
+        gpu["series"][0]["labels"]["gpu_model"], "NVIDIA L4",
+        "{gpu}"
+    );
+    let gpu_power = api(port, "/api/v1/series?metric=tally_gpu_power_watts");
+    assert_eq!(gpu_power["series"][0]["latest"], 61.5, "{gpu_power}");
+    let psu = api(port, "/api/v1/series?metric=hw.power");
+    assert_eq!(psu["series"].as_array().map(Vec::len), Some(1), "{psu}");
+    assert_eq!(
+        psu["series"][0]["labels"]["hw.type"], "power_supply",
+        "{psu}"
+    );
     let logs = api(port, "/api/v1/logs?limit=10");
     let records = logs["records"].as_array().cloned().unwrap_or_default();
     let record = records

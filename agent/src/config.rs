@@ -207,6 +207,24 @@ pub struct ExportConfig {
     /// the built-in web PKI roots.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// OTLP names of the GPU families that have an OpenTelemetry
+    /// semantic convention: `tally` (`tally_gpu_utilization_ratio`, one
+    /// name end to end) or `semconv` (`hw.gpu.utilization`, `hw.power`…
+    /// with `hw.id`, for OTLP backends built on the conventions). Tally's
+    /// collector reads both.
+    #[serde(default = "default_gpu_names")]
+    pub gpu_names: GpuNames,
+}
+
+/// How GPU families are named over OTLP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GpuNames {
+    /// The catalog's names, as on `/metrics`.
+    Tally,
+    /// OpenTelemetry hardware semantic conventions where one exists
+    /// (`tally_schema::semconv`), the catalog's names elsewhere.
+    Semconv,
 }
 
 /// Log output format.
@@ -277,6 +295,9 @@ fn default_export_timeout() -> Duration {
 }
 fn default_max_backoff() -> Duration {
     Duration::from_secs(30)
+}
+fn default_gpu_names() -> GpuNames {
+    GpuNames::Tally
 }
 fn default_log_format() -> LogFormat {
     LogFormat::Auto
@@ -369,6 +390,7 @@ impl Default for ExportConfig {
             max_backoff: default_max_backoff(),
             token_file: None,
             ca_file: None,
+            gpu_names: default_gpu_names(),
         }
     }
 }
@@ -580,6 +602,10 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     (
         "export.ca_file",
         "PEM CA bundle trusted for an https:// collector, besides the built-in web PKI roots (for a cluster CA or a self-signed collector).",
+    ),
+    (
+        "export.gpu_names",
+        "OTLP names of the GPU families with an OpenTelemetry hardware convention: tally (tally_gpu_utilization_ratio, as on /metrics) or semconv (hw.gpu.utilization, hw.power, hw.energy… with hw.id, for OTLP backends built on the conventions). The collector reads both.",
     ),
     (
         "log.format",

@@ -235,6 +235,7 @@ impl Sampler {
             histograms,
             &window,
             self.shared.version,
+            self.config.export.gpu_names,
         );
         let payload = match batch::encode_gzip(&request) {
             Ok(payload) => payload,

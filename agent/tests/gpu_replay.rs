@@ -529,3 +529,284 @@ fn dcgm_names_carry_dcgm_units_and_pods() {
         .collect();
     assert_eq!(xid, [79.0]);
 }
+
+/// One collection of the fixture's first frame after `edit`.
+fn collect_edited(edit: impl FnOnce(&mut serde_json::Value)) -> (GpuSnapshot, Arc<SourceHealth>) {
+    let text = std::fs::read_to_string(fixture()).expect("fixture");
+    let mut recording: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let first = recording["frames"][0].clone();
+    recording["frames"] = serde_json::json!([first]);
+    // Pre-Ampere retired pages too, so that reading has a series to lose.
+    recording["frames"][0]["devices"][1]["retired_pages"] = serde_json::json!(0);
+    edit(&mut recording);
+    let backend = ReplayBackend::from_json(&fixture(), &recording.to_string()).expect("replay");
+    let proc = proc_root();
+    let health = SourceHealth::new("gpu");
+    let mut source = GpuSource::with_backend(
+        Box::new(backend),
+        proc.path().to_path_buf(),
+        Arc::clone(&health),
+    );
+    source.collect(&pods());
+    (source.snapshot().clone(), health)
+}
+
+/// A node point as (family, sorted labels), for set comparisons.
+fn keys(points: &[GpuPoint]) -> std::collections::BTreeSet<(String, Vec<(String, String)>)> {
+    points
+        .iter()
+        .map(|p| {
+            let mut labels: Vec<(String, String)> = p
+                .attributes
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect();
+            labels.sort();
+            (p.def.full_name(), labels)
+        })
+        .collect()
+}
+
+/// NVML may answer `NotSupported` (or `NoPermission`) for any getter on
+/// some SKU or in MIG mode. Each reading, missing alone, loses exactly its
+/// own series: the cycle succeeds, no error is counted, every other
+/// series of every GPU is unchanged. Recorded data, edited per case.
+#[test]
+fn each_unsupported_reading_loses_only_its_own_series() {
+    let (baseline, health) = collect_edited(|_| {});
+    assert!(health.is_up());
+    let baseline_keys = keys(&baseline.node);
+    // (GPU index, MIG instance position or none, field, family, labels the
+    // lost series carry beyond the GPU's).
+    type Case = (
+        usize,
+        Option<usize>,
+        &'static str,
+        &'static str,
+        &'static [(&'static str, &'static str)],
+    );
+    let cases: &[Case] = &[
+        (
+            1,
+            None,
+            "utilization_gpu_percent",
+            "tally_gpu_utilization_ratio",
+            &[],
+        ),
+        (
+            1,
+            None,
+            "utilization_memory_percent",
+            "tally_gpu_memory_utilization_ratio",
+            &[],
+        ),
+        (
+            1,
+            None,
+            "memory_used_bytes",
+            "tally_gpu_memory_used_bytes",
+            &[],
+        ),
+        (
+            1,
+            None,
+            "memory_total_bytes",
+            "tally_gpu_memory_total_bytes",
+            &[],
+        ),
+        (1, None, "power_milliwatts", "tally_gpu_power_watts", &[]),
+        (
+            1,
+            None,
+            "power_limit_milliwatts",
+            "tally_gpu_power_limit_watts",
+            &[],
+        ),
+        (
+            1,
+            None,
+            "energy_millijoules",
+            "tally_gpu_energy_joules_total",
+            &[],
+        ),
+        (
+            1,
+            None,
+            "temperature_celsius",
+            "tally_gpu_temperature_celsius",
+            &[],
+        ),
+        (
+            1,
+            None,
+            "sm_clock_mhz",
+            "tally_gpu_clock_hertz",
+            &[("clock", "sm")],
+        ),
+        (
+            1,
+            None,
+            "memory_clock_mhz",
+            "tally_gpu_clock_hertz",
+            &[("clock", "memory")],
+        ),
+        (1, None, "throttle_reasons", "tally_gpu_throttled", &[]),
+        (
+            1,
+            None,
+            "pcie_tx_bytes_per_second",
+            "tally_gpu_pcie_throughput_bytes",
+            &[("direction", "tx")],
+        ),
+        (
+            1,
+            None,
+            "pcie_rx_bytes_per_second",
+            "tally_gpu_pcie_throughput_bytes",
+            &[("direction", "rx")],
+        ),
+        (1, None, "pcie_replays", "tally_gpu_pcie_replays_total", &[]),
+        (
+            1,
+            None,
+            "ecc_corrected",
+            "tally_gpu_ecc_errors_total",
+            &[("type", "corrected")],
+        ),
+        (
+            1,
+            None,
+            "ecc_uncorrected",
+            "tally_gpu_ecc_errors_total",
+            &[("type", "uncorrected")],
+        ),
+        (1, None, "retired_pages", "tally_gpu_retired_pages", &[]),
+        (1, None, "remapped_rows", "tally_gpu_remapped_rows", &[]),
+        (1, None, "remap_pending", "tally_gpu_remap_pending", &[]),
+        (
+            1,
+            None,
+            "performance_state",
+            "tally_gpu_performance_state",
+            &[],
+        ),
+        (
+            0,
+            Some(1),
+            "memory_used_bytes",
+            "tally_gpu_memory_used_bytes",
+            &[("mig_instance", "9")],
+        ),
+        (
+            0,
+            Some(1),
+            "memory_total_bytes",
+            "tally_gpu_memory_total_bytes",
+            &[("mig_instance", "9")],
+        ),
+        (
+            0,
+            Some(1),
+            "sm_activity",
+            "tally_gpu_utilization_ratio",
+            &[("mig_instance", "9")],
+        ),
+        (
+            0,
+            Some(1),
+            "tensor_activity",
+            "tally_gpu_tensor_activity_ratio",
+            &[("mig_instance", "9")],
+        ),
+        (
+            0,
+            Some(1),
+            "dram_bandwidth",
+            "tally_gpu_memory_utilization_ratio",
+            &[("mig_instance", "9")],
+        ),
+    ];
+    let uuids = [GPU0, GPU1];
+    for (gpu, mig, field, family, labels) in cases {
+        let (snapshot, health) = collect_edited(|recording| {
+            let device = &mut recording["frames"][0]["devices"][*gpu];
+            let target = match mig {
+                Some(i) => &mut device["mig_devices"][*i],
+                None => device,
+            };
+            assert!(!target[*field].is_null(), "{field} is set in the fixture");
+            target[*field] = serde_json::Value::Null;
+        });
+        assert!(health.is_up(), "{field}");
+        assert!(
+            health.snapshot().errors.is_empty(),
+            "{field}: {:?}",
+            health.snapshot().errors
+        );
+        let mut wanted = vec![("gpu_uuid", uuids[*gpu])];
+        wanted.extend_from_slice(labels);
+        let lost = |key: &(String, Vec<(String, String)>)| {
+            key.0 == *family
+                && wanted
+                    .iter()
+                    .all(|(k, v)| key.1.iter().any(|(lk, lv)| lk == k && lv == v))
+        };
+        let expected: std::collections::BTreeSet<_> =
+            baseline_keys.iter().filter(|k| !lost(k)).cloned().collect();
+        assert!(
+            expected.len() < baseline_keys.len(),
+            "{field}: the baseline has no {family} series to lose"
+        );
+        let got = keys(&snapshot.node);
+        let missing: Vec<_> = expected.difference(&got).collect();
+        let extra: Vec<_> = got.difference(&expected).collect();
+        assert!(
+            missing.is_empty() && extra.is_empty(),
+            "{field}: lost besides {family}: {missing:?}; unexpected: {extra:?}"
+        );
+    }
+}
+
+/// A process whose memory NVML will not give keeps its SM share; one
+/// whose GPU gives no utilization samples keeps its memory.
+#[test]
+fn a_process_reading_missing_loses_only_that_reading() {
+    let container_families = |snapshot: &GpuSnapshot, pod: &str| -> Vec<String> {
+        let mut names: Vec<String> = container(snapshot, pod)
+            .iter()
+            .map(|p| p.def.full_name())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    };
+    let (baseline, _) = collect_edited(|_| {});
+    assert_eq!(
+        container_families(&baseline, "notebook-a"),
+        [
+            "tally_container_gpu_memory_used_bytes",
+            "tally_container_gpu_utilization_ratio"
+        ]
+    );
+    let (no_memory, health) = collect_edited(|recording| {
+        recording["frames"][0]["devices"][1]["processes"][0]["used_memory_bytes"] =
+            serde_json::Value::Null;
+    });
+    assert!(health.is_up() && health.snapshot().errors.is_empty());
+    assert_eq!(
+        container_families(&no_memory, "notebook-a"),
+        ["tally_container_gpu_utilization_ratio"]
+    );
+    assert_eq!(
+        container(&no_memory, "notebook-b"),
+        container(&baseline, "notebook-b")
+    );
+    let (no_samples, health) = collect_edited(|recording| {
+        recording["frames"][0]["devices"][1]["process_utilization"] = serde_json::json!([]);
+    });
+    assert!(health.is_up() && health.snapshot().errors.is_empty());
+    assert_eq!(
+        container_families(&no_samples, "notebook-a"),
+        ["tally_container_gpu_memory_used_bytes"]
+    );
+}

@@ -26,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use opentelemetry_proto::tonic::metrics::v1::number_data_point::Value;
+use tally_agent::config::GpuNames;
 use tally_agent::export::batch::{Window, build_request};
 use tally_agent::exposition::{self, Format};
 use tally_agent::snapshot::{Shared, Snapshot};
@@ -523,7 +524,14 @@ fn check_otlp(h: &Harness) {
         window_start: now,
         now,
     };
-    let request = build_request(&snapshot, NODE, Vec::new(), &window, "test");
+    let request = build_request(
+        &snapshot,
+        NODE,
+        Vec::new(),
+        &window,
+        "test",
+        GpuNames::Tally,
+    );
     let mut budgets = Vec::new();
     let mut autoscalers = Vec::new();
     let mut startups = 0;

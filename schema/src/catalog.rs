@@ -1371,6 +1371,40 @@ pub fn markdown() -> String {
             def.help
         );
     }
+    out.push_str("\n## OpenTelemetry semantic-convention names\n\n");
+    out.push_str("With `export.gpu_names: semconv` the agent sends these GPU families under ");
+    out.push_str("the OpenTelemetry hardware conventions' names (`schema/src/semconv.rs`); ");
+    out.push_str("the collector files such points, from the agent or any other producer, ");
+    out.push_str("under the Tally name. Labels `");
+    for (i, (tally, semconv)) in crate::semconv::ATTRIBUTE_NAMES.iter().enumerate() {
+        let sep = if i == 0 { "" } else { "`, `" };
+        let _ = write!(out, "{sep}{tally}` ↔ `{semconv}");
+    }
+    out.push_str("` are renamed; the others keep their names.\n\n");
+    out.push_str("| Tally name | Convention name | Instrument | Unit | Attributes added |\n");
+    out.push_str("|---|---|---|---|---|\n");
+    for name in crate::semconv::GPU_NAMES {
+        let added: Vec<String> = name
+            .implied
+            .iter()
+            .chain(name.required)
+            .map(|(k, v)| format!("`{k}={v}`"))
+            .collect();
+        let instrument = match name.instrument {
+            crate::semconv::Instrument::Gauge => "gauge",
+            crate::semconv::Instrument::Counter => "counter",
+            crate::semconv::Instrument::UpDownCounter => "up-down counter",
+        };
+        let _ = writeln!(
+            out,
+            "| `{}` | `{}` | {} | `{}` | {} |",
+            name.def.full_name(),
+            name.name,
+            instrument,
+            name.unit,
+            added.join(", ")
+        );
+    }
     out
 }
 

@@ -8,6 +8,8 @@
 //!   help and labels. `docs/metrics.md` is generated from it.
 //! - [`otlp`]: helpers that build OTLP protobuf requests, shared by the
 //!   agent (sender) and the collector (receiver).
+//! - [`semconv`]: OpenTelemetry hardware semantic-convention names for
+//!   the GPU families, sent on request and mapped back on ingest.
 //! - [`exphist`]: base-2 exponential histograms, the edge pre-aggregation
 //!   the agent ships to the collector.
 
@@ -15,3 +17,4 @@ pub mod catalog;
 pub mod exphist;
 pub mod identity;
 pub mod otlp;
+pub mod semconv;

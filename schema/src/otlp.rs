@@ -6,6 +6,7 @@
 
 use crate::catalog::MetricDef;
 use crate::exphist::ExpHistogram;
+use crate::semconv::{Instrument, SemconvName};
 pub use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
@@ -97,6 +98,32 @@ pub fn cumulative_sum(def: &MetricDef, points: Vec<NumberDataPoint>) -> Metric {
             is_monotonic: true,
         }),
     )
+}
+
+/// A metric under its semantic-convention name and instrument
+/// ([`crate::semconv`]).
+pub fn semconv_metric(name: &SemconvName, points: Vec<NumberDataPoint>) -> Metric {
+    let sum = |data_points, is_monotonic| {
+        Data::Sum(Sum {
+            data_points,
+            aggregation_temporality: AggregationTemporality::Cumulative as i32,
+            is_monotonic,
+        })
+    };
+    let data = match name.instrument {
+        Instrument::Gauge => Data::Gauge(Gauge {
+            data_points: points,
+        }),
+        Instrument::Counter => sum(points, true),
+        Instrument::UpDownCounter => sum(points, false),
+    };
+    Metric {
+        name: name.name.to_owned(),
+        description: name.def.help.to_owned(),
+        unit: name.unit.to_owned(),
+        data: Some(data),
+        ..Default::default()
+    }
 }
 
 /// A delta exponential-histogram data point from an [`ExpHistogram`].

@@ -27,6 +27,14 @@ requests.add(7, {"route": "/a"})
 for value in (0.1, 0.2, 0.4):
     latency.record(value, {"route": "/a"})
 temperature.set(42.5)
+# GPU readings by the OpenTelemetry hardware conventions, as an OTel-native
+# GPU exporter sends them, and a power supply's hw.power, which is no GPU's.
+meter.create_gauge("hw.gpu.utilization", unit="1").set(
+    0.42, {"hw.id": "GPU-sdk", "hw.gpu.task": "general", "hw.model": "NVIDIA L4"}
+)
+power = meter.create_gauge("hw.power", unit="W")
+power.set(61.5, {"hw.id": "GPU-sdk", "hw.type": "gpu"})
+power.set(480.0, {"hw.id": "psu0", "hw.type": "power_supply"})
 assert provider.force_flush(), "first metrics export failed"
 # A second export: the cumulative counter now carries an increase of 3.
 requests.add(3, {"route": "/a"})

@@ -19,6 +19,9 @@ use tally_schema::catalog::{self, MetricDef, MetricKind};
 use tally_schema::exphist::ExpHistogram;
 use tally_schema::otlp::{self, ExportMetricsServiceRequest, string_attribute};
 
+use tally_schema::semconv;
+
+use crate::config::GpuNames;
 use crate::exposition::CONTAINER_VALUES;
 use crate::snapshot::Snapshot;
 use crate::sources::cgroups::discovery::DiscoveredCgroup;
@@ -80,13 +83,15 @@ fn one(def: &MetricDef, value: Option<f64>, window: &Window) -> Option<Metric> {
     )
 }
 
-/// Builds the request for one export.
+/// Builds the request for one export, GPU families named as `gpu_names`
+/// says.
 pub fn build_request(
     snapshot: &Snapshot,
     node_name: &str,
     histograms: Vec<WindowHistograms>,
     window: &Window,
     version: &str,
+    gpu_names: GpuNames,
 ) -> ExportMetricsServiceRequest {
     let mut node_attributes = snapshot.node.resource_attributes();
     if !node_attributes.iter().any(|(k, _)| *k == "k8s.node.name") {
@@ -291,9 +296,27 @@ pub fn build_request(
         }
         defs.into_iter()
             .filter_map(|def| {
-                let rows = points
-                    .iter()
-                    .filter(|p| p.def.base == def.base)
+                let rows = points.iter().filter(|p| p.def.base == def.base);
+                let semconv = match gpu_names {
+                    GpuNames::Semconv => semconv::for_family(def),
+                    GpuNames::Tally => None,
+                };
+                if let Some(name) = semconv {
+                    let (start, now) = (unix_nanos(window.process_start), unix_nanos(window.now));
+                    let points = rows
+                        .map(|p| {
+                            let pairs = p.attributes.iter().map(|(k, v)| (*k, v.as_str()));
+                            let attributes = name
+                                .attributes(pairs)
+                                .into_iter()
+                                .map(|(k, v)| string_attribute(&k, v))
+                                .collect();
+                            otlp::number_point(attributes, start, now, p.value)
+                        })
+                        .collect();
+                    return Some(otlp::semconv_metric(name, points));
+                }
+                let rows = rows
                     .map(|p| {
                         let attributes = p
                             .attributes
@@ -332,4 +355,101 @@ pub fn encode_gzip(request: &ExportMetricsServiceRequest) -> std::io::Result<Vec
     let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
     encoder.write_all(&body)?;
     encoder.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::gpu::GpuSnapshot;
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+
+    fn gpu_snapshot() -> Snapshot {
+        let device = |def: &'static MetricDef, extra: &[(&'static str, &str)], value| {
+            let mut attributes = vec![
+                ("gpu_uuid", "GPU-1".to_owned()),
+                ("gpu_index", "0".to_owned()),
+                ("gpu_model", "NVIDIA H100 80GB HBM3".to_owned()),
+            ];
+            attributes.extend(extra.iter().map(|(k, v)| (*k, (*v).to_owned())));
+            GpuPoint {
+                def,
+                attributes,
+                value,
+            }
+        };
+        Snapshot {
+            gpu: GpuSnapshot {
+                node: vec![
+                    device(&catalog::GPU_UTILIZATION, &[], 0.5),
+                    device(&catalog::GPU_ENERGY, &[], 1000.0),
+                    device(&catalog::GPU_MEMORY_USED, &[], 1024.0),
+                    device(&catalog::GPU_ECC_ERRORS, &[("type", "corrected")], 3.0),
+                    device(&catalog::GPU_TEMPERATURE, &[], 40.0),
+                ],
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+    }
+
+    fn metrics(names: GpuNames) -> Vec<Metric> {
+        let now = SystemTime::now();
+        let window = Window {
+            process_start: now,
+            window_start: now,
+            now,
+        };
+        let request = build_request(&gpu_snapshot(), "n", Vec::new(), &window, "test", names);
+        request
+            .resource_metrics
+            .into_iter()
+            .flat_map(|r| r.scope_metrics)
+            .flat_map(|s| s.metrics)
+            .collect()
+    }
+
+    fn attribute(metric: &Metric, key: &str) -> Option<String> {
+        let points = match metric.data.as_ref()? {
+            Data::Gauge(g) => &g.data_points,
+            Data::Sum(s) => &s.data_points,
+            _ => return None,
+        };
+        otlp::find_string(&points.first()?.attributes, key).map(str::to_owned)
+    }
+
+    #[test]
+    fn gpu_families_take_the_conventions_names_on_request() {
+        let tally = metrics(GpuNames::Tally);
+        let names: Vec<&str> = tally.iter().map(|m| m.name.as_str()).collect();
+        assert!(names.contains(&"tally_gpu_utilization_ratio"), "{names:?}");
+        assert!(!names.iter().any(|n| n.starts_with("hw.")), "{names:?}");
+
+        let semconv = metrics(GpuNames::Semconv);
+        let find = |name: &str| {
+            semconv
+                .iter()
+                .find(|m| m.name == name)
+                .unwrap_or_else(|| panic!("{name} missing"))
+        };
+        let utilization = find("hw.gpu.utilization");
+        assert_eq!(utilization.unit, "1");
+        assert_eq!(attribute(utilization, "hw.id").as_deref(), Some("GPU-1"));
+        assert_eq!(
+            attribute(utilization, "hw.gpu.task").as_deref(),
+            Some("general")
+        );
+        assert_eq!(attribute(utilization, "gpu_uuid"), None);
+        let memory = find("hw.gpu.memory.usage");
+        assert!(matches!(&memory.data, Some(Data::Sum(s)) if !s.is_monotonic));
+        let energy = find("hw.energy");
+        assert!(matches!(&energy.data, Some(Data::Sum(s)) if s.is_monotonic));
+        assert_eq!(attribute(energy, "hw.type").as_deref(), Some("gpu"));
+        let errors = find("hw.errors");
+        assert_eq!(
+            attribute(errors, "error.type").as_deref(),
+            Some("corrected")
+        );
+        // No convention for temperature on a GPU: Tally's name stays.
+        find("tally_gpu_temperature_celsius");
+    }
 }

@@ -818,7 +818,14 @@ mod tests {
             window_start: now,
             now,
         };
-        let request = build_request(&snapshot, "node-a", Vec::new(), &window, "test");
+        let request = build_request(
+            &snapshot,
+            "node-a",
+            Vec::new(),
+            &window,
+            "test",
+            crate::config::GpuNames::Tally,
+        );
         let pv = request
             .resource_metrics
             .iter()

@@ -16,6 +16,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use tally_schema::exphist::ExpHistogram;
+use tally_schema::semconv;
 
 use super::wire::{Fields, WireError};
 use crate::store::labels::{self, CachedResource, SharedInterner};
@@ -358,6 +359,19 @@ impl Walk<'_> {
         });
     }
 
+    /// A point of a GPU family under its OpenTelemetry semantic-convention
+    /// name, as Tally's family and labels (`tally_schema::semconv`); `None`
+    /// when the name is the convention's but the point is not a GPU
+    /// family's (another component's `hw.power`), which keeps its own name.
+    fn semconv_as_tally(&mut self, metric: &str, labels: &Labels) -> Option<(Arc<str>, Labels)> {
+        let pairs: Vec<(&str, &str)> = labels.iter().collect();
+        let (name, renamed) = semconv::from_semconv(metric, &pairs)?;
+        let mut interner = labels::lock(self.interner);
+        let tally = interner.name_of(&name.def.full_name());
+        let labels = interner.labels(&Arc::new(LabelSet::new(renamed)));
+        Some((tally, labels))
+    }
+
     fn metric(&mut self, bytes: &[u8], resource: &CachedResource) -> Result<(), WireError> {
         // The data is a oneof: a later field of another kind replaces it,
         // one of the same kind merges into it.
@@ -435,6 +449,7 @@ impl Walk<'_> {
         value_of: impl Fn(f64, u64) -> SampleValue,
     ) -> Result<(), WireError> {
         const POINT: &str = "NumberDataPoint";
+        let semconv = semconv::is_candidate(metric);
         for field in Fields::new(data, message) {
             let (1, point) = field? else { continue };
             let (mut start_ns, mut time_ns, mut value) = (0, 0, None);
@@ -458,7 +473,14 @@ impl Walk<'_> {
             match value {
                 Some(v) if v.is_finite() => {
                     let labels = self.point_labels(resource)?;
-                    self.push(metric, labels, time_ns, value_of(v, start_ns));
+                    let value = value_of(v, start_ns);
+                    match semconv
+                        .then(|| self.semconv_as_tally(metric, &labels))
+                        .flatten()
+                    {
+                        Some((tally, labels)) => self.push(&tally, labels, time_ns, value),
+                        None => self.push(metric, labels, time_ns, value),
+                    }
                 }
                 _ => self.reject(1, format!("{metric}: NaN, infinite or missing value")),
             }

@@ -61,6 +61,10 @@ struct AgentArgs {
     /// Collector OTLP/HTTP base URL (e.g. http://127.0.0.1:4318); no push when absent.
     #[arg(long, value_name = "URL")]
     collector: Option<String>,
+    /// A model server's /metrics page to scrape (vLLM, SGLang, TGI, Triton;
+    /// the engine is read from the page). Repeatable.
+    #[arg(long, value_name = "URL")]
+    scrape: Vec<String>,
     /// Run one full collection, print the OpenMetrics page and exit.
     #[arg(long)]
     once: bool,
@@ -114,6 +118,10 @@ struct UpArgs {
     /// The agent's admin address (/metrics, /healthz, /readyz).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9470")]
     agent_listen: String,
+    /// A model server's /metrics page to scrape, e.g. a local vLLM at
+    /// http://127.0.0.1:8000/metrics. Repeatable.
+    #[arg(long, value_name = "URL")]
+    scrape: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -245,6 +253,7 @@ fn agent(args: AgentArgs) -> anyhow::Result<ExitCode> {
     let flags = FlagOverrides {
         listen: args.listen.clone(),
         collector: args.collector.clone(),
+        scrape: args.scrape.clone(),
     };
     let config = match AgentConfig::load(args.config.as_deref(), &env, &flags) {
         Ok(config) => config,
@@ -496,6 +505,7 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         &FlagOverrides {
             listen: Some(args.agent_listen.clone()),
             collector: Some(format!("http://{}", args.listen)),
+            scrape: args.scrape.clone(),
         },
     ) {
         Ok(config) => config,

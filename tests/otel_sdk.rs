@@ -15,6 +15,24 @@ fn api(port: u16, path: &str) -> Value {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
 }
 
+/// Runs a peer script of `tests/peers/` against the collector on `port`.
+fn run_client(python: &std::path::Path, script: &str, port: u16) {
+    let output = Command::new(python)
+        .arg(format!(
+            "{}/tests/peers/{script}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .arg(format!("http://127.0.0.1:{port}"))
+        .output()
+        .expect("run the SDK client");
+    assert!(
+        output.status.success(),
+        "{script} failed: {}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 #[test]
 fn python_sdk_metrics_and_logs_round_trip() {
     let Some(python) = common::venv_peer("python", "python_sdk_metrics_and_logs_round_trip") else {
@@ -22,20 +40,7 @@ fn python_sdk_metrics_and_logs_round_trip() {
     };
     let dir = tempfile::tempdir().expect("tempdir");
     let (_collector, port) = common::ready_collector(dir.path());
-    let output = Command::new(&python)
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/peers/otel_sdk_client.py"
-        ))
-        .arg(format!("http://127.0.0.1:{port}"))
-        .output()
-        .expect("run the SDK client");
-    assert!(
-        output.status.success(),
-        "SDK client failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    run_client(&python, "otel_sdk_client.py", port);
 
     let agents = api(port, "/api/v1/agents");
     assert_eq!(agents["agents"][0]["service"], "sdk-test", "{agents}");
@@ -80,5 +85,67 @@ fn python_sdk_metrics_and_logs_round_trip() {
             .unwrap_or("")
             .starts_with("WARN"),
         "{record}"
+    );
+}
+
+/// GenAI histograms from the real SDK (cumulative, as it sends them) land
+/// in the models view as a `genai` service: each request counted once, the
+/// failures by `error.type`, tokens from the token-usage sums.
+#[test]
+fn python_sdk_genai_metrics_join_the_models_view() {
+    let Some(python) = common::venv_peer("python", "python_sdk_genai_metrics_join_the_models_view")
+    else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_collector, port) = common::ready_collector(dir.path());
+    run_client(&python, "otel_genai_client.py", port);
+    let models = api(port, "/api/v1/models?window=1h");
+    let rows = models["models"].as_array().cloned().unwrap_or_default();
+    let row = rows
+        .iter()
+        .find(|r| r["engine"] == "genai")
+        .unwrap_or_else(|| panic!("no genai row: {models}"));
+    assert_eq!(row["model"], "llama-3-8b", "{row}");
+    assert_eq!(row["namespace"], "ml", "{row}");
+    assert_eq!(row["workload_kind"], "Deployment", "{row}");
+    assert_eq!(row["workload_name"], "chat-api", "{row}");
+    assert_eq!(row["replicas"], 1, "{row}");
+    // The rate is between the two exports: 10 successes and 2 timeouts.
+    let ratio = row["error_ratio"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("{row}"));
+    assert!((ratio - 2.0 / 12.0).abs() < 1e-9, "{row}");
+    // 37 first tokens: 30 at 0.05 s (bucket (0.04, 0.06]), 7 at 0.3 s.
+    // Counted twice, the cumulative second export would hold 62.
+    let p50 = row["time_to_first_token_seconds_p50"]
+        .as_f64()
+        .expect("p50");
+    let p95 = row["time_to_first_token_seconds_p95"]
+        .as_f64()
+        .expect("p95");
+    assert!((p50 - 0.06).abs() < 0.003, "{row}");
+    assert!((p95 - 0.3).abs() < 0.015, "{row}");
+    let e2e = row["e2e_request_latency_seconds_p95"]
+        .as_f64()
+        .expect("e2e");
+    assert!((e2e - 2.0).abs() < 0.1, "{row}");
+    // Tokens: 10 requests × (40 in + 20 out) between the exports.
+    assert!(
+        row["tokens_per_second"].as_f64().is_some_and(|t| t > 0.0),
+        "{row}"
+    );
+    let input = api(
+        port,
+        "/api/v1/query?metric=tally_model_prompt_tokens_total&stat=increase&window=1h",
+    );
+    assert_eq!(input["results"][0]["value"], 400.0, "{input}");
+    let output_tokens = api(
+        port,
+        "/api/v1/query?metric=tally_model_generation_tokens_total&stat=increase&window=1h",
+    );
+    assert_eq!(
+        output_tokens["results"][0]["value"], 200.0,
+        "{output_tokens}"
     );
 }

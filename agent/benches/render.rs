@@ -98,6 +98,7 @@ fn main() {
         cgroups_by_runtime: BTreeMap::new(),
         volumes: Vec::new(),
         gpu: Default::default(),
+        serving: Default::default(),
     });
     let registry = exposition::registry(shared);
     let page = exposition::render(&registry, Format::OpenMetrics).unwrap_or_default();

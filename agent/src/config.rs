@@ -52,6 +52,9 @@ pub struct AgentConfig {
     /// GPU source.
     #[serde(default)]
     pub gpu: GpuConfig,
+    /// Model-server scraping.
+    #[serde(default)]
+    pub serving: ServingConfig,
     /// Disk spool for batches the collector has not acknowledged.
     #[serde(default)]
     pub spool: SpoolConfig,
@@ -149,6 +152,60 @@ pub enum KubernetesMode {
     On,
     /// Never.
     Off,
+}
+
+/// Model servers (vLLM, SGLang, TGI, Triton) scraped for requests,
+/// tokens and latency.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServingConfig {
+    /// Pages to scrape besides the discovered pods (`--scrape URL`,
+    /// repeatable; in the environment a comma-separated list).
+    #[serde(default, deserialize_with = "url_list")]
+    pub scrape: Vec<String>,
+    /// Discover model servers among the pods on this node.
+    #[serde(default = "default_true")]
+    pub discover_pods: bool,
+    /// How often each server is scraped.
+    #[serde(default = "default_scrape_interval", with = "duration_text")]
+    pub interval: Duration,
+    /// A scrape that takes longer is cut and counted (`timeout`).
+    #[serde(default = "default_scrape_timeout", with = "duration_text")]
+    pub timeout: Duration,
+    /// Pages larger than this are refused (`body_too_large`).
+    #[serde(default = "default_scrape_max_bytes")]
+    pub max_bytes: u64,
+}
+
+/// A list of URLs, or one string of comma-separated URLs (environment).
+fn url_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrText {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match ListOrText::deserialize(deserializer)? {
+        ListOrText::List(list) => list,
+        ListOrText::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
+
+impl Default for ServingConfig {
+    fn default() -> Self {
+        Self {
+            scrape: Vec::new(),
+            discover_pods: default_true(),
+            interval: default_scrape_interval(),
+            timeout: default_scrape_timeout(),
+            max_bytes: default_scrape_max_bytes(),
+        }
+    }
 }
 
 /// Kubernetes API settings.
@@ -296,6 +353,18 @@ fn default_export_timeout() -> Duration {
 fn default_max_backoff() -> Duration {
     Duration::from_secs(30)
 }
+fn default_true() -> bool {
+    true
+}
+fn default_scrape_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_scrape_timeout() -> Duration {
+    Duration::from_secs(3)
+}
+fn default_scrape_max_bytes() -> u64 {
+    32 * 1024 * 1024
+}
 fn default_gpu_names() -> GpuNames {
     GpuNames::Tally
 }
@@ -319,6 +388,7 @@ impl Default for AgentConfig {
             kubernetes: KubernetesConfig::default(),
             volumes: VolumesConfig::default(),
             gpu: GpuConfig::default(),
+            serving: ServingConfig::default(),
             spool: SpoolConfig::default(),
             export: ExportConfig::default(),
             log: LogConfig::default(),
@@ -410,6 +480,8 @@ pub struct FlagOverrides {
     pub listen: Option<String>,
     /// `--collector`.
     pub collector: Option<String>,
+    /// `--scrape`, repeatable; replaces `serving.scrape` when given.
+    pub scrape: Vec<String>,
 }
 
 impl AgentConfig {
@@ -425,6 +497,9 @@ impl AgentConfig {
         }
         if let Some(collector) = &flags.collector {
             config.collector = Some(collector.clone());
+        }
+        if !flags.scrape.is_empty() {
+            config.serving.scrape = flags.scrape.clone();
         }
         config.validate()?;
         Ok(config)
@@ -453,6 +528,25 @@ impl AgentConfig {
                 key: "collector",
                 value: url.clone(),
                 reason: "expected an http:// or https:// URL",
+            });
+        }
+        if let Some(url) = self
+            .serving
+            .scrape
+            .iter()
+            .find(|url| !(url.starts_with("http://") || url.starts_with("https://")))
+        {
+            return Err(ConfigError::Value {
+                key: "serving.scrape",
+                value: url.clone(),
+                reason: "expected http:// or https:// URLs of /metrics pages",
+            });
+        }
+        if self.serving.timeout.is_zero() || self.serving.timeout > self.serving.interval {
+            return Err(ConfigError::Value {
+                key: "serving.timeout",
+                value: duration_text::format(self.serving.timeout),
+                reason: "must be above zero and at most serving.interval",
             });
         }
         if self.gpu.mode == GpuMode::Replay && self.gpu.replay_file.is_none() {
@@ -579,6 +673,26 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
         "Also serve dcgm-exporter's names and labels on /metrics (DCGM_FI_DEV_GPU_UTIL, DCGM_FI_DEV_FB_USED, DCGM_FI_PROF_GR_ENGINE_ACTIVE, …; gpu, UUID, device, modelName, Hostname, namespace, pod, container) so DCGM dashboards and alerts keep working.",
     ),
     (
+        "serving.scrape",
+        "Model-server pages to scrape besides the discovered pods (--scrape URL, repeatable; a comma-separated list in the environment), e.g. a vLLM on this workstation; the engine is read from the page.",
+    ),
+    (
+        "serving.discover_pods",
+        "Scrape model servers among this node's pods: annotated (tally.dev/engine, prometheus.io/scrape, …), running a known engine's image, or declaring SGLang's or Triton's port.",
+    ),
+    (
+        "serving.interval",
+        "How often each model server is scraped.",
+    ),
+    (
+        "serving.timeout",
+        "A scrape that takes longer is cut and counted as a timeout; other targets are not held up.",
+    ),
+    (
+        "serving.max_bytes",
+        "Pages larger than this are refused and counted (body_too_large).",
+    ),
+    (
         "volumes.kubelet_root",
         "The kubelet's root directory holding pods/<uid>/volumes; mount the host's with mountPropagation HostToContainer.",
     ),
@@ -681,6 +795,7 @@ mod tests {
         let flags = FlagOverrides {
             listen: Some("127.0.0.1:3000".into()),
             collector: None,
+            scrape: Vec::new(),
         };
         let config = AgentConfig::load(Some(file.path()), &env, &flags).expect("loads");
         assert_eq!(config.listen, "127.0.0.1:3000");

@@ -19,7 +19,7 @@ use tally_schema::catalog::{self, MetricDef, MetricKind, MetricUnit};
 use crate::snapshot::{ContainerSnapshot, Shared};
 use crate::sources::cgroups::discovery::Runtime;
 use crate::sources::cgroups::reader::CgroupStats;
-use crate::sources::gpu::GpuSnapshot;
+use crate::sources::gpu::{ContainerGpuPoints, GpuPoint, GpuSnapshot};
 use crate::sources::host::{DISK_VALUES, DiskIo, Filesystem, INTERFACE_VALUES, Interface};
 use crate::sources::pods::workloads::{POD_FACT_SERIES, POD_FACT_VALUES};
 use crate::sources::volumes::VOLUME_VALUES;
@@ -642,30 +642,41 @@ impl Collector for SnapshotCollector {
         }
 
         // === GPUs ===
-        gpu_families(e, node, &snapshot.gpu)
+        gpu_families(e, node, &snapshot.gpu)?;
+
+        // === Model servers ===
+        let (scrapes, models) = snapshot.serving.points();
+        point_families(e, node, &scrapes, &models)
     }
 }
 
-/// The GPU families: device points under the node, container points
-/// under the container's labels; each family written once.
-fn gpu_families(e: &mut DescriptorEncoder, node: &str, gpu: &GpuSnapshot) -> fmt::Result {
+/// Families of points: node points under the node, container points under
+/// the container's labels; each family written once.
+fn point_families(
+    e: &mut DescriptorEncoder,
+    node: &str,
+    node_points: &[GpuPoint],
+    containers: &[ContainerGpuPoints],
+) -> fmt::Result {
     let mut defs: Vec<&MetricDef> = Vec::new();
-    let points = gpu
-        .node
+    let points = node_points
         .iter()
-        .chain(gpu.containers.iter().flat_map(|c| &c.points));
+        .chain(containers.iter().flat_map(|c| &c.points));
     for point in points {
         if !defs.iter().any(|d| d.base == point.def.base) {
             defs.push(point.def);
         }
     }
     for def in defs {
-        let device_rows = gpu.node.iter().filter(|p| p.def.base == def.base).map(|p| {
-            let mut pairs: Vec<Pair<'_>> = vec![("node", node)];
-            pairs.extend(p.attributes.iter().map(|(k, v)| (*k, v.as_str())));
-            (RenderedLabels::new(&pairs), p.value)
-        });
-        let container_rows = gpu.containers.iter().flat_map(|c| {
+        let device_rows = node_points
+            .iter()
+            .filter(|p| p.def.base == def.base)
+            .map(|p| {
+                let mut pairs: Vec<Pair<'_>> = vec![("node", node)];
+                pairs.extend(p.attributes.iter().map(|(k, v)| (*k, v.as_str())));
+                (RenderedLabels::new(&pairs), p.value)
+            });
+        let container_rows = containers.iter().flat_map(|c| {
             let values = c.identity.label_values(node);
             c.points
                 .iter()
@@ -682,6 +693,13 @@ fn gpu_families(e: &mut DescriptorEncoder, node: &str, gpu: &GpuSnapshot) -> fmt
         });
         family(e, def, device_rows.chain(container_rows))?;
     }
+    Ok(())
+}
+
+/// The GPU families: device points under the node, container points
+/// under the container's labels; each family written once.
+fn gpu_families(e: &mut DescriptorEncoder, node: &str, gpu: &GpuSnapshot) -> fmt::Result {
+    point_families(e, node, &gpu.node, &gpu.containers)?;
     // dcgm-exporter's names, when enabled: their own label sets.
     let mut dcgm_defs: Vec<&MetricDef> = Vec::new();
     for point in &gpu.dcgm {

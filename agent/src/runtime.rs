@@ -24,6 +24,7 @@ use crate::sources::gpu::{BackendChoice, GpuSource};
 use crate::sources::host::HostSource;
 use crate::sources::pods::model::{PodStore, SharedPodStore};
 use crate::sources::pods::{self, KubeClient, KubeConfig, KubeError};
+use crate::sources::serving::{self, SharedServingState};
 use crate::sources::volumes::{self, VolumeSource};
 use crate::telemetry::SourceHealth;
 
@@ -64,6 +65,7 @@ struct Sampler {
     cgroups: Option<CgroupSource>,
     volumes: VolumeSource,
     gpu: GpuSource,
+    serving: SharedServingState,
     exporter: Option<Exporter>,
     process_start: SystemTime,
     last_export: SystemTime,
@@ -123,6 +125,7 @@ impl Sampler {
             cgroups,
             volumes,
             gpu,
+            serving: SharedServingState::default(),
             exporter: None,
             process_start: now,
             last_export: now,
@@ -181,6 +184,7 @@ impl Sampler {
         snapshot.pod_facts = pods.all_facts();
         snapshot.volumes = volumes::resolve(&pods, self.volumes.volumes());
         snapshot.gpu = self.gpu.snapshot().clone();
+        snapshot.serving = serving::lock(&self.serving).snapshot();
         if let Some(cgroups) = &self.cgroups {
             snapshot.cgroups_by_runtime = cgroups.discovered_by_runtime().clone();
             snapshot.containers = cgroups
@@ -229,10 +233,12 @@ impl Sampler {
         };
         self.last_export = now;
         let snapshot = self.shared.snapshot();
+        let models = serving::lock(&self.serving).take_windows();
         let request = batch::build_request(
             &snapshot,
             &self.shared.node_name,
             histograms,
+            models,
             &window,
             self.shared.version,
             self.config.export.gpu_names,
@@ -277,6 +283,7 @@ struct Health {
     pods: Arc<SourceHealth>,
     volumes: Arc<SourceHealth>,
     gpu: Arc<SourceHealth>,
+    serving: Arc<SourceHealth>,
     otlp: Arc<SourceHealth>,
 }
 
@@ -288,6 +295,7 @@ impl Health {
             pods: SourceHealth::new("pods"),
             volumes: SourceHealth::new("volumes"),
             gpu: SourceHealth::new("gpu"),
+            serving: SourceHealth::new("serving"),
             otlp: SourceHealth::new("otlp"),
         }
     }
@@ -354,6 +362,7 @@ pub async fn run(
         Arc::clone(&health.cgroups),
         Arc::clone(&health.volumes),
         Arc::clone(&health.gpu),
+        Arc::clone(&health.serving),
     ];
 
     let pod_watch = pod_client(&config.kubernetes)
@@ -398,6 +407,7 @@ pub async fn run(
             .await
     });
 
+    let has_pods = pod_watch.is_some();
     if let Some(client) = pod_watch {
         let store = Arc::clone(&pods);
         let source = Arc::clone(&health.pods);
@@ -423,6 +433,13 @@ pub async fn run(
         Arc::clone(&pods),
         &health,
     );
+    tokio::spawn(serving::run(
+        config.serving.clone(),
+        Arc::clone(&sampler.serving),
+        has_pods.then(|| Arc::clone(&pods)),
+        Arc::clone(&health.serving),
+        shutdown.clone(),
+    ));
     let mut sender_task = None;
     if let Some(collector) = &config.collector {
         let spool = Arc::new(Mutex::new(Spool::open(

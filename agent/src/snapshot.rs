@@ -15,6 +15,7 @@ use crate::sources::gpu::GpuSnapshot;
 use crate::sources::host::HostStats;
 use crate::sources::pods::model::{PodInfo, PodStore};
 use crate::sources::pods::workloads::PodFacts;
+use crate::sources::serving::ServingSnapshot;
 use crate::sources::volumes::PodVolume;
 use crate::telemetry::SourceHealth;
 
@@ -68,6 +69,8 @@ pub struct Snapshot {
     pub volumes: Vec<PodVolume>,
     /// GPU devices and per-container GPU use of the last full collection.
     pub gpu: GpuSnapshot,
+    /// Model servers: scrape health and the latest readings.
+    pub serving: ServingSnapshot,
 }
 
 /// State shared by every reader of the agent.

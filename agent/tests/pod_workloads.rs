@@ -528,6 +528,7 @@ fn check_otlp(h: &Harness) {
         &snapshot,
         NODE,
         Vec::new(),
+        Vec::new(),
         &window,
         "test",
         GpuNames::Tally,

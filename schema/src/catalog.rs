@@ -148,6 +148,8 @@ const C_GPU: &[&str] = &concat::<14>(
 );
 /// Container labels of a model server plus its engine and served model.
 const C_MODEL: &[&str] = &concat::<10>(C, &["engine", "model"]);
+/// A model server the agent scrapes: its URL, engine and pod.
+const SCRAPE: &[&str] = &["node", "target", "engine", "namespace", "pod"];
 /// Pod labels plus where the traffic went.
 const POD_DESTINATION: &[&str] = &concat::<10>(
     crate::identity::POD_LABELS,
@@ -955,7 +957,7 @@ def!(
     Info,
     None,
     &concat::<11>(C_MODEL, &["engine_version"]),
-    "Model server identity: engine (vllm, sglang, tgi, triton, ollama, genai), served model and engine version."
+    "Model server identity: engine (vllm, sglang, tgi, triton, ollama, genai), served model and engine version (unknown until the engine's info endpoint answers)."
 );
 def!(
     MODEL_REQUESTS_RUNNING,
@@ -980,6 +982,14 @@ def!(
     Ratio,
     C_MODEL,
     "Share of the KV cache in use (engines that report percent are converted)."
+);
+def!(
+    MODEL_GPU_MEMORY,
+    "tally_model_gpu_memory",
+    Gauge,
+    Bytes,
+    C_MODEL,
+    "GPU memory the loaded model holds, where the engine says (Ollama's size_vram); other engines' memory is on the per-container GPU families."
 );
 def!(
     MODEL_REQUESTS,
@@ -1049,6 +1059,15 @@ def!(
     C_MODEL,
     "Distribution of the time requests waited in the queue.",
     OtlpOnly
+);
+
+def!(
+    MODEL_DERIVED,
+    "tally_model_derived_info",
+    Info,
+    None,
+    &concat::<12>(C_MODEL, &["family", "method"]),
+    "A distribution this model server's figures derive instead of reading (family), and how (method): window_mean_of_duration_counters (Triton's microsecond counters) or window_mean_queue_plus_prefill (TGI's time to first token)."
 );
 
 // === Pod network by destination (agent source `egress`, issue #8) ===
@@ -1199,6 +1218,38 @@ def!(
     NODE,
     "Spool segments that failed their checksum and were set aside."
 );
+def!(
+    AGENT_SCRAPE_UP,
+    "tally_agent_scrape_up",
+    Gauge,
+    None,
+    SCRAPE,
+    "1 when the model server's last scrape answered 200 within the timeout, else 0."
+);
+def!(
+    AGENT_SCRAPE_DURATION,
+    "tally_agent_scrape_duration",
+    Gauge,
+    Seconds,
+    SCRAPE,
+    "How long the model server's last scrape took, the page read and parsed."
+);
+def!(
+    AGENT_SCRAPE_SAMPLES,
+    "tally_agent_scrape_samples",
+    Gauge,
+    None,
+    SCRAPE,
+    "Samples on the model server's last page."
+);
+def!(
+    AGENT_SCRAPE_ERRORS,
+    "tally_agent_scrape_errors",
+    Counter,
+    None,
+    &concat::<6>(SCRAPE, &["kind"]),
+    "Failed scrapes (timeout, connect, http_status, body_too_large) and rejected page lines (the parser's kinds: label, value, utf8, line_too_long, …) of a model server."
+);
 
 /// Every family, in documentation order.
 pub const CATALOG: &[MetricDef] = &[
@@ -1294,6 +1345,7 @@ pub const CATALOG: &[MetricDef] = &[
     MODEL_REQUESTS_RUNNING,
     MODEL_REQUESTS_WAITING,
     MODEL_KV_CACHE_USAGE,
+    MODEL_GPU_MEMORY,
     MODEL_REQUESTS,
     MODEL_PROMPT_TOKENS,
     MODEL_GENERATION_TOKENS,
@@ -1302,6 +1354,7 @@ pub const CATALOG: &[MetricDef] = &[
     MODEL_TIME_PER_OUTPUT_TOKEN,
     MODEL_E2E_REQUEST_LATENCY,
     MODEL_REQUEST_QUEUE_TIME,
+    MODEL_DERIVED,
     POD_NETWORK_TRANSMIT,
     POD_NETWORK_RECEIVE,
     POD_VOLUME_CAPACITY,
@@ -1318,6 +1371,10 @@ pub const CATALOG: &[MetricDef] = &[
     AGENT_SPOOL_SIZE,
     AGENT_SPOOL_EVICTED,
     AGENT_SPOOL_CORRUPT,
+    AGENT_SCRAPE_UP,
+    AGENT_SCRAPE_DURATION,
+    AGENT_SCRAPE_SAMPLES,
+    AGENT_SCRAPE_ERRORS,
 ];
 
 /// Looks a family up by its full Prometheus name.

@@ -226,6 +226,61 @@ impl ExpHistogram {
         }
     }
 
+    /// What was recorded since `earlier`, an older state of the same
+    /// cumulative histogram (OTLP cumulative temporality): counts subtract
+    /// bucket by bucket at the coarser of the two scales. `None` when
+    /// `earlier` holds anything this one does not (the producer restarted).
+    /// The difference keeps this histogram's min and max: the new values lie
+    /// within them, which is all quantile clamping needs.
+    pub fn minus(&self, earlier: &ExpHistogram) -> Option<ExpHistogram> {
+        if earlier.count > self.count || earlier.zero_count > self.zero_count {
+            return None;
+        }
+        let scale = self.scale.min(earlier.scale);
+        let mut now = self.clone();
+        if now.scale > scale {
+            now.downscale(now.scale - scale);
+        }
+        let mut before = earlier.clone();
+        if before.scale > scale {
+            before.downscale(before.scale - scale);
+        }
+        let mut out = ExpHistogram {
+            scale,
+            max_buckets: self.max_buckets,
+            zero_count: now.zero_count - before.zero_count,
+            count: now.count - before.count,
+            sum: (now.sum - before.sum).max(0.0),
+            min: self.min,
+            max: self.max,
+            offset: 0,
+            counts: Vec::new(),
+        };
+        let before_at = |index: i32| -> u64 {
+            let position = i64::from(index) - i64::from(before.offset);
+            usize::try_from(position)
+                .ok()
+                .and_then(|p| before.counts.get(p))
+                .copied()
+                .unwrap_or(0)
+        };
+        let mut seen = 0;
+        for (position, count) in now.counts.iter().enumerate() {
+            let index = now.offset + position as i32;
+            let was = before_at(index);
+            if was > *count {
+                return None;
+            }
+            seen += was;
+            if *count > was {
+                out.add_at(index, count - was);
+            }
+        }
+        // Every earlier count must lie under one of this one's buckets.
+        let earlier_total: u64 = before.counts.iter().sum();
+        (seen == earlier_total).then_some(out)
+    }
+
     /// Number of recorded values.
     pub fn count(&self) -> u64 {
         self.count
@@ -343,6 +398,38 @@ pub fn bucket_upper_bound(index: i32, scale: i32) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cumulative_histogram_minus_its_earlier_state() {
+        let mut earlier = ExpHistogram::default();
+        for v in [0.05, 0.05, 0.4] {
+            earlier.record(v);
+        }
+        let mut now = earlier.clone();
+        for v in [0.05, 2.0, 0.0] {
+            now.record(v);
+        }
+        let new = now.minus(&earlier).expect("a later state");
+        assert_eq!(new.count(), 3);
+        assert_eq!(new.zero_count(), 1);
+        assert!((new.sum() - 2.05).abs() < 1e-9);
+        let mut direct = ExpHistogram::default();
+        for v in [0.05, 2.0, 0.0] {
+            direct.record(v);
+        }
+        assert_eq!(new.quantile(0.99), direct.quantile(0.99));
+        assert_eq!(new.quantile(0.5), direct.quantile(0.5));
+        // A restart: the earlier state holds more than the current one.
+        let mut restarted = ExpHistogram::default();
+        restarted.record(0.05);
+        assert!(restarted.minus(&earlier).is_none());
+        // A value the earlier state had in a bucket the later one lacks.
+        let mut moved = ExpHistogram::default();
+        for v in [0.05, 0.05, 0.05, 0.05] {
+            moved.record(v);
+        }
+        assert!(moved.minus(&earlier).is_none());
+    }
 
     #[test]
     fn bucket_boundaries_are_upper_inclusive() {

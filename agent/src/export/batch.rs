@@ -25,9 +25,10 @@ use crate::config::GpuNames;
 use crate::exposition::CONTAINER_VALUES;
 use crate::snapshot::Snapshot;
 use crate::sources::cgroups::discovery::DiscoveredCgroup;
-use crate::sources::gpu::GpuPoint;
+use crate::sources::gpu::{ContainerGpuPoints, GpuPoint};
 use crate::sources::host::{DISK_VALUES, INTERFACE_VALUES};
 use crate::sources::pods::workloads::{POD_FACT_SERIES, POD_FACT_VALUES};
+use crate::sources::serving::{ModelHistograms, dist_def};
 use crate::sources::volumes::VOLUME_VALUES;
 
 /// Nanoseconds since the Unix epoch.
@@ -60,11 +61,21 @@ pub struct Window {
 }
 
 fn number(def: &MetricDef, points: Vec<(Vec<KeyValue>, f64)>, window: &Window) -> Option<Metric> {
+    number_at(def, points, window, window.now)
+}
+
+/// [`number`] for points read at `read_at` rather than at export time.
+fn number_at(
+    def: &MetricDef,
+    points: Vec<(Vec<KeyValue>, f64)>,
+    window: &Window,
+    read_at: SystemTime,
+) -> Option<Metric> {
     if points.is_empty() {
         return None;
     }
     let start = unix_nanos(window.process_start);
-    let now = unix_nanos(window.now);
+    let now = unix_nanos(read_at);
     let points = points
         .into_iter()
         .map(|(attributes, value)| otlp::number_point(attributes, start, now, value))
@@ -89,6 +100,7 @@ pub fn build_request(
     snapshot: &Snapshot,
     node_name: &str,
     histograms: Vec<WindowHistograms>,
+    models: Vec<ModelHistograms>,
     window: &Window,
     version: &str,
     gpu_names: GpuNames,
@@ -287,7 +299,7 @@ pub fn build_request(
     }
     // GPU devices ride on the node resource (as filesystems do); each
     // container's GPU use on the container's.
-    let gpu_metrics = |points: &[GpuPoint]| -> Vec<Metric> {
+    let metrics_at = |points: &[GpuPoint], read_at: SystemTime| -> Vec<Metric> {
         let mut defs: Vec<&MetricDef> = Vec::new();
         for point in points {
             if !defs.iter().any(|d| d.base == point.def.base) {
@@ -302,7 +314,7 @@ pub fn build_request(
                     GpuNames::Tally => None,
                 };
                 if let Some(name) = semconv {
-                    let (start, now) = (unix_nanos(window.process_start), unix_nanos(window.now));
+                    let (start, now) = (unix_nanos(window.process_start), unix_nanos(read_at));
                     let points = rows
                         .map(|p| {
                             let pairs = p.attributes.iter().map(|(k, v)| (*k, v.as_str()));
@@ -326,10 +338,11 @@ pub fn build_request(
                         (attributes, p.value)
                     })
                     .collect();
-                number(def, rows, window)
+                number_at(def, rows, window, read_at)
             })
             .collect()
     };
+    let gpu_metrics = |points: &[GpuPoint]| metrics_at(points, window.now);
     if !snapshot.gpu.node.is_empty() {
         resource_metrics.push(otlp::resource_metrics(
             otlp::resource(node_attributes.clone()),
@@ -343,6 +356,64 @@ pub fn build_request(
         resource_metrics.push(otlp::resource_metrics(
             otlp::resource(attributes),
             gpu_metrics(&container.points),
+            version,
+        ));
+    }
+    // Model servers: scrape health on the node, model families and this
+    // window's latency distributions on the serving container.
+    let (scrapes, mut servers) = snapshot.serving.points();
+    if !scrapes.is_empty() {
+        resource_metrics.push(otlp::resource_metrics(
+            otlp::resource(node_attributes.clone()),
+            gpu_metrics(&scrapes),
+            version,
+        ));
+    }
+    for model in &models {
+        if !servers.iter().any(|c| c.identity == model.identity) {
+            servers.push(ContainerGpuPoints {
+                identity: model.identity.clone(),
+                points: Vec::new(),
+                read_at: None,
+            });
+        }
+    }
+    let window_start = unix_nanos(window.window_start);
+    let now = unix_nanos(window.now);
+    for container in &servers {
+        // A page already sent (no scrape since the last export) is not
+        // sent again: a second point at the same time has no rate.
+        let mut metrics = match container.read_at {
+            Some(read_at) if read_at <= window.window_start => Vec::new(),
+            read_at => metrics_at(&container.points, read_at.unwrap_or(window.now)),
+        };
+        for model in models.iter().filter(|m| m.identity == container.identity) {
+            let attributes = || {
+                vec![
+                    string_attribute("engine", model.engine.as_str()),
+                    string_attribute("model", model.model.clone()),
+                ]
+            };
+            for (dist, histogram) in &model.histograms {
+                metrics.push(otlp::exp_histogram(
+                    dist_def(*dist),
+                    vec![otlp::exp_histogram_point(
+                        attributes(),
+                        window_start,
+                        now,
+                        histogram,
+                    )],
+                ));
+            }
+        }
+        if metrics.is_empty() {
+            continue;
+        }
+        let mut attributes = node_attributes.clone();
+        attributes.extend(container.identity.resource_attributes());
+        resource_metrics.push(otlp::resource_metrics(
+            otlp::resource(attributes),
+            metrics,
             version,
         ));
     }
@@ -399,7 +470,15 @@ mod tests {
             window_start: now,
             now,
         };
-        let request = build_request(&gpu_snapshot(), "n", Vec::new(), &window, "test", names);
+        let request = build_request(
+            &gpu_snapshot(),
+            "n",
+            Vec::new(),
+            Vec::new(),
+            &window,
+            "test",
+            names,
+        );
         request
             .resource_metrics
             .into_iter()

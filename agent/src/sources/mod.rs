@@ -4,4 +4,5 @@ pub mod cgroups;
 pub mod gpu;
 pub mod host;
 pub mod pods;
+pub mod serving;
 pub mod volumes;

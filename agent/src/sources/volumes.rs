@@ -822,6 +822,7 @@ mod tests {
             &snapshot,
             "node-a",
             Vec::new(),
+            Vec::new(),
             &window,
             "test",
             crate::config::GpuNames::Tally,

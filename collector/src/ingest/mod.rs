@@ -2,6 +2,7 @@
 //! records.
 
 pub mod decode;
+pub mod genai;
 pub mod logs;
 pub mod points;
 pub mod wire;

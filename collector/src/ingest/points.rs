@@ -16,7 +16,9 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 use tally_schema::exphist::ExpHistogram;
-use tally_schema::semconv;
+use tally_schema::{catalog, semconv};
+
+use super::genai;
 
 use super::wire::{Fields, WireError};
 use crate::store::labels::{self, CachedResource, SharedInterner};
@@ -38,6 +40,102 @@ pub enum SampleValue {
     },
     /// A distribution (histograms of any kind become this).
     Distribution(Box<ExpHistogram>),
+    /// A histogram of cumulative temporality: everything since
+    /// `start_ns` (the store keeps the previous one and takes the
+    /// difference, as for a cumulative sum).
+    CumulativeDistribution {
+        /// The running histogram.
+        histogram: Box<Running>,
+        /// When it started (0: unknown).
+        start_ns: u64,
+    },
+}
+
+/// A running (cumulative) histogram as received.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Running {
+    /// Explicit buckets, kept raw: the difference of two points is taken
+    /// bucket by bucket before any estimate.
+    Explicit(ExplicitBuckets),
+    /// An exponential histogram (its buckets do not move).
+    Exponential(ExpHistogram),
+}
+
+/// An explicit-bucket histogram point's parts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExplicitBuckets {
+    /// Upper bounds (the last bucket is unbounded).
+    pub bounds: Vec<f64>,
+    /// Counts per bucket.
+    pub counts: Vec<u64>,
+    /// Smallest value, if the producer kept it.
+    pub min: Option<f64>,
+    /// Largest value, if the producer kept it.
+    pub max: Option<f64>,
+    /// Sum of values.
+    pub sum: f64,
+}
+
+impl Running {
+    /// All it holds, as a sketch.
+    pub fn sketch(&self) -> ExpHistogram {
+        match self {
+            Running::Explicit(b) => explicit_sketch(&b.bounds, &b.counts, b.min, b.max),
+            Running::Exponential(sketch) => sketch.clone(),
+        }
+    }
+
+    /// What was recorded since `earlier`; `None` when `earlier` is not an
+    /// older state of this histogram (other bounds, a count that fell:
+    /// the producer restarted).
+    pub fn since(&self, earlier: &Running) -> Option<ExpHistogram> {
+        match (self, earlier) {
+            (Running::Explicit(now), Running::Explicit(before)) => {
+                if now.bounds != before.bounds || now.counts.len() != before.counts.len() {
+                    return None;
+                }
+                let counts = now
+                    .counts
+                    .iter()
+                    .zip(&before.counts)
+                    .map(|(n, b)| n.checked_sub(*b))
+                    .collect::<Option<Vec<u64>>>()?;
+                // The new values lie within the running extremes.
+                Some(explicit_sketch(&now.bounds, &counts, now.min, now.max))
+            }
+            (Running::Exponential(now), Running::Exponential(before)) => now.minus(before),
+            _ => None,
+        }
+    }
+}
+
+/// An explicit-bucket histogram as a sketch: each bucket's count recorded
+/// at its upper bound (the overflow bucket at the max or the last bound),
+/// the estimate `histogram_quantile` makes, never past the observed
+/// extremes.
+pub fn explicit_sketch(
+    bounds: &[f64],
+    counts: &[u64],
+    min: Option<f64>,
+    max: Option<f64>,
+) -> ExpHistogram {
+    let mut sketch = ExpHistogram::default();
+    for (i, count) in counts.iter().enumerate() {
+        let mut at = bounds
+            .get(i)
+            .copied()
+            .or(max)
+            .or(bounds.last().copied())
+            .unwrap_or(0.0);
+        if let Some(max) = max.filter(|m| m.is_finite()) {
+            at = at.min(max);
+        }
+        if let Some(min) = min.filter(|m| m.is_finite()) {
+            at = at.max(min);
+        }
+        sketch.record_n(at, *count);
+    }
+    sketch
 }
 
 /// One sample of one series.
@@ -198,6 +296,8 @@ struct Walk<'i> {
     /// Reused per point: its encoded attributes, each after its length
     /// (the key of the point-set cache).
     attributes: Vec<u8>,
+    /// The histogram being walked has cumulative temporality.
+    cumulative_histogram: bool,
 }
 
 /// Flattens an encoded `ExportMetricsServiceRequest`, validating every
@@ -213,6 +313,7 @@ pub fn flatten(
         window,
         interner,
         attributes: Vec::new(),
+        cumulative_histogram: false,
     };
     for field in Fields::new(request, "ExportMetricsServiceRequest") {
         if let (1, value) = field? {
@@ -426,15 +527,21 @@ impl Walk<'_> {
                     }
                 })
             }
-            9 => self.decoded_points(&metric, data, resource, "Histogram", 9, Self::histogram),
-            10 => self.decoded_points(
-                &metric,
-                data,
-                resource,
-                "ExponentialHistogram",
-                1,
-                Self::exponential_histogram,
-            ),
+            9 => {
+                self.cumulative_histogram = cumulative_temporality(data, "Histogram")?;
+                self.decoded_points(&metric, data, resource, "Histogram", 9, Self::histogram)
+            }
+            10 => {
+                self.cumulative_histogram = cumulative_temporality(data, "ExponentialHistogram")?;
+                self.decoded_points(
+                    &metric,
+                    data,
+                    resource,
+                    "ExponentialHistogram",
+                    1,
+                    Self::exponential_histogram,
+                )
+            }
             _ => self.decoded_points(&metric, data, resource, "Summary", 7, Self::summary),
         }
     }
@@ -563,8 +670,23 @@ impl Walk<'_> {
             max: p.max.filter(|m| m.is_finite()),
         });
         let labels = self.point_labels(resource)?;
-        let value = SampleValue::Distribution(Box::new(sketch));
-        self.push(name, labels, p.time_unix_nano, value);
+        let totals = (sketch.count() as f64, sketch.sum());
+        let value = if self.cumulative_histogram {
+            SampleValue::CumulativeDistribution {
+                histogram: Box::new(Running::Exponential(sketch)),
+                start_ns: p.start_time_unix_nano,
+            }
+        } else {
+            SampleValue::Distribution(Box::new(sketch))
+        };
+        self.push_histogram(
+            name,
+            labels,
+            p.time_unix_nano,
+            value,
+            totals,
+            p.start_time_unix_nano,
+        );
         Ok(())
     }
 
@@ -581,31 +703,92 @@ impl Walk<'_> {
             self.reject(1, format!("{name}: NaN or infinite sum or bound"));
             return Ok(());
         }
-        // Each bucket's count is recorded at its upper bound (the first at
-        // its bound, the overflow bucket at the max or the last bound), the
-        // same estimate histogram_quantile makes.
-        let mut sketch = ExpHistogram::default();
-        for (i, count) in p.bucket_counts.iter().enumerate() {
-            let mut at = p
-                .explicit_bounds
-                .get(i)
-                .copied()
-                .or(p.max)
-                .or(p.explicit_bounds.last().copied())
-                .unwrap_or(0.0);
-            // The observed extremes are exact; never estimate past them.
-            if let Some(max) = p.max.filter(|m| m.is_finite()) {
-                at = at.min(max);
-            }
-            if let Some(min) = p.min.filter(|m| m.is_finite()) {
-                at = at.max(min);
-            }
-            sketch.record_n(at, *count);
-        }
         let labels = self.point_labels(resource)?;
-        let value = SampleValue::Distribution(Box::new(sketch));
-        self.push(name, labels, p.time_unix_nano, value);
+        let totals = (
+            p.bucket_counts
+                .iter()
+                .fold(0u64, |a, c| a.saturating_add(*c)) as f64,
+            p.sum.unwrap_or(0.0),
+        );
+        let start_ns = p.start_time_unix_nano;
+        let value = if self.cumulative_histogram {
+            SampleValue::CumulativeDistribution {
+                histogram: Box::new(Running::Explicit(ExplicitBuckets {
+                    bounds: p.explicit_bounds,
+                    counts: p.bucket_counts,
+                    min: p.min,
+                    max: p.max,
+                    sum: p.sum.unwrap_or(0.0),
+                })),
+                start_ns: p.start_time_unix_nano,
+            }
+        } else {
+            SampleValue::Distribution(Box::new(explicit_sketch(
+                &p.explicit_bounds,
+                &p.bucket_counts,
+                p.min,
+                p.max,
+            )))
+        };
+        self.push_histogram(name, labels, p.time_unix_nano, value, totals, start_ns);
         Ok(())
+    }
+
+    /// Pushes a histogram point; an OpenTelemetry GenAI histogram goes
+    /// under the catalog's model-serving family instead, with its count
+    /// as finished requests or its sum as tokens where it says so.
+    fn push_histogram(
+        &mut self,
+        name: &Arc<str>,
+        labels: Labels,
+        time_ns: u64,
+        value: SampleValue,
+        (count, sum): (f64, f64),
+        start_ns: u64,
+    ) {
+        let Some(role) = genai::role(name) else {
+            self.push(name, labels, time_ns, value);
+            return;
+        };
+        let pairs = genai::labels(&labels.iter().collect::<Vec<_>>());
+        let total = |v: f64| {
+            if self.cumulative_histogram {
+                SampleValue::Cumulative { value: v, start_ns }
+            } else {
+                SampleValue::Delta(v)
+            }
+        };
+        let mut out: Vec<MappedPoint> = Vec::new();
+        match role {
+            genai::Role::Latency(def) => out.push((def, pairs, value)),
+            genai::Role::LatencyAndRequests(def) => {
+                let mut request = pairs.clone();
+                request.extend(genai::request_labels(&pairs));
+                out.push((&catalog::MODEL_REQUESTS, request, total(count)));
+                out.push((
+                    &catalog::MODEL_INFO,
+                    info_labels(&pairs),
+                    SampleValue::Gauge(1.0),
+                ));
+                out.push((def, pairs, value));
+            }
+            genai::Role::Tokens => {
+                if let Some(def) = genai::token_family(&pairs) {
+                    let mut tokens = pairs;
+                    tokens.retain(|(k, _)| k != "gen_ai.token.type");
+                    out.push((def, tokens, total(sum)));
+                }
+            }
+        }
+        for (def, pairs, value) in out {
+            let (metric, labels) = {
+                let mut interner = labels::lock(self.interner);
+                let metric = interner.name_of(&def.full_name());
+                let labels = interner.labels(&Arc::new(LabelSet::new(pairs)));
+                (metric, labels)
+            };
+            self.push(&metric, labels, time_ns, value);
+        }
     }
 
     fn summary(
@@ -648,6 +831,34 @@ impl Walk<'_> {
         self.push(&count_name, labels, p.time_unix_nano, value);
         Ok(())
     }
+}
+
+/// A point under a catalog family: family, labels, value.
+type MappedPoint = (&'static catalog::MetricDef, Vec<(String, String)>, SampleValue);
+
+/// `tally_model_info`'s labels for a GenAI series: its identity, engine
+/// and model, and no GenAI detail.
+fn info_labels(pairs: &[(String, String)]) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = pairs
+        .iter()
+        .filter(|(k, _)| {
+            !k.starts_with("gen_ai.") && !k.starts_with("error.") && !k.starts_with("server.")
+        })
+        .cloned()
+        .collect();
+    out.push(("engine_version".to_owned(), "unknown".to_owned()));
+    out
+}
+
+/// Whether a histogram message says cumulative temporality (its field 2).
+fn cumulative_temporality(data: &[u8], message: &'static str) -> Result<bool, WireError> {
+    let mut temporality = 0;
+    for field in Fields::new(data, message) {
+        if let (2, value) = field? {
+            temporality = value.varint(2, message)?;
+        }
+    }
+    Ok(temporality as i32 == AggregationTemporality::Cumulative as i32)
 }
 
 fn scope_version(scope_metrics: &[u8]) -> Result<String, WireError> {

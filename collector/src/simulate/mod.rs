@@ -533,7 +533,14 @@ mod tests {
             // What the simulated GPUs cannot show: retired pages are
             // pre-Ampere only (NVML: NotSupported on A10G, A100, H100), and
             // no XID or ECC event happens.
-            let not_simulated = ["tally_gpu_retired_pages", "tally_gpu_events_total"];
+            // Simulated engines report every distribution, none derived,
+            // and none is Ollama (the one that reports model memory).
+            let not_simulated = [
+                "tally_gpu_retired_pages",
+                "tally_gpu_events_total",
+                "tally_model_derived_info",
+                "tally_model_gpu_memory_bytes",
+            ];
             if not_simulated.contains(&name.as_str()) {
                 continue;
             }

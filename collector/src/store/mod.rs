@@ -20,7 +20,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use tally_schema::exphist::ExpHistogram;
 
-use crate::ingest::points::{Sample, SampleValue};
+use crate::ingest::points::{Running, Sample, SampleValue};
 use hot::HotArena;
 pub use labels::{Interner, LabelSet, Labels, SharedInterner};
 use raw::RawWindow;
@@ -106,6 +106,10 @@ pub struct Series {
     recent: RawWindow,
     /// Last cumulative `(start ns, value)`, for delta conversion.
     last_cumulative: Option<(u64, f64)>,
+    /// Last cumulative histogram and its start, for the same (boxed: most
+    /// series never have one). Not in snapshots: after a restart the first
+    /// point is a baseline again.
+    last_histogram: Option<Box<(u64, Running)>>,
     /// Running total of a counter since the collector first saw it.
     total: f64,
     /// Time of the newest point.
@@ -123,6 +127,7 @@ impl Series {
             days: Tier::default(),
             recent: RawWindow::default(),
             last_cumulative: None,
+            last_histogram: None,
             total: 0.0,
             last_ns: 0,
         }
@@ -202,7 +207,11 @@ impl Series {
                 .as_ref()
                 .map_or(0, |s| 64 + s.bucket_counts().len() * 8)
         });
-        open + self.recent.heap_bytes()
+        let last = self.last_histogram.as_ref().map_or(0, |h| match &h.1 {
+            Running::Explicit(b) => 96 + b.bounds.len() * 16,
+            Running::Exponential(s) => 96 + s.bucket_counts().len() * 8,
+        });
+        open + last + self.recent.heap_bytes()
     }
 
     /// Bytes of history in the hot arena.
@@ -555,7 +564,9 @@ impl Store {
         let kind = match sample.value {
             SampleValue::Gauge(_) => SeriesKind::Gauge,
             SampleValue::Delta(_) | SampleValue::Cumulative { .. } => SeriesKind::Counter,
-            SampleValue::Distribution(_) => SeriesKind::Distribution,
+            SampleValue::Distribution(_) | SampleValue::CumulativeDistribution { .. } => {
+                SeriesKind::Distribution
+            }
         };
         let retention_hours = self.retention_hours();
         let limits = self.limits;
@@ -628,6 +639,39 @@ impl Store {
                     Observation::Distribution(&sketch),
                     retention_hours,
                 );
+                None
+            }
+            SampleValue::CumulativeDistribution {
+                histogram,
+                start_ns,
+            } => {
+                let new = match series.last_histogram.as_deref() {
+                    // Same histogram, moving forward.
+                    Some((start, last)) if *start == start_ns => {
+                        histogram.since(last).or_else(|| {
+                            self.stats.resets += 1;
+                            Some(histogram.sketch())
+                        })
+                    }
+                    // A new start: everything in it is new.
+                    Some(_) => {
+                        self.stats.resets += 1;
+                        Some(histogram.sketch())
+                    }
+                    // First sight with a known start: everything since it
+                    // (an SDK's histogram starts with its process); with
+                    // none, a baseline.
+                    None => (start_ns > 0).then(|| histogram.sketch()),
+                };
+                if let Some(new) = new.filter(|n| !n.is_empty()) {
+                    series.observe(
+                        &mut self.hot,
+                        hour,
+                        Observation::Distribution(&new),
+                        retention_hours,
+                    );
+                }
+                series.last_histogram = Some(Box::new((start_ns, *histogram)));
                 None
             }
         };
@@ -934,6 +978,61 @@ mod tests {
             time_ns: t,
             value,
         }
+    }
+
+    #[test]
+    fn cumulative_histograms_count_each_observation_once() {
+        use crate::ingest::points::{ExplicitBuckets, Running};
+        let mut store = Store::new(limits());
+        let point = |counts: [u64; 3], max: f64, start: u64| SampleValue::CumulativeDistribution {
+            histogram: Box::new(Running::Explicit(ExplicitBuckets {
+                bounds: vec![1.0, 2.0],
+                counts: counts.to_vec(),
+                min: Some(0.5),
+                max: Some(max),
+                sum: 0.0,
+            })),
+            start_ns: start,
+        };
+        // Three values ≤ 1, then two in (1, 2], then five above 2: ten in
+        // all, however often the running totals are sent.
+        for (i, (counts, max)) in [
+            ([3, 0, 0], 0.5),
+            ([3, 2, 0], 1.8),
+            ([3, 2, 0], 1.8),
+            ([3, 2, 5], 9.0),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            store.apply(sample(
+                "ttft",
+                "a",
+                T0 + i as u64 * 1_000_000_000,
+                point(counts, max, T0 - 1),
+            ));
+        }
+        let series = store.select("ttft", &[]).next().expect("series");
+        let quantile = |q| store.stat(series, Stat::Quantile(q), T0, T0 + HOUR_NS);
+        // Counted twice, six of the eighteen would sit at 0.5 and the
+        // median would be 0.5.
+        let median = quantile(0.5).expect("median");
+        assert!((median - 1.8).abs() < 0.05, "{median}");
+        assert!((quantile(0.9).expect("p90") - 9.0).abs() < 0.2);
+        assert_eq!(store.stats().resets, 0);
+        // A restart (a new start time): its running totals are all new.
+        store.apply(sample(
+            "ttft",
+            "a",
+            T0 + 10_000_000_000,
+            point([0, 0, 40], 9.0, T0 + 5),
+        ));
+        assert_eq!(store.stats().resets, 1);
+        let series = store.select("ttft", &[]).next().expect("series");
+        let median = store
+            .stat(series, Stat::Quantile(0.5), T0, T0 + HOUR_NS)
+            .expect("median");
+        assert!((median - 9.0).abs() < 0.2, "{median}");
     }
 
     #[test]

@@ -492,6 +492,7 @@ fn read_series_data(
         days,
         recent,
         last_cumulative,
+        last_histogram: None,
         total: reader.f64()?,
         last_ns: reader.u64()?,
     })

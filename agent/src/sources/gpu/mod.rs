@@ -46,7 +46,8 @@ pub const THROTTLE_REASONS: &[&str] = &[
 ];
 
 /// One point of a GPU family: its attributes (GPU labels and the
-/// family's own) and value.
+/// family's own) and value. The serving source's points take this shape
+/// too, so one renderer writes both.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GpuPoint {
     /// The family.
@@ -64,6 +65,9 @@ pub struct ContainerGpuPoints {
     pub identity: ContainerIdentity,
     /// Its points (`tally_container_gpu_*`).
     pub points: Vec<GpuPoint>,
+    /// When they were read, if not at export time (a scraped page's
+    /// counters carry the scrape's time, so rates are exact).
+    pub read_at: Option<std::time::SystemTime>,
 }
 
 /// The latest GPU picture.
@@ -296,7 +300,11 @@ impl GpuSource {
                     &container.pod_uid,
                     &container.container_id,
                 );
-                ContainerGpuPoints { identity, points }
+                ContainerGpuPoints {
+                    identity,
+                    points,
+                    read_at: None,
+                }
             })
             .collect();
         if let Some(hostname) = &self.dcgm_hostname {

@@ -34,6 +34,9 @@ pub struct ObjectMeta {
     /// `metadata.labels`.
     #[serde(deserialize_with = "nullable")]
     pub labels: BTreeMap<String, String>,
+    /// `metadata.annotations`.
+    #[serde(deserialize_with = "nullable")]
+    pub annotations: BTreeMap<String, String>,
     /// `metadata.ownerReferences`.
     #[serde(deserialize_with = "nullable")]
     pub owner_references: Vec<OwnerReference>,
@@ -106,9 +109,26 @@ pub struct ContainerSpec {
     /// Container name.
     #[serde(deserialize_with = "nullable")]
     pub name: String,
+    /// Image reference.
+    #[serde(deserialize_with = "nullable")]
+    pub image: String,
+    /// Declared ports.
+    #[serde(deserialize_with = "nullable")]
+    pub ports: Vec<ContainerPortSpec>,
     /// Requests and limits.
     #[serde(deserialize_with = "nullable")]
     pub resources: Resources,
+}
+
+/// One `ports[]` entry of a container spec.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ContainerPortSpec {
+    /// The port the container listens on.
+    pub container_port: u16,
+    /// `TCP` (the default), `UDP` or `SCTP`.
+    #[serde(deserialize_with = "nullable")]
+    pub protocol: String,
 }
 
 /// `resources` of a container.
@@ -154,6 +174,10 @@ pub struct PodStatus {
     /// `Guaranteed`, `Burstable`, `BestEffort`.
     #[serde(deserialize_with = "nullable")]
     pub qos_class: String,
+    /// The pod's IP once it has one.
+    #[serde(rename = "podIP")]
+    #[serde(deserialize_with = "nullable")]
+    pub pod_ip: String,
     /// Regular container statuses.
     #[serde(deserialize_with = "nullable")]
     pub container_statuses: Vec<ContainerStatus>,
@@ -644,6 +668,13 @@ pub fn pod_info(
             containers.push(PodContainer {
                 name: spec.name.clone(),
                 container_id,
+                image: spec.image.clone(),
+                ports: spec
+                    .ports
+                    .iter()
+                    .filter(|p| p.protocol.is_empty() || p.protocol == "TCP")
+                    .map(|p| p.container_port)
+                    .collect(),
                 requests: quantities(&spec.resources.requests, &mut errors),
                 limits: quantities(&spec.resources.limits, &mut errors),
             });
@@ -660,8 +691,24 @@ pub fn pod_info(
         containers,
         labels: pod.metadata.labels.clone(),
         startup_seconds: startup_seconds(&pod.status.conditions),
+        pod_ip: pod.status.pod_ip.clone(),
+        // Only the scrape annotations: others can be large
+        // (last-applied-configuration) and nothing else reads them.
+        scrape_annotations: pod
+            .metadata
+            .annotations
+            .iter()
+            .filter(|(key, _)| is_scrape_annotation(key))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
     };
     (info, errors)
+}
+
+/// Annotations the model-serving discovery reads (`prometheus.io/*`,
+/// `tally.dev/*`).
+pub fn is_scrape_annotation(key: &str) -> bool {
+    key.starts_with("prometheus.io/") || key.starts_with("tally.dev/")
 }
 
 /// Seconds from the `PodScheduled` condition's last transition to the

@@ -22,6 +22,10 @@ pub struct PodContainer {
     pub requests: BTreeMap<String, f64>,
     /// Limits, in the same units as `requests`.
     pub limits: BTreeMap<String, f64>,
+    /// Image reference from the spec.
+    pub image: String,
+    /// Declared TCP ports.
+    pub ports: Vec<u16>,
 }
 
 /// One pod scheduled on this node.
@@ -48,6 +52,11 @@ pub struct PodInfo {
     pub labels: BTreeMap<String, String>,
     /// Seconds from `PodScheduled` to `Ready`, once the pod is Ready.
     pub startup_seconds: Option<f64>,
+    /// `status.podIP`; empty until assigned.
+    pub pod_ip: String,
+    /// The `prometheus.io/*` and `tally.dev/*` annotations (model-serving
+    /// discovery).
+    pub scrape_annotations: BTreeMap<String, String>,
 }
 
 /// Pods on this node keyed by UID, plus the node's own identity and what

@@ -834,7 +834,11 @@ impl Walk<'_> {
 }
 
 /// A point under a catalog family: family, labels, value.
-type MappedPoint = (&'static catalog::MetricDef, Vec<(String, String)>, SampleValue);
+type MappedPoint = (
+    &'static catalog::MetricDef,
+    Vec<(String, String)>,
+    SampleValue,
+);
 
 /// `tally_model_info`'s labels for a GenAI series: its identity, engine
 /// and model, and no GenAI detail.

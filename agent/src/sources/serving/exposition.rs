@@ -246,9 +246,9 @@ pub fn parse<'a>(page: &'a [u8], visitor: &mut impl Visitor<'a>) -> Summary {
     summary
 }
 
-/// The page as text, validated once for as far as it is UTF-8 rather than
-/// line by line (a tenth of the parse time on a clean page); after a bad
-/// byte, validation starts again at the next line.
+/// The page as text, validated for as far as it is UTF-8 in one call
+/// rather than one per line; after a bad byte, validation starts again at
+/// the next line.
 struct Validated<'a> {
     page: &'a [u8],
     /// Where `text` starts in `page`.

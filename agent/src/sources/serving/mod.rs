@@ -425,6 +425,9 @@ impl ServingState {
             Ok(body) => body,
             Err(error) => {
                 state.health.up = false;
+                // Stale readings go, as Prometheus marks a failed target's
+                // series stale; the baseline stays for the next deltas.
+                state.models.clear();
                 count(state, error.kind(), &error);
                 return;
             }

@@ -3,6 +3,7 @@
 pub mod cgroups;
 pub mod gpu;
 pub mod host;
+pub mod logs;
 pub mod pods;
 pub mod serving;
 pub mod volumes;

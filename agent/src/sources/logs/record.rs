@@ -1,0 +1,390 @@
+//! A whole message → a log record: the message parsed as JSON when it is
+//! a JSON object (kept as text when not, and counted), with the fields
+//! Tally reads picked out by name.
+//!
+//! The default names cover common structured loggers (Go's slog and zap,
+//! Python's structlog and json-logging, pino, vLLM's and TGI's JSON
+//! output): `level`/`severity`, `msg`/`message`, `ts`/`time`,
+//! `latency_ms`/`duration`, `model`, `prompt_tokens`, `completion_tokens`,
+//! `status`, `trace_id`, `span_id`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::reassemble::Message;
+
+/// Which JSON keys carry the fields Tally reads; the first key present
+/// wins.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldNames {
+    /// Severity, as text (`warn`) or a number (pino's 40).
+    #[serde(default = "default_level")]
+    pub level: Vec<String>,
+    /// The human-readable message, the record's body.
+    #[serde(default = "default_message")]
+    pub message: Vec<String>,
+    /// Request latency in milliseconds.
+    #[serde(default = "default_latency_ms")]
+    pub latency_ms: Vec<String>,
+    /// Request latency in seconds.
+    #[serde(default = "default_latency_seconds")]
+    pub latency_seconds: Vec<String>,
+    /// The model served or called.
+    #[serde(default = "default_model")]
+    pub model: Vec<String>,
+    /// Prompt tokens.
+    #[serde(default = "default_prompt_tokens")]
+    pub prompt_tokens: Vec<String>,
+    /// Generated tokens.
+    #[serde(default = "default_completion_tokens")]
+    pub completion_tokens: Vec<String>,
+    /// Outcome: an HTTP status or a word.
+    #[serde(default = "default_status")]
+    pub status: Vec<String>,
+    /// W3C trace id (32 hex digits).
+    #[serde(default = "default_trace_id")]
+    pub trace_id: Vec<String>,
+    /// W3C span id (16 hex digits).
+    #[serde(default = "default_span_id")]
+    pub span_id: Vec<String>,
+}
+
+fn names(list: &[&str]) -> Vec<String> {
+    list.iter().map(|s| (*s).to_owned()).collect()
+}
+fn default_level() -> Vec<String> {
+    names(&["level", "severity", "lvl", "levelname", "log.level"])
+}
+fn default_message() -> Vec<String> {
+    names(&["msg", "message", "event"])
+}
+fn default_latency_ms() -> Vec<String> {
+    names(&["latency_ms", "duration_ms", "elapsed_ms"])
+}
+fn default_latency_seconds() -> Vec<String> {
+    names(&["duration", "latency", "latency_s", "elapsed"])
+}
+fn default_model() -> Vec<String> {
+    names(&["model", "model_name", "model_id"])
+}
+fn default_prompt_tokens() -> Vec<String> {
+    names(&["prompt_tokens", "input_tokens"])
+}
+fn default_completion_tokens() -> Vec<String> {
+    names(&["completion_tokens", "output_tokens", "generated_tokens"])
+}
+fn default_status() -> Vec<String> {
+    names(&["status", "status_code", "http.status_code"])
+}
+fn default_trace_id() -> Vec<String> {
+    names(&["trace_id", "traceId", "trace.id"])
+}
+fn default_span_id() -> Vec<String> {
+    names(&["span_id", "spanId", "span.id"])
+}
+
+impl Default for FieldNames {
+    fn default() -> Self {
+        Self {
+            level: default_level(),
+            message: default_message(),
+            latency_ms: default_latency_ms(),
+            latency_seconds: default_latency_seconds(),
+            model: default_model(),
+            prompt_tokens: default_prompt_tokens(),
+            completion_tokens: default_completion_tokens(),
+            status: default_status(),
+            trace_id: default_trace_id(),
+            span_id: default_span_id(),
+        }
+    }
+}
+
+/// OpenTelemetry severity numbers (the first of each range).
+pub mod severity {
+    /// TRACE.
+    pub const TRACE: i32 = 1;
+    /// DEBUG.
+    pub const DEBUG: i32 = 5;
+    /// INFO.
+    pub const INFO: i32 = 9;
+    /// WARN.
+    pub const WARN: i32 = 13;
+    /// ERROR.
+    pub const ERROR: i32 = 17;
+    /// FATAL.
+    pub const FATAL: i32 = 21;
+}
+
+/// A log record, ready for OTLP.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogRecord {
+    /// Seconds since the epoch, from the runtime's timestamp.
+    pub time_seconds: f64,
+    /// Stream the line came from.
+    pub stream: &'static str,
+    /// OpenTelemetry severity number, 0 when unknown.
+    pub severity_number: i32,
+    /// Severity as written.
+    pub severity_text: String,
+    /// The message (the whole line when it is not JSON or has no message
+    /// key).
+    pub body: String,
+    /// The JSON object's other top-level fields, as text.
+    pub attributes: Vec<(String, String)>,
+    /// The line was a JSON object.
+    pub structured: bool,
+    /// The line was not UTF-8 (replaced characters).
+    pub invalid_utf8: bool,
+    /// Bytes cut past the message limit.
+    pub truncated_bytes: u64,
+    /// Request latency, seconds.
+    pub latency_seconds: Option<f64>,
+    /// Model.
+    pub model: Option<String>,
+    /// Prompt tokens.
+    pub prompt_tokens: Option<f64>,
+    /// Generated tokens.
+    pub completion_tokens: Option<f64>,
+    /// Outcome as written.
+    pub status: Option<String>,
+    /// Trace id, 16 bytes.
+    pub trace_id: Option<[u8; 16]>,
+    /// Span id, 8 bytes.
+    pub span_id: Option<[u8; 8]>,
+}
+
+impl LogRecord {
+    /// An error by its severity (ERROR and above) or, without one, an HTTP
+    /// status of 500 or more.
+    pub fn is_error(&self) -> bool {
+        if self.severity_number > 0 {
+            return self.severity_number >= severity::ERROR;
+        }
+        self.status
+            .as_deref()
+            .and_then(|s| s.parse::<u16>().ok())
+            .is_some_and(|code| code >= 500)
+    }
+}
+
+/// The severity number of a level as loggers write it.
+pub fn severity_of(level: &Value) -> i32 {
+    match level {
+        // pino / bunyan: 10 trace … 60 fatal.
+        Value::Number(n) => match n.as_f64().unwrap_or(0.0) as i64 {
+            ..=0 => 0,
+            1..=10 => severity::TRACE,
+            11..=20 => severity::DEBUG,
+            21..=30 => severity::INFO,
+            31..=40 => severity::WARN,
+            41..=50 => severity::ERROR,
+            _ => severity::FATAL,
+        },
+        Value::String(text) => match text.to_ascii_lowercase().as_str() {
+            "trace" => severity::TRACE,
+            "debug" | "dbug" => severity::DEBUG,
+            "info" | "information" | "notice" => severity::INFO,
+            "warn" | "warning" => severity::WARN,
+            "error" | "err" => severity::ERROR,
+            "critical" | "crit" | "fatal" | "panic" | "alert" | "emerg" | "emergency"
+            | "dpanic" => severity::FATAL,
+            _ => 0,
+        },
+        _ => 0,
+    }
+}
+
+fn first<'m>(object: &'m Map<String, Value>, keys: &[String]) -> Option<(&'m str, &'m Value)> {
+    keys.iter().find_map(|k| {
+        object
+            .get_key_value(k.as_str())
+            .map(|(k, v)| (k.as_str(), v))
+    })
+}
+
+fn number(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+    .filter(|v: &f64| v.is_finite())
+}
+
+fn text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn hex<const N: usize>(value: &Value) -> Option<[u8; N]> {
+    let Value::String(s) = value else { return None };
+    if s.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    // The all-zero id is invalid in W3C trace context.
+    out.iter().any(|b| *b != 0).then_some(out)
+}
+
+/// Turns a message into a record.
+pub fn record(message: &Message, fields: &FieldNames) -> LogRecord {
+    let (line, invalid_utf8) = match std::str::from_utf8(&message.text) {
+        Ok(text) => (text.to_owned(), false),
+        Err(_) => (String::from_utf8_lossy(&message.text).into_owned(), true),
+    };
+    let mut out = LogRecord {
+        time_seconds: crate::sources::pods::convert::parse_rfc3339(&message.time).unwrap_or(0.0),
+        stream: message.stream.as_str(),
+        severity_number: 0,
+        severity_text: String::new(),
+        body: String::new(),
+        attributes: Vec::new(),
+        structured: false,
+        invalid_utf8,
+        truncated_bytes: message.truncated_bytes,
+        latency_seconds: None,
+        model: None,
+        prompt_tokens: None,
+        completion_tokens: None,
+        status: None,
+        trace_id: None,
+        span_id: None,
+    };
+    let object = line
+        .trim_start()
+        .starts_with('{')
+        .then(|| serde_json::from_str::<Map<String, Value>>(&line).ok())
+        .flatten();
+    let Some(object) = object else {
+        out.body = line;
+        return out;
+    };
+    out.structured = true;
+    let mut used: Vec<&str> = Vec::new();
+    if let Some((key, level)) = first(&object, &fields.level) {
+        out.severity_number = severity_of(level);
+        out.severity_text = text(level);
+        used.push(key);
+    }
+    match first(&object, &fields.message) {
+        Some((key, message)) => {
+            out.body = text(message);
+            used.push(key);
+        }
+        None => out.body = line.clone(),
+    }
+    if let Some((key, ms)) = first(&object, &fields.latency_ms) {
+        out.latency_seconds = number(ms).map(|v| v / 1000.0);
+        used.push(key);
+    } else if let Some((key, s)) = first(&object, &fields.latency_seconds) {
+        out.latency_seconds = number(s);
+        used.push(key);
+    }
+    if let Some((_, model)) = first(&object, &fields.model) {
+        out.model = Some(text(model));
+    }
+    if let Some((_, n)) = first(&object, &fields.prompt_tokens) {
+        out.prompt_tokens = number(n);
+    }
+    if let Some((_, n)) = first(&object, &fields.completion_tokens) {
+        out.completion_tokens = number(n);
+    }
+    if let Some((_, status)) = first(&object, &fields.status) {
+        out.status = Some(text(status));
+    }
+    if let Some((key, id)) = first(&object, &fields.trace_id) {
+        out.trace_id = hex::<16>(id);
+        used.push(key);
+    }
+    if let Some((key, id)) = first(&object, &fields.span_id) {
+        out.span_id = hex::<8>(id);
+        used.push(key);
+    }
+    out.attributes = object
+        .iter()
+        .filter(|(k, _)| !used.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), text(v)))
+        .collect();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::logs::cri::Stream;
+
+    fn message(text: &str) -> Message {
+        Message {
+            time: "2026-12-01T16:15:00.5Z".into(),
+            stream: Stream::Stdout,
+            text: text.as_bytes().to_vec(),
+            truncated_bytes: 0,
+            pieces: 1,
+        }
+    }
+
+    #[test]
+    fn json_lines_give_fields_and_attributes() {
+        let r = record(
+            &message(
+                r#"{"level":"warning","msg":"slow request","latency_ms":1250,"model":"qwen-7b","prompt_tokens":"512","completion_tokens":128,"status":200,"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","route":"/v1/chat"}"#,
+            ),
+            &FieldNames::default(),
+        );
+        assert!(r.structured);
+        assert_eq!(r.severity_number, severity::WARN);
+        assert_eq!(r.severity_text, "warning");
+        assert_eq!(r.body, "slow request");
+        assert_eq!(r.latency_seconds, Some(1.25));
+        assert_eq!(r.model.as_deref(), Some("qwen-7b"));
+        assert_eq!(r.prompt_tokens, Some(512.0));
+        assert_eq!(r.completion_tokens, Some(128.0));
+        assert_eq!(r.status.as_deref(), Some("200"));
+        assert_eq!(r.trace_id.map(|t| t[0]), Some(0x4b));
+        assert_eq!(r.span_id.map(|s| s[7]), Some(0xb7));
+        assert!(r.attributes.contains(&("route".into(), "/v1/chat".into())));
+        assert!(r.attributes.iter().all(|(k, _)| k != "msg" && k != "level"));
+        assert!((r.time_seconds - 1_796_141_700.5).abs() < 1e-3);
+        assert!(!r.is_error());
+    }
+
+    #[test]
+    fn text_lines_numbers_levels_and_errors() {
+        let plain = record(&message("GET /health 200"), &FieldNames::default());
+        assert!(!plain.structured);
+        assert_eq!(plain.body, "GET /health 200");
+        let pino = record(
+            &message(r#"{"level":50,"msg":"boom"}"#),
+            &FieldNames::default(),
+        );
+        assert_eq!(pino.severity_number, severity::ERROR);
+        assert!(pino.is_error());
+        let status = record(&message(r#"{"status":503}"#), &FieldNames::default());
+        assert!(status.is_error());
+        assert_eq!(status.body, r#"{"status":503}"#, "no message key: the line");
+        let broken = record(
+            &message(r#"{"level":"info","msg": oops"#),
+            &FieldNames::default(),
+        );
+        assert!(!broken.structured, "invalid JSON stays text");
+        let bad_ids = record(
+            &message(r#"{"trace_id":"00000000000000000000000000000000","span_id":"xyz"}"#),
+            &FieldNames::default(),
+        );
+        assert_eq!((bad_ids.trace_id, bad_ids.span_id), (None, None));
+        let mut invalid = message("");
+        invalid.text = b"caf\xe9 au lait".to_vec();
+        let r = record(&invalid, &FieldNames::default());
+        assert!(r.invalid_utf8);
+        assert_eq!(r.body, "caf\u{fffd} au lait");
+        let seconds = record(&message(r#"{"duration":0.25}"#), &FieldNames::default());
+        assert_eq!(seconds.latency_seconds, Some(0.25));
+    }
+}

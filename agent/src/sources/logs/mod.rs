@@ -4,12 +4,17 @@
 //! - [`cri`] and [`docker`]: one line of each runtime's format.
 //! - [`reassemble`]: partial pieces → whole messages, bounded.
 //! - [`record`]: a message → a log record with the fields Tally reads.
+//! - [`tail`]: one file followed through rotation, copytruncate,
+//!   truncation and deletion, by device, inode and fingerprint.
+//! - [`checkpoint`]: delivered offsets, fsynced and renamed into place.
 //!
-//! Tailing with file identity, acknowledged checkpoints and OTLP export
-//! come next; nothing here reads files yet.
+//! Next: the source that discovers files, batches records, exports them
+//! over OTLP and commits checkpoints on acknowledgement.
 
+pub mod checkpoint;
 pub mod cri;
 pub mod docker;
 pub mod path;
 pub mod reassemble;
 pub mod record;
+pub mod tail;

@@ -515,6 +515,7 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         }
     };
     agent_config.spool.dir = data_dir.join("spool");
+    agent_config.logs.checkpoint_file = data_dir.join("logs-checkpoints.json");
     init_logging(&agent_config.log);
     let options = tally_collector::server::CollectorOptions {
         listen: args.listen.clone(),

@@ -55,6 +55,9 @@ pub struct AgentConfig {
     /// Model-server scraping.
     #[serde(default)]
     pub serving: ServingConfig,
+    /// Container log files.
+    #[serde(default)]
+    pub logs: LogsConfig,
     /// Disk spool for batches the collector has not acknowledged.
     #[serde(default)]
     pub spool: SpoolConfig,
@@ -208,6 +211,47 @@ impl Default for ServingConfig {
     }
 }
 
+/// Container log files followed and shipped over OTLP (`/v1/logs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsConfig {
+    /// Follow the node's container logs (needs a collector to ship to).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The pod log root (kubelet's `/var/log/pods`).
+    #[serde(default = "default_logs_root")]
+    pub root: PathBuf,
+    /// Where delivered offsets are kept.
+    #[serde(default = "default_logs_checkpoint_file")]
+    pub checkpoint_file: PathBuf,
+    /// The longest message kept; longer ones are cut and counted.
+    #[serde(default = "default_logs_max_message_bytes")]
+    pub max_message_bytes: u64,
+    /// A batch is sent once it holds this many bytes.
+    #[serde(default = "default_logs_batch_bytes")]
+    pub batch_bytes: u64,
+    /// How often files are read when nothing was new.
+    #[serde(default = "default_logs_poll_interval", with = "duration_text")]
+    pub poll_interval: Duration,
+    /// How often the root is scanned for new files.
+    #[serde(default = "default_logs_rescan_interval", with = "duration_text")]
+    pub rescan_interval: Duration,
+}
+
+impl Default for LogsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: default_true(),
+            root: default_logs_root(),
+            checkpoint_file: default_logs_checkpoint_file(),
+            max_message_bytes: default_logs_max_message_bytes(),
+            batch_bytes: default_logs_batch_bytes(),
+            poll_interval: default_logs_poll_interval(),
+            rescan_interval: default_logs_rescan_interval(),
+        }
+    }
+}
+
 /// Kubernetes API settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -353,6 +397,24 @@ fn default_export_timeout() -> Duration {
 fn default_max_backoff() -> Duration {
     Duration::from_secs(30)
 }
+fn default_logs_root() -> PathBuf {
+    PathBuf::from("/var/log/pods")
+}
+fn default_logs_checkpoint_file() -> PathBuf {
+    PathBuf::from("/var/lib/tally/logs/checkpoints.json")
+}
+fn default_logs_max_message_bytes() -> u64 {
+    1024 * 1024
+}
+fn default_logs_batch_bytes() -> u64 {
+    1024 * 1024
+}
+fn default_logs_poll_interval() -> Duration {
+    Duration::from_millis(250)
+}
+fn default_logs_rescan_interval() -> Duration {
+    Duration::from_secs(2)
+}
 fn default_true() -> bool {
     true
 }
@@ -389,6 +451,7 @@ impl Default for AgentConfig {
             volumes: VolumesConfig::default(),
             gpu: GpuConfig::default(),
             serving: ServingConfig::default(),
+            logs: LogsConfig::default(),
             spool: SpoolConfig::default(),
             export: ExportConfig::default(),
             log: LogConfig::default(),
@@ -691,6 +754,34 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     (
         "serving.max_bytes",
         "Pages larger than this are refused and counted (body_too_large).",
+    ),
+    (
+        "logs.enabled",
+        "Follow the node's container log files and ship them to the collector over OTLP (/v1/logs); needs collector.",
+    ),
+    (
+        "logs.root",
+        "The pod log root (kubelet's /var/log/pods: <namespace>_<pod>_<uid>/<container>/<n>.log); mount the host's.",
+    ),
+    (
+        "logs.checkpoint_file",
+        "Delivered offsets per file, committed only after the collector acknowledged; keep it on a host path so restarts resume.",
+    ),
+    (
+        "logs.max_message_bytes",
+        "The longest message kept (partial lines joined); longer ones are cut and counted.",
+    ),
+    (
+        "logs.batch_bytes",
+        "A batch is sent once it holds this many bytes.",
+    ),
+    (
+        "logs.poll_interval",
+        "How often files are read when nothing was new.",
+    ),
+    (
+        "logs.rescan_interval",
+        "How often the pod log root is scanned for new files.",
     ),
     (
         "volumes.kubelet_root",

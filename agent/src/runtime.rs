@@ -22,6 +22,7 @@ use crate::snapshot::{ContainerSnapshot, ExportTelemetry, Shared, Snapshot, reso
 use crate::sources::cgroups::CgroupSource;
 use crate::sources::gpu::{BackendChoice, GpuSource};
 use crate::sources::host::HostSource;
+use crate::sources::logs::{self, record::FieldNames, source::LogsSettings};
 use crate::sources::pods::model::{PodStore, SharedPodStore};
 use crate::sources::pods::{self, KubeClient, KubeConfig, KubeError};
 use crate::sources::serving::{self, SharedServingState};
@@ -284,6 +285,7 @@ struct Health {
     volumes: Arc<SourceHealth>,
     gpu: Arc<SourceHealth>,
     serving: Arc<SourceHealth>,
+    logs: Arc<SourceHealth>,
     otlp: Arc<SourceHealth>,
 }
 
@@ -296,6 +298,7 @@ impl Health {
             volumes: SourceHealth::new("volumes"),
             gpu: SourceHealth::new("gpu"),
             serving: SourceHealth::new("serving"),
+            logs: SourceHealth::new("logs"),
             otlp: SourceHealth::new("otlp"),
         }
     }
@@ -385,6 +388,9 @@ pub async fn run(
     }
     if config.collector.is_some() {
         sources.push(Arc::clone(&health.otlp));
+        if config.logs.enabled {
+            sources.push(Arc::clone(&health.logs));
+        }
     }
     let shared = Arc::new(Shared::new(node_name.clone(), sources));
     let registry = Arc::new(exposition::registry(Arc::clone(&shared)));
@@ -469,6 +475,34 @@ pub async fn run(
             ..SenderConfig::new(collector.clone())
         };
         tracing::info!(collector = %collector, spool = %config.spool.dir.display(), "exporting OTLP");
+        if config.logs.enabled {
+            match sender_config.client() {
+                Ok(client) => {
+                    let settings = LogsSettings {
+                        root: config.logs.root.clone(),
+                        max_message_bytes: config.logs.max_message_bytes as usize,
+                        batch_bytes: config.logs.batch_bytes as usize,
+                        poll_interval: config.logs.poll_interval,
+                        rescan_interval: config.logs.rescan_interval,
+                        checkpoint_file: config.logs.checkpoint_file.clone(),
+                        fields: FieldNames::default(),
+                        url: format!("{}/v1/logs", collector.trim_end_matches('/')),
+                        client,
+                        node_attributes: vec![
+                            ("k8s.node.name", node_name.clone()),
+                            ("service.name", "tally-agent".to_owned()),
+                        ],
+                        max_backoff: config.export.max_backoff,
+                    };
+                    tokio::spawn(logs::source::run(
+                        settings,
+                        Arc::clone(&health.logs),
+                        shutdown.clone(),
+                    ));
+                }
+                Err(error) => health.logs.error("client", &error),
+            }
+        }
         sender_task = Some(tokio::spawn(sender::run_sender(
             Arc::clone(&spool),
             sender_config,

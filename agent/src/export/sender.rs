@@ -62,7 +62,7 @@ impl SenderConfig {
     }
 
     /// The HTTP client: timeout, bearer token and extra trusted CAs.
-    fn client(&self) -> Result<reqwest::Client, String> {
+    pub fn client(&self) -> Result<reqwest::Client, String> {
         let mut builder = reqwest::Client::builder().timeout(self.timeout);
         if let Some(token) = &self.token {
             let mut value = reqwest::header::HeaderValue::try_from(format!("Bearer {token}"))

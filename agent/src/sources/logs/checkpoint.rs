@@ -44,6 +44,9 @@ pub enum CheckpointError {
 /// One file's delivered offset.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
+    /// Where the file was when last committed (it may since have been
+    /// renamed by rotation: entries are found by identity).
+    pub path: String,
     /// Device.
     pub dev: u64,
     /// Inode.
@@ -61,11 +64,16 @@ struct Stored {
     files: BTreeMap<String, Entry>,
 }
 
-/// The delivered offsets of every followed file, by path.
+/// The delivered offsets of every followed file, by identity
+/// (`<dev>:<ino>`), so a file kubelet renamed keeps its offset.
 #[derive(Debug)]
 pub struct Checkpoints {
     path: PathBuf,
     files: BTreeMap<String, Entry>,
+}
+
+fn key(dev: u64, ino: u64) -> String {
+    format!("{dev}:{ino}")
 }
 
 fn to_hex(bytes: &[u8]) -> String {
@@ -124,10 +132,11 @@ impl Checkpoints {
         }
     }
 
-    /// Where to resume `file` at `path`: its committed offset when the
-    /// checkpoint names the same file, else 0.
-    pub fn resume(&self, path: &Path, file: &FileId) -> u64 {
-        let Some(entry) = self.files.get(&path.to_string_lossy().into_owned()) else {
+    /// Where to resume `file`, wherever it now is: the committed offset of
+    /// the same file (device, inode and head), else 0 (an inode reused by
+    /// another file has another head).
+    pub fn resume(&self, file: &FileId) -> u64 {
+        let Some(entry) = self.files.get(&key(file.dev, file.ino)) else {
             return 0;
         };
         let stored = FileId {
@@ -142,13 +151,20 @@ impl Checkpoints {
         }
     }
 
+    /// Keeps only the entries of files `exists` says are still there (a
+    /// rotated file gzipped or deleted goes).
+    pub fn retain(&mut self, exists: impl Fn(u64, u64) -> bool) {
+        self.files.retain(|_, entry| exists(entry.dev, entry.ino));
+    }
+
     /// Records that `file` at `path` is delivered up to `offset` (call
     /// after the collector acknowledged it; [`Self::save`] makes it
     /// durable).
     pub fn commit(&mut self, path: &Path, file: &FileId, offset: u64) {
         self.files.insert(
-            path.to_string_lossy().into_owned(),
+            key(file.dev, file.ino),
             Entry {
+                path: path.to_string_lossy().into_owned(),
                 dev: file.dev,
                 ino: file.ino,
                 fingerprint: to_hex(&file.fingerprint),
@@ -158,8 +174,8 @@ impl Checkpoints {
     }
 
     /// Forgets a file that is gone and read to its end.
-    pub fn forget(&mut self, path: &Path) {
-        self.files.remove(&path.to_string_lossy().into_owned());
+    pub fn forget(&mut self, file: &FileId) {
+        self.files.remove(&key(file.dev, file.ino));
     }
 
     /// Writes the set: a temporary file, fsync, rename over the old one,
@@ -206,12 +222,18 @@ mod tests {
         checkpoints.save().expect("save");
         let (reloaded, error) = Checkpoints::load(&store);
         assert!(error.is_none());
-        assert_eq!(reloaded.resume(&log, tail.id()), 4);
+        assert_eq!(reloaded.resume(tail.id()), 4);
         // Another file now at the path (rotated): start at its beginning.
         std::fs::rename(&log, dir.path().join("0.log.1")).expect("rotate");
         std::fs::write(&log, "new\n").expect("new");
         let fresh = Tailer::open(&log, 0, 1024).expect("open");
-        assert_eq!(reloaded.resume(&log, fresh.id()), 0);
+        assert_eq!(reloaded.resume(fresh.id()), 0);
+        // The rotated file is found by identity under its new name.
+        let rotated = Tailer::open(&dir.path().join("0.log.1"), 0, 1024).expect("open");
+        assert_eq!(reloaded.resume(rotated.id()), 4);
+        let mut pruned = reloaded;
+        pruned.retain(|_, ino| ino != rotated.id().ino);
+        assert_eq!(pruned.resume(rotated.id()), 0);
     }
 
     #[test]
@@ -228,6 +250,6 @@ mod tests {
         let log = dir.path().join("0.log");
         std::fs::write(&log, "a\n").expect("log");
         let tail = Tailer::open(&log, 0, 1024).expect("open");
-        assert_eq!(checkpoints.resume(&log, tail.id()), 0);
+        assert_eq!(checkpoints.resume(tail.id()), 0);
     }
 }

@@ -8,8 +8,8 @@
 //!   truncation and deletion, by device, inode and fingerprint.
 //! - [`checkpoint`]: delivered offsets, fsynced and renamed into place.
 //!
-//! Next: the source that discovers files, batches records, exports them
-//! over OTLP and commits checkpoints on acknowledgement.
+//! - [`source`]: the source: files discovered, records batched and sent
+//!   over OTLP, checkpoints committed on acknowledgement.
 
 pub mod checkpoint;
 pub mod cri;
@@ -17,4 +17,5 @@ pub mod docker;
 pub mod path;
 pub mod reassemble;
 pub mod record;
+pub mod source;
 pub mod tail;

@@ -50,9 +50,9 @@ fn cri_lines(from: u32, to: u32) -> Vec<String> {
     out
 }
 
-fn start_agent(dir: &Path, root: &Path, port: u16) -> common::Running {
+fn start_agent(dir: &Path, root: &Path, port: u16) -> (common::Running, String) {
     let listen = format!("127.0.0.1:{}", common::free_port());
-    common::start_agent(
+    let agent = common::start_agent(
         &[
             "--listen",
             &listen,
@@ -70,9 +70,12 @@ fn start_agent(dir: &Path, root: &Path, port: u16) -> common::Running {
             ),
             ("TALLY_LOGS_POLL_INTERVAL", "50ms"),
             ("TALLY_LOGS_RESCAN_INTERVAL", "100ms"),
+            ("TALLY_SAMPLING_INTERVAL", "100ms"),
+            ("TALLY_SAMPLING_EXPORT_INTERVAL", "500ms"),
         ],
         &dir.join("agent.log"),
-    )
+    );
+    (agent, listen)
 }
 
 /// Sequence numbers received so far, with how often each came.
@@ -124,7 +127,7 @@ fn every_line_arrives_once_through_rotation_and_a_crash() {
     let live = container.join("0.log");
     append(&live, &cri_lines(0, 500));
     let (_collector, port) = common::ready_collector(dir.path());
-    let agent = start_agent(dir.path(), &root, port);
+    let (agent, listen) = start_agent(dir.path(), &root, port);
 
     let seen = wait_for(port, 500, dir.path());
     assert!(seen.values().all(|n| *n == 1), "duplicates: {seen:?}");
@@ -171,10 +174,47 @@ fn every_line_arrives_once_through_rotation_and_a_crash() {
     let errors = records.iter().filter(|r| r["severity"] == "error").count();
     assert_eq!(errors, 160, "every fifth of 800 is an error");
 
+    // The metrics derived from the same lines, on the agent and, for the
+    // latency the messages report, at the collector.
+    let (status, page) = common::http_get(&format!("http://{listen}/metrics")).expect("metrics");
+    assert_eq!(status, 200);
+    let lines = |severity: &str| -> f64 {
+        page.lines()
+            .find(|l| {
+                l.starts_with("tally_container_log_lines_total{")
+                    && l.contains("pod=\"chat-0\"")
+                    && l.contains(&format!("severity=\"{severity}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    };
+    assert_eq!(lines("error"), 160.0, "{page}");
+    assert_eq!(lines("info"), 640.0, "{page}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, body) = common::http_get(&format!(
+            "http://127.0.0.1:{port}/api/v1/query?metric=tally_container_log_latency_seconds&stat=max&window=1h"
+        ))
+        .expect("query");
+        assert_eq!(status, 200, "{body}");
+        let answer: Value = serde_json::from_str(&body).expect("json");
+        if let Some(max) = answer["results"][0]["value"].as_f64() {
+            // latency_ms is seq % 100: at most 99 ms.
+            assert!((max - 0.099).abs() < 0.002, "{answer}");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no latency distribution: {answer}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     // SIGKILL (Running's drop).
     drop(agent);
     append(&live, &cri_lines(800, 1000));
-    let _agent = start_agent(dir.path(), &root, port);
+    let _agent = start_agent(dir.path(), &root, port).0;
     let seen = wait_for(port, 1000, dir.path());
     assert_eq!(seen.len(), 1000);
     assert!(

@@ -99,6 +99,7 @@ fn main() {
         volumes: Vec::new(),
         gpu: Default::default(),
         serving: Default::default(),
+        logs: Vec::new(),
     });
     let registry = exposition::registry(shared);
     let page = exposition::render(&registry, Format::OpenMetrics).unwrap_or_default();

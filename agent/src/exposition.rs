@@ -646,7 +646,10 @@ impl Collector for SnapshotCollector {
 
         // === Model servers ===
         let (scrapes, models) = snapshot.serving.points();
-        point_families(e, node, &scrapes, &models)
+        point_families(e, node, &scrapes, &models)?;
+
+        // === Container logs ===
+        point_families(e, node, &[], &snapshot.logs)
     }
 }
 

@@ -22,6 +22,7 @@ use crate::snapshot::{ContainerSnapshot, ExportTelemetry, Shared, Snapshot, reso
 use crate::sources::cgroups::CgroupSource;
 use crate::sources::gpu::{BackendChoice, GpuSource};
 use crate::sources::host::HostSource;
+use crate::sources::logs::metrics::SharedLogMetrics;
 use crate::sources::logs::{self, record::FieldNames, source::LogsSettings};
 use crate::sources::pods::model::{PodStore, SharedPodStore};
 use crate::sources::pods::{self, KubeClient, KubeConfig, KubeError};
@@ -67,6 +68,7 @@ struct Sampler {
     volumes: VolumeSource,
     gpu: GpuSource,
     serving: SharedServingState,
+    logs: SharedLogMetrics,
     exporter: Option<Exporter>,
     process_start: SystemTime,
     last_export: SystemTime,
@@ -127,6 +129,7 @@ impl Sampler {
             volumes,
             gpu,
             serving: SharedServingState::default(),
+            logs: SharedLogMetrics::default(),
             exporter: None,
             process_start: now,
             last_export: now,
@@ -186,6 +189,7 @@ impl Sampler {
         snapshot.volumes = volumes::resolve(&pods, self.volumes.volumes());
         snapshot.gpu = self.gpu.snapshot().clone();
         snapshot.serving = serving::lock(&self.serving).snapshot();
+        snapshot.logs = logs::metrics::lock(&self.logs).points();
         if let Some(cgroups) = &self.cgroups {
             snapshot.cgroups_by_runtime = cgroups.discovered_by_runtime().clone();
             snapshot.containers = cgroups
@@ -234,12 +238,15 @@ impl Sampler {
         };
         self.last_export = now;
         let snapshot = self.shared.snapshot();
-        let models = serving::lock(&self.serving).take_windows();
+        let extras = batch::WindowExtras {
+            models: serving::lock(&self.serving).take_windows(),
+            log_latency: logs::metrics::lock(&self.logs).take_latency(),
+        };
         let request = batch::build_request(
             &snapshot,
             &self.shared.node_name,
             histograms,
-            models,
+            extras,
             &window,
             self.shared.version,
             self.config.export.gpu_names,
@@ -493,6 +500,8 @@ pub async fn run(
                             ("service.name", "tally-agent".to_owned()),
                         ],
                         max_backoff: config.export.max_backoff,
+                        metrics: Arc::clone(&sampler.logs),
+                        pods: has_pods.then(|| Arc::clone(&pods)),
                     };
                     tokio::spawn(logs::source::run(
                         settings,

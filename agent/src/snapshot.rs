@@ -11,7 +11,7 @@ use crate::export::sender::ExportCounts;
 use crate::export::spool::SpoolStats;
 use crate::sources::cgroups::discovery::Runtime;
 use crate::sources::cgroups::reader::CgroupStats;
-use crate::sources::gpu::GpuSnapshot;
+use crate::sources::gpu::{ContainerGpuPoints, GpuSnapshot};
 use crate::sources::host::HostStats;
 use crate::sources::pods::model::{PodInfo, PodStore};
 use crate::sources::pods::workloads::PodFacts;
@@ -71,6 +71,8 @@ pub struct Snapshot {
     pub gpu: GpuSnapshot,
     /// Model servers: scrape health and the latest readings.
     pub serving: ServingSnapshot,
+    /// Metrics derived from container logs, per container.
+    pub logs: Vec<ContainerGpuPoints>,
 }
 
 /// State shared by every reader of the agent.

@@ -528,7 +528,7 @@ fn check_otlp(h: &Harness) {
         &snapshot,
         NODE,
         Vec::new(),
-        Vec::new(),
+        Default::default(),
         &window,
         "test",
         GpuNames::Tally,

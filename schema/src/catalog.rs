@@ -950,6 +950,41 @@ def!(
     "GPU memory held by the container's processes on the GPU or MIG instance (NVML host PIDs mapped to the container by cgroup)."
 );
 
+// === Container logs (agent source `logs`, issue #7) ===
+def!(
+    CONTAINER_LOG_LINES,
+    "tally_container_log_lines",
+    Counter,
+    None,
+    &concat::<9>(C, &["severity"]),
+    "Log messages the container wrote, by severity (trace, debug, info, warn, error, fatal, unknown; from the message's level field, else unknown)."
+);
+def!(
+    CONTAINER_LOG_BYTES,
+    "tally_container_log_message",
+    Counter,
+    Bytes,
+    &concat::<9>(C, &["severity"]),
+    "Bytes of log messages the container wrote, by severity."
+);
+def!(
+    CONTAINER_LOG_TOKENS,
+    "tally_container_log_reported",
+    Counter,
+    Tokens,
+    &concat::<9>(C, &["direction"]),
+    "Tokens the container's log messages report (prompt or completion fields), by direction."
+);
+def!(
+    CONTAINER_LOG_LATENCY,
+    "tally_container_log_latency",
+    ExponentialHistogram,
+    Seconds,
+    C,
+    "Distribution of the request latency the container's log messages report (latency_ms, duration, … fields).",
+    OtlpOnly
+);
+
 // === Model serving (agent scrapes and OTel GenAI, issue #6) ===
 def!(
     MODEL_INFO,
@@ -1341,6 +1376,10 @@ pub const CATALOG: &[MetricDef] = &[
     GPU_EVENTS,
     CONTAINER_GPU_UTILIZATION,
     CONTAINER_GPU_MEMORY_USED,
+    CONTAINER_LOG_LINES,
+    CONTAINER_LOG_BYTES,
+    CONTAINER_LOG_TOKENS,
+    CONTAINER_LOG_LATENCY,
     MODEL_INFO,
     MODEL_REQUESTS_RUNNING,
     MODEL_REQUESTS_WAITING,
@@ -1515,6 +1554,10 @@ mod tests {
                 assert_eq!(&def.labels[..pod.len()], pod, "{name}");
             }
 
+            if let Some(suffix) = def.unit.suffix() {
+                let doubled = format!("_{suffix}_{suffix}");
+                assert!(!name.contains(&doubled), "{name} repeats its unit");
+            }
             let unique: HashSet<_> = def.labels.iter().collect();
             assert_eq!(unique.len(), def.labels.len(), "{name} repeats a label");
         }

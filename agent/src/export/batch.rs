@@ -30,6 +30,7 @@ use crate::sources::host::{DISK_VALUES, INTERFACE_VALUES};
 use crate::sources::pods::workloads::{POD_FACT_SERIES, POD_FACT_VALUES};
 use crate::sources::serving::{ModelHistograms, dist_def};
 use crate::sources::volumes::VOLUME_VALUES;
+use tally_schema::identity::ContainerIdentity;
 
 /// Nanoseconds since the Unix epoch.
 pub fn unix_nanos(time: SystemTime) -> u64 {
@@ -94,13 +95,22 @@ fn one(def: &MetricDef, value: Option<f64>, window: &Window) -> Option<Metric> {
     )
 }
 
+/// Distributions of one export window besides the containers' own.
+#[derive(Debug, Default)]
+pub struct WindowExtras {
+    /// Model servers' latency distributions.
+    pub models: Vec<ModelHistograms>,
+    /// The latency containers' log messages reported.
+    pub log_latency: Vec<(ContainerIdentity, ExpHistogram)>,
+}
+
 /// Builds the request for one export, GPU families named as `gpu_names`
 /// says.
 pub fn build_request(
     snapshot: &Snapshot,
     node_name: &str,
     histograms: Vec<WindowHistograms>,
-    models: Vec<ModelHistograms>,
+    extras: WindowExtras,
     window: &Window,
     version: &str,
     gpu_names: GpuNames,
@@ -359,6 +369,10 @@ pub fn build_request(
             version,
         ));
     }
+    let WindowExtras {
+        models,
+        log_latency,
+    } = extras;
     // Model servers: scrape health on the node, model families and this
     // window's latency distributions on the serving container.
     let (scrapes, mut servers) = snapshot.serving.points();
@@ -405,6 +419,34 @@ pub fn build_request(
                     )],
                 ));
             }
+        }
+        if metrics.is_empty() {
+            continue;
+        }
+        let mut attributes = node_attributes.clone();
+        attributes.extend(container.identity.resource_attributes());
+        resource_metrics.push(otlp::resource_metrics(
+            otlp::resource(attributes),
+            metrics,
+            version,
+        ));
+    }
+    // Log-derived metrics on each container's resource.
+    for container in &snapshot.logs {
+        let mut metrics = gpu_metrics(&container.points);
+        for (_, histogram) in log_latency
+            .iter()
+            .filter(|(id, _)| *id == container.identity)
+        {
+            metrics.push(otlp::exp_histogram(
+                &catalog::CONTAINER_LOG_LATENCY,
+                vec![otlp::exp_histogram_point(
+                    Vec::new(),
+                    window_start,
+                    now,
+                    histogram,
+                )],
+            ));
         }
         if metrics.is_empty() {
             continue;
@@ -474,7 +516,7 @@ mod tests {
             &gpu_snapshot(),
             "n",
             Vec::new(),
-            Vec::new(),
+            WindowExtras::default(),
             &window,
             "test",
             names,

@@ -822,7 +822,7 @@ mod tests {
             &snapshot,
             "node-a",
             Vec::new(),
-            Vec::new(),
+            Default::default(),
             &window,
             "test",
             crate::config::GpuNames::Tally,

@@ -27,12 +27,16 @@ use prost::Message as _;
 use tally_schema::otlp::{self, string_attribute};
 use tokio::sync::watch;
 
+use tally_schema::identity::ContainerIdentity;
+
 use super::checkpoint::Checkpoints;
 use super::cri::{self, FormatError, Piece, Stream};
+use super::metrics::{self, SharedLogMetrics};
 use super::path::{self as pod_path, PodLogPath, Rotation};
 use super::reassemble::{Message, Reassembler};
 use super::record::{self, FieldNames, LogRecord};
 use super::tail::{FileId, Tailer};
+use crate::sources::pods::model::SharedPodStore;
 use crate::telemetry::SourceHealth;
 
 /// What the source needs to run.
@@ -60,6 +64,10 @@ pub struct LogsSettings {
     pub node_attributes: Vec<(&'static str, String)>,
     /// Longest wait between retries.
     pub max_backoff: Duration,
+    /// Where the derived metrics go.
+    pub metrics: SharedLogMetrics,
+    /// The pod watch's store, for each container's workload.
+    pub pods: Option<SharedPodStore>,
 }
 
 /// The on-disk format of a file's lines.
@@ -72,6 +80,7 @@ enum Format {
 struct Followed {
     path: PathBuf,
     pod: PodLogPath,
+    identity: ContainerIdentity,
     tailer: Tailer,
     format: Option<Format>,
     joiner: Reassembler,
@@ -121,6 +130,31 @@ fn discover(root: &Path) -> std::io::Result<Vec<(PathBuf, PodLogPath)>> {
     Ok(out)
 }
 
+/// The container a pod log file belongs to: the path's names, and the
+/// workload and container id from the pod watch when it knows the pod.
+fn identity_of(pod: &PodLogPath, pods: Option<&SharedPodStore>) -> ContainerIdentity {
+    let mut identity = ContainerIdentity {
+        namespace: pod.namespace.clone(),
+        pod: pod.pod.clone(),
+        container: pod.container.clone(),
+        pod_uid: pod.pod_uid.clone(),
+        ..ContainerIdentity::default()
+    };
+    if let Some(store) = pods {
+        let store = store
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(info) = store.get(&pod.pod_uid) {
+            identity.workload_kind = info.workload_kind.clone();
+            identity.workload_name = info.workload_name.clone();
+            if let Some(c) = info.containers.iter().find(|c| c.name == pod.container) {
+                identity.container_id = c.container_id.clone();
+            }
+        }
+    }
+    identity
+}
+
 fn piece(format: Format, line: &[u8]) -> Result<Piece<'_>, FormatError> {
     match format {
         Format::Cri => cri::parse(line),
@@ -135,6 +169,7 @@ impl Followed {
         budget: usize,
         fields: &FieldNames,
         health: &SourceHealth,
+        metrics: &SharedLogMetrics,
         batch: &mut Batch,
     ) -> bool {
         let (lines, events) = match self.tailer.read(budget) {
@@ -152,6 +187,7 @@ impl Followed {
             );
         }
         let mut any = false;
+        let mut metrics = metrics::lock(metrics);
         for line in lines {
             any = true;
             let format = *self
@@ -202,6 +238,7 @@ impl Followed {
                         &format!("{}: a message cut", self.path.display()),
                     );
                 }
+                metrics.observe(&self.identity, &record, message.text.len());
                 batch.bytes += record.body.len() + 64;
                 batch
                     .records
@@ -389,6 +426,7 @@ pub async fn run(
                                         followed.insert(
                                             path.clone(),
                                             Followed {
+                                                identity: identity_of(&pod, settings.pods.as_ref()),
                                                 path,
                                                 pod,
                                                 tailer,
@@ -422,7 +460,13 @@ pub async fn run(
         let mut finished = Vec::new();
         for (path, file) in followed.iter_mut() {
             while batch.bytes < settings.batch_bytes
-                && file.read(budget, &settings.fields, &health, &mut batch)
+                && file.read(
+                    budget,
+                    &settings.fields,
+                    &health,
+                    &settings.metrics,
+                    &mut batch,
+                )
             {}
             if file.finished {
                 finished.push(path.clone());

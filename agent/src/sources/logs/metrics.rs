@@ -1,0 +1,193 @@
+//! Metrics derived from the records the logs source reads, per
+//! container: messages and bytes by severity, tokens by direction, and
+//! the latency the messages report as a distribution. Counted when read
+//! (a restarted agent starts its counters again, as every counter does).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tally_schema::catalog;
+use tally_schema::exphist::ExpHistogram;
+use tally_schema::identity::ContainerIdentity;
+
+use super::record::{LogRecord, severity};
+use crate::sources::gpu::{ContainerGpuPoints, GpuPoint};
+
+/// The `severity` label of a severity number.
+pub fn severity_label(number: i32) -> &'static str {
+    match number {
+        n if n >= severity::FATAL => "fatal",
+        n if n >= severity::ERROR => "error",
+        n if n >= severity::WARN => "warn",
+        n if n >= severity::INFO => "info",
+        n if n >= severity::DEBUG => "debug",
+        n if n >= severity::TRACE => "trace",
+        _ => "unknown",
+    }
+}
+
+#[derive(Debug, Default)]
+struct ContainerLogs {
+    identity: ContainerIdentity,
+    lines: BTreeMap<&'static str, f64>,
+    bytes: BTreeMap<&'static str, f64>,
+    prompt_tokens: f64,
+    completion_tokens: f64,
+    latency: ExpHistogram,
+}
+
+/// Every container's log metrics.
+#[derive(Debug, Default)]
+pub struct LogMetrics {
+    containers: BTreeMap<(String, String, String), ContainerLogs>,
+}
+
+/// The metrics behind their lock.
+pub type SharedLogMetrics = Arc<Mutex<LogMetrics>>;
+
+/// Locks the metrics, recovering from a panicked holder.
+pub fn lock(metrics: &SharedLogMetrics) -> MutexGuard<'_, LogMetrics> {
+    match metrics.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+impl LogMetrics {
+    /// Counts one record of `identity`'s container.
+    pub fn observe(&mut self, identity: &ContainerIdentity, record: &LogRecord, bytes: usize) {
+        let key = (
+            identity.pod_uid.clone(),
+            identity.container.clone(),
+            identity.container_id.clone(),
+        );
+        let entry = self.containers.entry(key).or_insert_with(|| ContainerLogs {
+            identity: identity.clone(),
+            ..ContainerLogs::default()
+        });
+        // The pod watch may fill the workload in later.
+        if entry.identity.workload_name.is_empty() && !identity.workload_name.is_empty() {
+            entry.identity = identity.clone();
+        }
+        let severity = severity_label(record.severity_number);
+        *entry.lines.entry(severity).or_insert(0.0) += 1.0;
+        *entry.bytes.entry(severity).or_insert(0.0) += bytes as f64;
+        entry.prompt_tokens += record.prompt_tokens.unwrap_or(0.0).max(0.0);
+        entry.completion_tokens += record.completion_tokens.unwrap_or(0.0).max(0.0);
+        if let Some(latency) = record.latency_seconds.filter(|l| *l >= 0.0) {
+            entry.latency.record(latency);
+        }
+    }
+
+    /// The counters as points under each container.
+    pub fn points(&self) -> Vec<ContainerGpuPoints> {
+        self.containers
+            .values()
+            .map(|c| {
+                let mut points = Vec::new();
+                for (def, map) in [
+                    (&catalog::CONTAINER_LOG_LINES, &c.lines),
+                    (&catalog::CONTAINER_LOG_BYTES, &c.bytes),
+                ] {
+                    for (severity, value) in map {
+                        points.push(GpuPoint {
+                            def,
+                            attributes: vec![("severity", (*severity).to_owned())],
+                            value: *value,
+                        });
+                    }
+                }
+                for (direction, value) in [
+                    ("prompt", c.prompt_tokens),
+                    ("completion", c.completion_tokens),
+                ] {
+                    if value > 0.0 {
+                        points.push(GpuPoint {
+                            def: &catalog::CONTAINER_LOG_TOKENS,
+                            attributes: vec![("direction", direction.to_owned())],
+                            value,
+                        });
+                    }
+                }
+                ContainerGpuPoints {
+                    identity: c.identity.clone(),
+                    points,
+                    read_at: None,
+                }
+            })
+            .collect()
+    }
+
+    /// The latency distributions recorded since the last call.
+    pub fn take_latency(&mut self) -> Vec<(ContainerIdentity, ExpHistogram)> {
+        self.containers
+            .values_mut()
+            .filter(|c| !c.latency.is_empty())
+            .map(|c| (c.identity.clone(), std::mem::take(&mut c.latency)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sources::logs::cri::Stream;
+    use crate::sources::logs::reassemble::Message;
+    use crate::sources::logs::record::{FieldNames, record};
+
+    #[test]
+    fn counts_by_severity_tokens_and_latency() {
+        let identity = ContainerIdentity {
+            namespace: "ml".into(),
+            pod: "chat-0".into(),
+            container: "server".into(),
+            pod_uid: "u".into(),
+            ..ContainerIdentity::default()
+        };
+        let mut metrics = LogMetrics::default();
+        for text in [
+            r#"{"level":"info","msg":"ok","latency_ms":100,"prompt_tokens":10,"completion_tokens":5}"#,
+            r#"{"level":"error","msg":"boom","latency_ms":300}"#,
+            "plain text",
+        ] {
+            let message = Message {
+                time: "2026-12-01T16:15:00Z".into(),
+                stream: Stream::Stdout,
+                text: text.as_bytes().to_vec(),
+                truncated_bytes: 0,
+                pieces: 1,
+            };
+            metrics.observe(
+                &identity,
+                &record(&message, &FieldNames::default()),
+                text.len(),
+            );
+        }
+        let points = metrics.points();
+        let value = |family: &str, label: &str| {
+            points[0]
+                .points
+                .iter()
+                .find(|p| p.def.full_name() == family && p.attributes[0].1 == label)
+                .map(|p| p.value)
+        };
+        assert_eq!(value("tally_container_log_lines_total", "info"), Some(1.0));
+        assert_eq!(value("tally_container_log_lines_total", "error"), Some(1.0));
+        assert_eq!(
+            value("tally_container_log_lines_total", "unknown"),
+            Some(1.0)
+        );
+        assert_eq!(
+            value("tally_container_log_message_bytes_total", "unknown"),
+            Some(10.0)
+        );
+        assert_eq!(
+            value("tally_container_log_reported_tokens_total", "prompt"),
+            Some(10.0)
+        );
+        let latency = metrics.take_latency();
+        assert_eq!(latency[0].1.count(), 2);
+        assert!((latency[0].1.sum() - 0.4).abs() < 1e-9);
+        assert!(metrics.take_latency().is_empty(), "taken once");
+    }
+}

@@ -27,7 +27,7 @@ sanitizer="${FUZZ_SANITIZER:-none}"
 if [ -n "${FUZZ_TARGET:-}" ]; then
   targets=("$FUZZ_TARGET")
 else
-  targets=(otlp_decode exposition_parse)
+  targets=(otlp_decode exposition_parse log_lines)
 fi
 
 if ! command -v c++ >/dev/null; then

@@ -126,6 +126,18 @@ fn every_line_arrives_once_through_rotation_and_a_crash() {
     std::fs::create_dir_all(&container).expect("pod dir");
     let live = container.join("0.log");
     append(&live, &cri_lines(0, 500));
+    // Garbage between good lines: not a CRI line, and one that is not
+    // UTF-8. Both arrive as text records and are counted; nothing stops.
+    {
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&live)
+            .expect("open log");
+        file.write_all(
+            b"\x00\x01\x02 not a log line\n2026-12-01T16:15:00Z stderr F caf\xe9 cr\xe8me\n",
+        )
+        .expect("write");
+    }
     let (_collector, port) = common::ready_collector(dir.path());
     let (agent, listen) = start_agent(dir.path(), &root, port);
 
@@ -190,6 +202,41 @@ fn every_line_arrives_once_through_rotation_and_a_crash() {
             .unwrap_or(f64::NAN)
     };
     assert_eq!(lines("error"), 160.0, "{page}");
+    let source_errors = |kind: &str| -> f64 {
+        page.lines()
+            .find(|l| {
+                l.starts_with("tally_agent_source_errors_total{")
+                    && l.contains("source=\"logs\"")
+                    && l.contains(&format!("kind=\"{kind}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0.0)
+    };
+    assert!(source_errors("time") >= 1.0, "{page}");
+    assert!(source_errors("invalid_utf8") >= 1.0, "{page}");
+    // The API's filters.
+    let count = |query: &str| -> usize {
+        let (status, body) = common::http_get(&format!(
+            "http://127.0.0.1:{port}/api/v1/logs?limit=10000&{query}"
+        ))
+        .expect("logs");
+        assert_eq!(status, 200, "{body}");
+        let answer: Value = serde_json::from_str(&body).expect("json");
+        answer["records"].as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(count("pod=chat-0&severity=ERROR"), 160);
+    assert_eq!(count("namespace=ml&container=server&text=not%20a%20log"), 1);
+    assert_eq!(count("namespace=other"), 0);
+    let bodies: Vec<&str> = records.iter().filter_map(|r| r["body"].as_str()).collect();
+    assert!(
+        bodies.contains(&"\u{0}\u{1}\u{2} not a log line"),
+        "kept as text"
+    );
+    assert!(
+        bodies.contains(&"caf\u{fffd} cr\u{fffd}me"),
+        "replaced, not dropped"
+    );
     assert_eq!(lines("info"), 640.0, "{page}");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {

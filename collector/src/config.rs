@@ -35,6 +35,12 @@ pub struct CollectorConfig {
     /// How long raw points are kept for sparklines.
     #[serde(default = "default_raw_window", with = "duration_text")]
     pub raw_window: Duration,
+    /// Most bytes of log records kept (estimated; the oldest go first).
+    #[serde(default = "default_logs_max_bytes")]
+    pub logs_max_bytes: u64,
+    /// How long log records are kept.
+    #[serde(default = "default_logs_retention", with = "duration_text")]
+    pub logs_retention: Duration,
     /// File holding the ingest bearer token.
     #[serde(default)]
     pub token_file: Option<PathBuf>,
@@ -84,6 +90,12 @@ fn default_max_body_bytes() -> usize {
 fn default_retention() -> Duration {
     Duration::from_secs(14 * 86_400)
 }
+fn default_logs_max_bytes() -> u64 {
+    1 << 30
+}
+fn default_logs_retention() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
 fn default_raw_window() -> Duration {
     Duration::from_secs(6 * 3600)
 }
@@ -108,6 +120,8 @@ impl Default for CollectorConfig {
             data_dir: default_data_dir(),
             max_body_bytes: default_max_body_bytes(),
             retention: default_retention(),
+            logs_max_bytes: default_logs_max_bytes(),
+            logs_retention: default_logs_retention(),
             raw_window: default_raw_window(),
             token_file: None,
             read_token_file: None,
@@ -137,6 +151,11 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ),
     ("retention", "How long hourly aggregates are kept."),
     ("raw_window", "How long raw points are kept for sparklines."),
+    (
+        "logs_max_bytes",
+        "Most bytes of log records kept (estimated; the oldest go first). Records live in memory and in snapshots, also capped at 100,000 records.",
+    ),
+    ("logs_retention", "How long log records are kept."),
     (
         "token_file",
         "File with the bearer token required to push (and to read without a read token).",
@@ -378,6 +397,8 @@ impl CollectorConfig {
             max_body_bytes: self.max_body_bytes,
             retention: self.retention,
             raw_window: self.raw_window,
+            logs_max_bytes: self.logs_max_bytes,
+            logs_retention: self.logs_retention,
             token: token(&self.token_file, "token_file", "TALLY_COLLECTOR_TOKEN")?,
             read_token: token(
                 &self.read_token_file,

@@ -47,6 +47,10 @@ pub struct CollectorOptions {
     pub retention: Duration,
     /// How long raw points are kept.
     pub raw_window: Duration,
+    /// Most bytes of log records kept.
+    pub logs_max_bytes: u64,
+    /// How long log records are kept.
+    pub logs_retention: Duration,
     /// Bearer token required on ingest (and on reads without a read token).
     pub token: Option<String>,
     /// Bearer token required on API reads.
@@ -79,6 +83,8 @@ impl Default for CollectorOptions {
             max_body_bytes: 16 << 20,
             retention: Duration::from_secs(14 * 86_400),
             raw_window: Duration::from_secs(6 * 3600),
+            logs_max_bytes: 1 << 30,
+            logs_retention: Duration::from_secs(24 * 3600),
             token: None,
             read_token: None,
             insecure: false,
@@ -216,7 +222,10 @@ impl Collector {
             retention_ns: options.retention.as_nanos() as u64,
             raw_window_ns: options.raw_window.as_nanos() as u64,
             raw_points: 1440,
-            log_records: 10_000,
+            // Log records live in memory (and in snapshots) until they
+            // get segment files of their own: a count bound besides the
+            // configured bytes and age.
+            log_records: 100_000,
             max_series: options.max_series,
         };
         // Unusable certificates fail the start, not the first client.
@@ -248,6 +257,10 @@ impl Collector {
                 (Store::new(limits), 0)
             }
         };
+        store.set_log_limits(
+            options.logs_max_bytes,
+            options.logs_retention.as_nanos() as u64,
+        );
         let window = TimeWindow {
             oldest_ns: now_ns().saturating_sub(limits.retention_ns),
             newest_ns: u64::MAX,
@@ -1171,7 +1184,40 @@ async fn api_logs(
         Some(Ok(limit)) if limit <= 10_000 => limit,
         Some(_) => return bad_request("limit must be an integer from 0 to 10000".to_owned()),
     };
-    let records: Vec<LogRecord> = collector.with_store(|s| s.logs(limit).cloned().collect());
+    // Filters: the container's attributes, the severity (any case) and a
+    // substring of the body.
+    let attribute_filters: Vec<(&str, &String)> = [
+        ("namespace", "k8s.namespace.name"),
+        ("pod", "k8s.pod.name"),
+        ("container", "k8s.container.name"),
+    ]
+    .into_iter()
+    .filter_map(|(param, key)| params.get(param).map(|v| (key, v)))
+    .collect();
+    let severity = params.get("severity").map(|s| s.to_ascii_lowercase());
+    let text = params.get("text");
+    let matches = |record: &LogRecord| {
+        attribute_filters.iter().all(|(key, value)| {
+            record
+                .attributes
+                .iter()
+                .any(|(k, v)| k == key && v == *value)
+        }) && severity
+            .as_ref()
+            .is_none_or(|s| record.severity.to_ascii_lowercase() == *s)
+            && text.is_none_or(|t| record.body.contains(t.as_str()))
+    };
+    let records: Vec<LogRecord> = collector.with_store(|s| {
+        let mut newest: Vec<LogRecord> = s
+            .logs(usize::MAX)
+            .rev()
+            .filter(|r| matches(r))
+            .take(limit)
+            .cloned()
+            .collect();
+        newest.reverse();
+        newest
+    });
     axum::Json(json!({ "records": records })).into_response()
 }
 

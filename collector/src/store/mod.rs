@@ -444,7 +444,26 @@ pub struct Store {
     hot: HotArena,
     agents: BTreeMap<(String, String), AgentSeen>,
     logs: VecDeque<LogRecord>,
+    /// Estimated bytes of `logs`.
+    log_bytes: u64,
+    /// Most log bytes kept, and how long (ns) a record is kept.
+    log_limits: (u64, u64),
     stats: StoreStats,
+}
+
+/// Default bound on the log records kept: 1 GiB.
+pub const DEFAULT_LOG_BYTES: u64 = 1 << 30;
+/// Default age of the oldest log record kept: 24 h.
+pub const DEFAULT_LOG_RETENTION_NS: u64 = 24 * 3600 * 1_000_000_000;
+
+/// Estimated heap bytes of a log record.
+fn log_record_bytes(record: &LogRecord) -> u64 {
+    let attributes: usize = record
+        .attributes
+        .iter()
+        .map(|(k, v)| k.len() + v.len() + 48)
+        .sum();
+    (96 + record.body.len() + record.severity.len() + attributes) as u64
 }
 
 impl Store {
@@ -458,7 +477,37 @@ impl Store {
             hot: HotArena::default(),
             agents: BTreeMap::new(),
             logs: VecDeque::new(),
+            log_bytes: 0,
+            log_limits: (DEFAULT_LOG_BYTES, DEFAULT_LOG_RETENTION_NS),
             stats: StoreStats::default(),
+        }
+    }
+
+    /// Bounds the log records kept by estimated bytes and by age.
+    pub fn set_log_limits(&mut self, max_bytes: u64, retention_ns: u64) {
+        self.log_limits = (max_bytes, retention_ns);
+        self.trim_logs(None);
+    }
+
+    /// Keeps a record, dropping the oldest past the count and byte bounds
+    /// (and, given `now_ns`, past the age bound).
+    pub(crate) fn keep_log(&mut self, record: LogRecord) {
+        self.log_bytes += log_record_bytes(&record);
+        self.logs.push_back(record);
+        self.trim_logs(None);
+    }
+
+    fn trim_logs(&mut self, now_ns: Option<u64>) {
+        let oldest = now_ns.map(|now| now.saturating_sub(self.log_limits.1));
+        while let Some(front) = self.logs.front() {
+            let too_many =
+                self.logs.len() > self.limits.log_records || self.log_bytes > self.log_limits.0;
+            let too_old = oldest.is_some_and(|oldest| front.time_ns < oldest);
+            if !(too_many || too_old) {
+                break;
+            }
+            self.log_bytes = self.log_bytes.saturating_sub(log_record_bytes(front));
+            self.logs.pop_front();
         }
     }
 
@@ -698,6 +747,7 @@ impl Store {
     /// Drops series with no point inside the retention window (pods come
     /// and go; their series must not accumulate). Returns how many went.
     pub fn expire(&mut self, now_ns: u64) -> usize {
+        self.trim_logs(Some(now_ns));
         let oldest = now_ns.saturating_sub(self.limits.retention_ns);
         let before = self.series_total;
         for by_labels in self.metrics.values_mut() {
@@ -745,17 +795,20 @@ impl Store {
         self.agents.values()
     }
 
-    /// Stores a log record, keeping the newest `log_records`.
+    /// Stores a log record, keeping the newest within the count, byte and
+    /// age bounds.
     pub fn push_log(&mut self, record: LogRecord) {
-        self.logs.push_back(record);
-        while self.logs.len() > self.limits.log_records {
-            self.logs.pop_front();
-        }
+        self.keep_log(record);
         self.stats.log_records += 1;
     }
 
+    /// Estimated bytes of the log records kept.
+    pub fn log_bytes(&self) -> u64 {
+        self.log_bytes
+    }
+
     /// The newest `limit` log records, newest last.
-    pub fn logs(&self, limit: usize) -> impl Iterator<Item = &LogRecord> {
+    pub fn logs(&self, limit: usize) -> impl DoubleEndedIterator<Item = &LogRecord> {
         self.logs.iter().skip(self.logs.len().saturating_sub(limit))
     }
 
@@ -978,6 +1031,31 @@ mod tests {
             time_ns: t,
             value,
         }
+    }
+
+    #[test]
+    fn log_records_are_bounded_by_bytes_and_age() {
+        let mut store = Store::new(limits());
+        let record = |time_ns: u64, body: &str| LogRecord {
+            time_ns,
+            severity: "info".into(),
+            body: body.into(),
+            attributes: vec![("k8s.pod.name".into(), "p".into())],
+        };
+        // limits() keeps 10 records; bytes bind first here.
+        let one = log_record_bytes(&record(T0, "x"));
+        store.set_log_limits(3 * one, HOUR_NS);
+        for i in 0..5 {
+            store.push_log(record(T0 + i, "x"));
+        }
+        assert_eq!(store.logs(100).count(), 3);
+        assert_eq!(store.log_bytes(), 3 * one);
+        assert_eq!(store.logs(100).next().map(|r| r.time_ns), Some(T0 + 2));
+        // An hour and more later the old records go at the next expiry.
+        store.push_log(record(T0 + 2 * HOUR_NS, "x"));
+        store.expire(T0 + 2 * HOUR_NS);
+        assert_eq!(store.logs(100).count(), 1);
+        assert_eq!(store.log_bytes(), one);
     }
 
     #[test]

@@ -676,7 +676,7 @@ fn decode_rest(reader: &mut Reader<'_>, store: &mut Store) -> Option<()> {
         for _ in 0..pairs {
             attributes.push((text(reader)?, text(reader)?));
         }
-        store.logs.push_back(LogRecord {
+        store.keep_log(LogRecord {
             time_ns,
             severity,
             body,

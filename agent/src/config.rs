@@ -164,7 +164,7 @@ pub enum KubernetesMode {
 pub struct ServingConfig {
     /// Pages to scrape besides the discovered pods (`--scrape URL`,
     /// repeatable; in the environment a comma-separated list).
-    #[serde(default, deserialize_with = "url_list")]
+    #[serde(default, deserialize_with = "text_list")]
     pub scrape: Vec<String>,
     /// Discover model servers among the pods on this node.
     #[serde(default = "default_true")]
@@ -180,8 +180,11 @@ pub struct ServingConfig {
     pub max_bytes: u64,
 }
 
-/// A list of URLs, or one string of comma-separated URLs (environment).
-fn url_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+/// A list of strings, or one string of comma-separated ones (how the
+/// environment writes a list).
+pub(crate) fn text_list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum ListOrText {
@@ -236,6 +239,9 @@ pub struct LogsConfig {
     /// How often the root is scanned for new files.
     #[serde(default = "default_logs_rescan_interval", with = "duration_text")]
     pub rescan_interval: Duration,
+    /// The JSON keys of the fields Tally reads from each message.
+    #[serde(default)]
+    pub fields: crate::sources::logs::record::FieldNames,
 }
 
 impl Default for LogsConfig {
@@ -248,6 +254,7 @@ impl Default for LogsConfig {
             batch_bytes: default_logs_batch_bytes(),
             poll_interval: default_logs_poll_interval(),
             rescan_interval: default_logs_rescan_interval(),
+            fields: Default::default(),
         }
     }
 }
@@ -784,6 +791,46 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
         "How often the pod log root is scanned for new files.",
     ),
     (
+        "logs.fields.level",
+        "JSON keys holding severity (text, or pino's numbers), the first present wins (comma-separated in the environment).",
+    ),
+    (
+        "logs.fields.message",
+        "JSON keys holding the message, the record's body, the first present wins (comma-separated in the environment).",
+    ),
+    (
+        "logs.fields.latency_ms",
+        "JSON keys holding request latency in milliseconds, the first present wins (comma-separated in the environment).",
+    ),
+    (
+        "logs.fields.latency_seconds",
+        "JSON keys holding request latency in seconds, the first present wins (comma-separated in the environment).",
+    ),
+    (
+        "logs.fields.model",
+        "JSON keys holding the model served or called, the first present wins (comma-separated in the environment).",
+    ),
+    (
+        "logs.fields.prompt_tokens",
+        "JSON keys holding prompt tokens, the first present wins (comma-separated in the environment).",
+    ),
+    (
+        "logs.fields.completion_tokens",
+        "JSON keys holding generated tokens, the first present wins (comma-separated in the environment).",
+    ),
+    (
+        "logs.fields.status",
+        "JSON keys holding outcome (an HTTP status of 500 or more counts as an error without a level), the first present wins (comma-separated in the environment).",
+    ),
+    (
+        "logs.fields.trace_id",
+        "JSON keys holding W3C trace id, 32 hex digits, the first present wins (comma-separated in the environment).",
+    ),
+    (
+        "logs.fields.span_id",
+        "JSON keys holding W3C span id, 16 hex digits, the first present wins (comma-separated in the environment).",
+    ),
+    (
         "volumes.kubelet_root",
         "The kubelet's root directory holding pods/<uid>/volumes; mount the host's with mountPropagation HostToContainer.",
     ),
@@ -1000,6 +1047,21 @@ mod tests {
                 "{expected} in {names:?}"
             );
         }
+    }
+
+    #[test]
+    fn log_field_keys_come_from_the_file_or_the_environment() {
+        let file = write("version: 1\nlogs:\n  fields:\n    message: [text, msg]\n");
+        let env = env(&[("TALLY_LOGS_FIELDS_LEVEL", "sev, lvl")]);
+        let config =
+            AgentConfig::load(Some(file.path()), &env, &FlagOverrides::default()).expect("loads");
+        assert_eq!(config.logs.fields.message, ["text", "msg"]);
+        assert_eq!(config.logs.fields.level, ["sev", "lvl"]);
+        assert_eq!(
+            config.logs.fields.model,
+            crate::sources::logs::record::FieldNames::default().model,
+            "the others keep their defaults"
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use crate::sources::cgroups::CgroupSource;
 use crate::sources::gpu::{BackendChoice, GpuSource};
 use crate::sources::host::HostSource;
 use crate::sources::logs::metrics::SharedLogMetrics;
-use crate::sources::logs::{self, record::FieldNames, source::LogsSettings};
+use crate::sources::logs::{self, source::LogsSettings};
 use crate::sources::pods::model::{PodStore, SharedPodStore};
 use crate::sources::pods::{self, KubeClient, KubeConfig, KubeError};
 use crate::sources::serving::{self, SharedServingState};
@@ -492,7 +492,7 @@ pub async fn run(
                         poll_interval: config.logs.poll_interval,
                         rescan_interval: config.logs.rescan_interval,
                         checkpoint_file: config.logs.checkpoint_file.clone(),
-                        fields: FieldNames::default(),
+                        fields: config.logs.fields.clone(),
                         url: format!("{}/v1/logs", collector.trim_end_matches('/')),
                         client,
                         node_attributes: vec![

@@ -137,6 +137,13 @@ pub fn reference_markdown<T: Serialize + Default>(
         let default = match node {
             Value::Null => "(unset)".to_owned(),
             Value::String(s) => s.clone(),
+            Value::Sequence(items) if items.is_empty() => "(none)".to_owned(),
+            // As the environment writes a list, and on one table line.
+            Value::Sequence(items) if items.iter().all(Value::is_string) => items
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(","),
             other => serde_yaml_ng::to_string(other)
                 .unwrap_or_default()
                 .trim()

@@ -19,34 +19,64 @@ use super::reassemble::Message;
 #[serde(deny_unknown_fields)]
 pub struct FieldNames {
     /// Severity, as text (`warn`) or a number (pino's 40).
-    #[serde(default = "default_level")]
+    #[serde(
+        default = "default_level",
+        deserialize_with = "crate::config::text_list"
+    )]
     pub level: Vec<String>,
     /// The human-readable message, the record's body.
-    #[serde(default = "default_message")]
+    #[serde(
+        default = "default_message",
+        deserialize_with = "crate::config::text_list"
+    )]
     pub message: Vec<String>,
     /// Request latency in milliseconds.
-    #[serde(default = "default_latency_ms")]
+    #[serde(
+        default = "default_latency_ms",
+        deserialize_with = "crate::config::text_list"
+    )]
     pub latency_ms: Vec<String>,
     /// Request latency in seconds.
-    #[serde(default = "default_latency_seconds")]
+    #[serde(
+        default = "default_latency_seconds",
+        deserialize_with = "crate::config::text_list"
+    )]
     pub latency_seconds: Vec<String>,
     /// The model served or called.
-    #[serde(default = "default_model")]
+    #[serde(
+        default = "default_model",
+        deserialize_with = "crate::config::text_list"
+    )]
     pub model: Vec<String>,
     /// Prompt tokens.
-    #[serde(default = "default_prompt_tokens")]
+    #[serde(
+        default = "default_prompt_tokens",
+        deserialize_with = "crate::config::text_list"
+    )]
     pub prompt_tokens: Vec<String>,
     /// Generated tokens.
-    #[serde(default = "default_completion_tokens")]
+    #[serde(
+        default = "default_completion_tokens",
+        deserialize_with = "crate::config::text_list"
+    )]
     pub completion_tokens: Vec<String>,
     /// Outcome: an HTTP status or a word.
-    #[serde(default = "default_status")]
+    #[serde(
+        default = "default_status",
+        deserialize_with = "crate::config::text_list"
+    )]
     pub status: Vec<String>,
     /// W3C trace id (32 hex digits).
-    #[serde(default = "default_trace_id")]
+    #[serde(
+        default = "default_trace_id",
+        deserialize_with = "crate::config::text_list"
+    )]
     pub trace_id: Vec<String>,
     /// W3C span id (16 hex digits).
-    #[serde(default = "default_span_id")]
+    #[serde(
+        default = "default_span_id",
+        deserialize_with = "crate::config::text_list"
+    )]
     pub span_id: Vec<String>,
 }
 

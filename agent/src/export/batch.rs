@@ -104,6 +104,37 @@ pub struct WindowExtras {
     pub log_latency: Vec<(ContainerIdentity, ExpHistogram)>,
 }
 
+/// A delta exponential histogram of one window.
+fn delta_histogram(
+    def: &MetricDef,
+    attributes: Vec<KeyValue>,
+    histogram: &ExpHistogram,
+    (window_start, now): (u64, u64),
+) -> Metric {
+    otlp::exp_histogram(
+        def,
+        vec![otlp::exp_histogram_point(
+            attributes,
+            window_start,
+            now,
+            histogram,
+        )],
+    )
+}
+
+/// A container's resource (the node's attributes and its own) holding
+/// `metrics`.
+fn container_resource(
+    node_attributes: &[(&'static str, String)],
+    identity: &ContainerIdentity,
+    metrics: Vec<Metric>,
+    version: &str,
+) -> opentelemetry_proto::tonic::metrics::v1::ResourceMetrics {
+    let mut attributes = node_attributes.to_vec();
+    attributes.extend(identity.resource_attributes());
+    otlp::resource_metrics(otlp::resource(attributes), metrics, version)
+}
+
 /// Builds the request for one export, GPU families named as `gpu_names`
 /// says.
 pub fn build_request(
@@ -210,8 +241,7 @@ pub fn build_request(
     for h in &histograms {
         by_id.insert(h.cgroup.relative.as_str(), h);
     }
-    let window_start = unix_nanos(window.window_start);
-    let now = unix_nanos(window.now);
+    let delta_window = (unix_nanos(window.window_start), unix_nanos(window.now));
     for container in &snapshot.containers {
         let mut metrics = Vec::new();
         for (def, value) in CONTAINER_VALUES {
@@ -233,25 +263,19 @@ pub fn build_request(
         }
         if let Some(h) = by_id.get(container.cgroup.as_str()) {
             if !h.cpu_cores.is_empty() {
-                metrics.push(otlp::exp_histogram(
+                metrics.push(delta_histogram(
                     &catalog::CONTAINER_CPU_USAGE_SAMPLED,
-                    vec![otlp::exp_histogram_point(
-                        Vec::new(),
-                        window_start,
-                        now,
-                        &h.cpu_cores,
-                    )],
+                    Vec::new(),
+                    &h.cpu_cores,
+                    delta_window,
                 ));
             }
             if !h.working_set.is_empty() {
-                metrics.push(otlp::exp_histogram(
+                metrics.push(delta_histogram(
                     &catalog::CONTAINER_MEMORY_WORKING_SET_SAMPLED,
-                    vec![otlp::exp_histogram_point(
-                        Vec::new(),
-                        window_start,
-                        now,
-                        &h.working_set,
-                    )],
+                    Vec::new(),
+                    &h.working_set,
+                    delta_window,
                 ));
             }
         }
@@ -361,10 +385,9 @@ pub fn build_request(
         ));
     }
     for container in &snapshot.gpu.containers {
-        let mut attributes = node_attributes.clone();
-        attributes.extend(container.identity.resource_attributes());
-        resource_metrics.push(otlp::resource_metrics(
-            otlp::resource(attributes),
+        resource_metrics.push(container_resource(
+            &node_attributes,
+            &container.identity,
             gpu_metrics(&container.points),
             version,
         ));
@@ -392,8 +415,6 @@ pub fn build_request(
             });
         }
     }
-    let window_start = unix_nanos(window.window_start);
-    let now = unix_nanos(window.now);
     for container in &servers {
         // A page already sent (no scrape since the last export) is not
         // sent again: a second point at the same time has no rate.
@@ -409,24 +430,20 @@ pub fn build_request(
                 ]
             };
             for (dist, histogram) in &model.histograms {
-                metrics.push(otlp::exp_histogram(
+                metrics.push(delta_histogram(
                     dist_def(*dist),
-                    vec![otlp::exp_histogram_point(
-                        attributes(),
-                        window_start,
-                        now,
-                        histogram,
-                    )],
+                    attributes(),
+                    histogram,
+                    delta_window,
                 ));
             }
         }
         if metrics.is_empty() {
             continue;
         }
-        let mut attributes = node_attributes.clone();
-        attributes.extend(container.identity.resource_attributes());
-        resource_metrics.push(otlp::resource_metrics(
-            otlp::resource(attributes),
+        resource_metrics.push(container_resource(
+            &node_attributes,
+            &container.identity,
             metrics,
             version,
         ));
@@ -438,23 +455,19 @@ pub fn build_request(
             .iter()
             .filter(|(id, _)| *id == container.identity)
         {
-            metrics.push(otlp::exp_histogram(
+            metrics.push(delta_histogram(
                 &catalog::CONTAINER_LOG_LATENCY,
-                vec![otlp::exp_histogram_point(
-                    Vec::new(),
-                    window_start,
-                    now,
-                    histogram,
-                )],
+                Vec::new(),
+                histogram,
+                delta_window,
             ));
         }
         if metrics.is_empty() {
             continue;
         }
-        let mut attributes = node_attributes.clone();
-        attributes.extend(container.identity.resource_attributes());
-        resource_metrics.push(otlp::resource_metrics(
-            otlp::resource(attributes),
+        resource_metrics.push(container_resource(
+            &node_attributes,
+            &container.identity,
             metrics,
             version,
         ));

@@ -475,10 +475,9 @@ pub async fn run(
                 break;
             }
         }
-        let mut followed_ids = BTreeMap::new();
         for path in finished {
             if let Some(mut file) = followed.remove(&path) {
-                followed_ids.insert(path.clone(), file.tailer.id().clone());
+                checkpoints.forget(file.tailer.id());
                 for message in file.joiner.flush() {
                     let record = record::record(&message, &settings.fields);
                     batch
@@ -488,9 +487,6 @@ pub async fn run(
                         .1
                         .push(record);
                 }
-            }
-            if let Some(file) = followed_ids.get(&path) {
-                checkpoints.forget(file);
             }
         }
         if batch.records.is_empty() {

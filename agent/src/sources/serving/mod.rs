@@ -375,11 +375,6 @@ impl ServingState {
         }
     }
 
-    /// The current targets.
-    pub fn targets(&self) -> Vec<Target> {
-        self.targets.values().map(|t| t.target.clone()).collect()
-    }
-
     /// The targets, each with the engine whose info endpoint to ask now
     /// (known engine, no answer yet, not asked in the last 10 minutes).
     fn work(&mut self, now: Instant) -> Vec<(Target, Option<Engine>)> {

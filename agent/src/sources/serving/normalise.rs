@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use super::engine::Engine;
-use super::exposition::{self, FamilyType, ParseError, Sample};
+use super::exposition::{self, ParseError, Sample};
 
 /// A latency distribution of the catalog.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -267,8 +267,6 @@ impl<'a> exposition::Visitor<'a> for Reader<'_> {
         let entry = self.page.models.entry(model.to_owned()).or_default();
         apply(entry, signal, shard, sample.value);
     }
-
-    fn family_type(&mut self, _family: &'a str, _kind: FamilyType) {}
 
     fn error(&mut self, error: ParseError) {
         *self.page.errors.entry(error.kind.as_str()).or_insert(0) += 1;

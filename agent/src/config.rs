@@ -239,6 +239,17 @@ pub struct LogsConfig {
     /// How often the root is scanned for new files.
     #[serde(default = "default_logs_rescan_interval", with = "duration_text")]
     pub rescan_interval: Duration,
+    /// Globs of other log files to follow (Docker json-file logs, files
+    /// of services outside Kubernetes).
+    #[serde(default, deserialize_with = "text_list")]
+    pub paths: Vec<String>,
+    /// Wake on filesystem events (inotify) as well as the rescan.
+    #[serde(default = "default_true")]
+    pub watch: bool,
+    /// Most lines a second kept per container (0: no limit); the rest are
+    /// dropped and counted.
+    #[serde(default)]
+    pub rate_limit_lines: u64,
     /// The JSON keys of the fields Tally reads from each message.
     #[serde(default)]
     pub fields: crate::sources::logs::record::FieldNames,
@@ -254,6 +265,9 @@ impl Default for LogsConfig {
             batch_bytes: default_logs_batch_bytes(),
             poll_interval: default_logs_poll_interval(),
             rescan_interval: default_logs_rescan_interval(),
+            paths: Vec::new(),
+            watch: default_true(),
+            rate_limit_lines: 0,
             fields: Default::default(),
         }
     }
@@ -789,6 +803,18 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     (
         "logs.rescan_interval",
         "How often the pod log root is scanned for new files.",
+    ),
+    (
+        "logs.paths",
+        "Globs of other log files to follow, e.g. Docker's /var/lib/docker/containers/*/*-json.log (comma-separated in the environment); CRI and json-file lines are told apart by their first byte.",
+    ),
+    (
+        "logs.watch",
+        "Wake on filesystem events (inotify: new files, writes) as well as the rescan, so new files are read within milliseconds.",
+    ),
+    (
+        "logs.rate_limit_lines",
+        "Most lines a second kept per container (0: no limit; bursts of one second pass); lines over it are dropped and counted in tally_container_log_rate_limited_lines_total.",
     ),
     (
         "logs.fields.level",

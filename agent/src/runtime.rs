@@ -502,6 +502,9 @@ pub async fn run(
                         max_backoff: config.export.max_backoff,
                         metrics: Arc::clone(&sampler.logs),
                         pods: has_pods.then(|| Arc::clone(&pods)),
+                        paths: config.logs.paths.clone(),
+                        watch: config.logs.watch,
+                        rate_limit_lines: config.logs.rate_limit_lines,
                     };
                     tokio::spawn(logs::source::run(
                         settings,

@@ -960,6 +960,14 @@ def!(
     "Log messages the container wrote, by severity (trace, debug, info, warn, error, fatal, unknown; from the message's level field, else unknown)."
 );
 def!(
+    CONTAINER_LOG_RATE_LIMITED,
+    "tally_container_log_rate_limited_lines",
+    Counter,
+    None,
+    C,
+    "Log lines of the container dropped by the agent's per-container rate limit (logs.rate_limit_lines); not sent, their offsets committed."
+);
+def!(
     CONTAINER_LOG_BYTES,
     "tally_container_log_message",
     Counter,
@@ -1379,6 +1387,7 @@ pub const CATALOG: &[MetricDef] = &[
     CONTAINER_LOG_LINES,
     CONTAINER_LOG_BYTES,
     CONTAINER_LOG_TOKENS,
+    CONTAINER_LOG_RATE_LIMITED,
     CONTAINER_LOG_LATENCY,
     MODEL_INFO,
     MODEL_REQUESTS_RUNNING,

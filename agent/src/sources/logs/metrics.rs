@@ -33,13 +33,23 @@ struct ContainerLogs {
     bytes: BTreeMap<&'static str, f64>,
     prompt_tokens: f64,
     completion_tokens: f64,
+    rate_limited: f64,
     latency: ExpHistogram,
 }
 
-/// Every container's log metrics.
+/// Every container's log metrics, by [`container_key`].
 #[derive(Debug, Default)]
 pub struct LogMetrics {
-    containers: BTreeMap<(String, String, String), ContainerLogs>,
+    containers: BTreeMap<String, ContainerLogs>,
+}
+
+/// The key a container's metrics are kept under (computed once per file,
+/// so counting a record allocates nothing).
+pub fn container_key(identity: &ContainerIdentity) -> String {
+    format!(
+        "{}\u{0}{}\u{0}{}\u{0}{}",
+        identity.pod_uid, identity.container, identity.container_id, identity.pod
+    )
 }
 
 /// The metrics behind their lock.
@@ -54,31 +64,58 @@ pub fn lock(metrics: &SharedLogMetrics) -> MutexGuard<'_, LogMetrics> {
 }
 
 impl LogMetrics {
-    /// Counts one record of `identity`'s container.
-    pub fn observe(&mut self, identity: &ContainerIdentity, record: &LogRecord, bytes: usize) {
-        let key = (
-            identity.pod_uid.clone(),
-            identity.container.clone(),
-            identity.container_id.clone(),
-        );
-        let entry = self.containers.entry(key).or_insert_with(|| ContainerLogs {
+    fn update(
+        &mut self,
+        key: &str,
+        identity: &ContainerIdentity,
+        change: impl FnOnce(&mut ContainerLogs),
+    ) {
+        if let Some(entry) = self.containers.get_mut(key) {
+            // The pod watch may fill the workload in later.
+            if entry.identity.workload_name.is_empty() && !identity.workload_name.is_empty() {
+                entry.identity = identity.clone();
+            }
+            change(entry);
+            return;
+        }
+        let mut entry = ContainerLogs {
             identity: identity.clone(),
             ..ContainerLogs::default()
-        });
-        // The pod watch may fill the workload in later.
-        if entry.identity.workload_name.is_empty() && !identity.workload_name.is_empty() {
-            entry.identity = identity.clone();
-        }
-        let severity = severity_label(record.severity_number);
-        *entry.lines.entry(severity).or_insert(0.0) += 1.0;
-        *entry.bytes.entry(severity).or_insert(0.0) += bytes as f64;
-        entry.prompt_tokens += record.prompt_tokens.unwrap_or(0.0).max(0.0);
-        entry.completion_tokens += record.completion_tokens.unwrap_or(0.0).max(0.0);
-        if let Some(latency) = record.latency_seconds.filter(|l| *l >= 0.0) {
-            entry.latency.record(latency);
-        }
+        };
+        change(&mut entry);
+        self.containers.insert(key.to_owned(), entry);
     }
 
+    /// Counts lines of `identity`'s container dropped by its rate limit.
+    pub fn rate_limited(&mut self, key: &str, identity: &ContainerIdentity, lines: u64) {
+        self.update(key, identity, |entry| entry.rate_limited += lines as f64);
+    }
+
+    /// Counts one record of `identity`'s container (`key` is its
+    /// [`container_key`]).
+    pub fn observe(
+        &mut self,
+        key: &str,
+        identity: &ContainerIdentity,
+        record: &LogRecord,
+        bytes: usize,
+    ) {
+        self.update(key, identity, |entry| count(entry, record, bytes));
+    }
+}
+
+fn count(entry: &mut ContainerLogs, record: &LogRecord, bytes: usize) {
+    let severity = severity_label(record.severity_number);
+    *entry.lines.entry(severity).or_insert(0.0) += 1.0;
+    *entry.bytes.entry(severity).or_insert(0.0) += bytes as f64;
+    entry.prompt_tokens += record.prompt_tokens.unwrap_or(0.0).max(0.0);
+    entry.completion_tokens += record.completion_tokens.unwrap_or(0.0).max(0.0);
+    if let Some(latency) = record.latency_seconds.filter(|l| *l >= 0.0) {
+        entry.latency.record(latency);
+    }
+}
+
+impl LogMetrics {
     /// The counters as points under each container.
     pub fn points(&self) -> Vec<ContainerGpuPoints> {
         self.containers
@@ -96,6 +133,13 @@ impl LogMetrics {
                             value: *value,
                         });
                     }
+                }
+                if c.rate_limited > 0.0 {
+                    points.push(GpuPoint {
+                        def: &catalog::CONTAINER_LOG_RATE_LIMITED,
+                        attributes: Vec::new(),
+                        value: c.rate_limited,
+                    });
                 }
                 for (direction, value) in [
                     ("prompt", c.prompt_tokens),
@@ -158,6 +202,7 @@ mod tests {
                 pieces: 1,
             };
             metrics.observe(
+                &container_key(&identity),
                 &identity,
                 &record(&message, &FieldNames::default()),
                 text.len(),
@@ -185,6 +230,13 @@ mod tests {
             value("tally_container_log_reported_tokens_total", "prompt"),
             Some(10.0)
         );
+        metrics.rate_limited(&container_key(&identity), &identity, 7);
+        let limited = metrics.points()[0]
+            .points
+            .iter()
+            .find(|p| p.def.full_name() == "tally_container_log_rate_limited_lines_total")
+            .map(|p| p.value);
+        assert_eq!(limited, Some(7.0));
         let latency = metrics.take_latency();
         assert_eq!(latency[0].1.count(), 2);
         assert!((latency[0].1.sum() - 0.4).abs() < 1e-9);

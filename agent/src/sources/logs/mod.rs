@@ -20,3 +20,4 @@ pub mod reassemble;
 pub mod record;
 pub mod source;
 pub mod tail;
+pub mod watch;

@@ -36,6 +36,7 @@ use super::path::{self as pod_path, PodLogPath, Rotation};
 use super::reassemble::{Message, Reassembler};
 use super::record::{self, FieldNames, LogRecord};
 use super::tail::{FileId, Tailer};
+use super::watch::Watcher;
 use crate::sources::pods::model::SharedPodStore;
 use crate::telemetry::SourceHealth;
 
@@ -68,6 +69,12 @@ pub struct LogsSettings {
     pub metrics: SharedLogMetrics,
     /// The pod watch's store, for each container's workload.
     pub pods: Option<SharedPodStore>,
+    /// Globs of other files to follow (Docker json-file logs and others).
+    pub paths: Vec<String>,
+    /// Wake on filesystem events as well as the rescan.
+    pub watch: bool,
+    /// Most lines a second kept per container (0: no limit).
+    pub rate_limit_lines: u64,
 }
 
 /// The on-disk format of a file's lines.
@@ -77,10 +84,29 @@ enum Format {
     Docker,
 }
 
+/// A file's resource attributes, shared by its records.
+type Resource = Arc<Vec<(&'static str, String)>>;
+
+/// Who a followed file belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Origin {
+    /// A pod log file under the root.
+    Pod(PodLogPath),
+    /// A file a `logs.paths` glob matched; a Docker json-file log
+    /// (`<root>/containers/<id>/<id>-json.log`) knows its container.
+    Glob {
+        /// The container's id (64 hex digits) when the path holds one.
+        container_id: Option<String>,
+    },
+}
+
 struct Followed {
     path: PathBuf,
-    pod: PodLogPath,
+    /// Resource attributes of its records.
+    resource: Resource,
     identity: ContainerIdentity,
+    /// Its container's key in the metrics and the rate limiter.
+    container_key: String,
     tailer: Tailer,
     format: Option<Format>,
     joiner: Reassembler,
@@ -92,11 +118,64 @@ struct Followed {
 /// checkpoint goes once it is acknowledged.
 #[derive(Default)]
 struct Batch {
-    records: BTreeMap<PathBuf, (PodLogPath, Vec<LogRecord>)>,
+    records: BTreeMap<PathBuf, (Resource, Vec<LogRecord>)>,
     /// By file identity: an old file read to its end after a rotation and
     /// the new one each get theirs.
     commits: BTreeMap<(u64, u64), (PathBuf, FileId, u64)>,
     bytes: usize,
+}
+
+impl Batch {
+    fn push(&mut self, file: &Followed, record: LogRecord) {
+        self.bytes += record.body.len() + 64;
+        match self.records.get_mut(&file.path) {
+            Some((_, records)) => records.push(record),
+            None => {
+                self.records.insert(
+                    file.path.clone(),
+                    (Arc::clone(&file.resource), vec![record]),
+                );
+            }
+        }
+    }
+}
+
+/// Per-container token buckets: `per_second` lines a second, bursts of
+/// one second.
+struct RateLimiter {
+    per_second: u64,
+    buckets: std::collections::HashMap<String, (f64, Instant)>,
+}
+
+impl RateLimiter {
+    /// Whether one more line of the container passes.
+    fn admit(&mut self, key: &str) -> bool {
+        if self.per_second == 0 {
+            return true;
+        }
+        let rate = self.per_second as f64;
+        let now = Instant::now();
+        let bucket = match self.buckets.get_mut(key) {
+            Some(bucket) => bucket,
+            None => self.buckets.entry(key.to_owned()).or_insert((rate, now)),
+        };
+        bucket.0 = (bucket.0 + now.duration_since(bucket.1).as_secs_f64() * rate).min(rate);
+        bucket.1 = now;
+        if bucket.0 >= 1.0 {
+            bucket.0 -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// What reading a file needs besides the file.
+struct ReadContext<'a> {
+    fields: &'a FieldNames,
+    health: &'a SourceHealth,
+    metrics: &'a SharedLogMetrics,
+    limiter: &'a mut RateLimiter,
 }
 
 fn now_seconds() -> f64 {
@@ -106,28 +185,173 @@ fn now_seconds() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// The pod log files under `root` (`<pod dir>/<container>/<file>`).
-fn discover(root: &Path) -> std::io::Result<Vec<(PathBuf, PodLogPath)>> {
-    let mut out = Vec::new();
+/// What a scan found: the files to follow and the directories to watch.
+#[derive(Debug, Default)]
+struct Scan {
+    files: Vec<(PathBuf, Origin)>,
+    dirs: Vec<PathBuf>,
+}
+
+/// Whether a file name is a compressed or half-written rotation.
+fn compressed(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e, "gz" | "tmp" | "zst" | "bz2" | "xz"))
+}
+
+/// The pod log files under `root` (`<pod dir>/<container>/<file>`), then
+/// the files the globs match. A directory that cannot be read is counted
+/// (`permission` or `read_dir`) and skipped; the rest is still found.
+fn discover(root: &Path, globs: &[String], health: &SourceHealth) -> std::io::Result<Scan> {
+    let mut scan = Scan::default();
+    let unreadable = |dir: &Path, error: std::io::Error| {
+        let kind = if error.kind() == std::io::ErrorKind::PermissionDenied {
+            "permission"
+        } else {
+            "read_dir"
+        };
+        health.error(kind, &format!("{}: {error}", dir.display()));
+    };
+    scan.dirs.push(root.to_path_buf());
     for pod in std::fs::read_dir(root)? {
         let Ok(pod) = pod else { continue };
-        let Ok(containers) = std::fs::read_dir(pod.path()) else {
+        let pod_dir = pod.path();
+        if !pod.file_type().is_ok_and(|t| t.is_dir()) {
             continue;
-        };
-        for container in containers.flatten() {
-            let Ok(files) = std::fs::read_dir(container.path()) else {
+        }
+        let containers = match std::fs::read_dir(&pod_dir) {
+            Ok(containers) => containers,
+            Err(error) => {
+                unreadable(&pod_dir, error);
                 continue;
+            }
+        };
+        scan.dirs.push(pod_dir);
+        for container in containers.flatten() {
+            let dir = container.path();
+            if !container.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let files = match std::fs::read_dir(&dir) {
+                Ok(files) => files,
+                Err(error) => {
+                    unreadable(&dir, error);
+                    continue;
+                }
             };
+            scan.dirs.push(dir);
             for file in files.flatten() {
                 let path = file.path();
-                if let Some(parsed) = pod_path::parse(&path) {
-                    out.push((path, parsed));
+                if let Some(parsed) = pod_path::parse(&path)
+                    && parsed.rotation != Rotation::Compressed
+                {
+                    scan.files.push((path, Origin::Pod(parsed)));
                 }
             }
         }
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(out)
+    for pattern in globs {
+        // New directories appear under the pattern's fixed head.
+        let head: PathBuf = Path::new(pattern)
+            .components()
+            .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
+            .collect();
+        if head.is_dir() {
+            scan.dirs.push(head);
+        }
+        let matches = match glob::glob(pattern) {
+            Ok(matches) => matches,
+            Err(error) => {
+                health.error("glob", &format!("{pattern}: {error}"));
+                continue;
+            }
+        };
+        for found in matches {
+            match found {
+                Ok(path) if path.is_file() && !compressed(&path) => {
+                    if let Some(parent) = path.parent() {
+                        scan.dirs.push(parent.to_path_buf());
+                    }
+                    let container_id = docker_container_id(&path);
+                    scan.files.push((path, Origin::Glob { container_id }));
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    let dir = error.path().to_path_buf();
+                    unreadable(&dir, error.into());
+                }
+            }
+        }
+    }
+    scan.files.sort_by(|a, b| a.0.cmp(&b.0));
+    scan.files.dedup_by(|a, b| a.0 == b.0);
+    scan.dirs.sort();
+    scan.dirs.dedup();
+    Ok(scan)
+}
+
+/// The container id of a Docker json-file log
+/// (`…/containers/<id>/<id>-json.log[.n]`).
+fn docker_container_id(path: &Path) -> Option<String> {
+    let dir = path.parent()?.file_name()?.to_str()?;
+    let name = path.file_name()?.to_str()?;
+    let is_id = dir.len() == 64 && dir.bytes().all(|b| b.is_ascii_hexdigit());
+    (is_id && name.starts_with(&format!("{dir}-json.log"))).then(|| dir.to_owned())
+}
+
+/// A Docker container's name from its `config.v2.json` beside the log.
+fn docker_container_name(path: &Path) -> Option<String> {
+    let config = path.parent()?.join("config.v2.json");
+    let text = std::fs::read(config).ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&text).ok()?;
+    let name = value.get("Name")?.as_str()?;
+    Some(name.trim_start_matches('/').to_owned())
+}
+
+/// A followed file's resource attributes and metrics identity.
+fn describe(
+    path: &Path,
+    origin: &Origin,
+    node: &[(&'static str, String)],
+    pods: Option<&SharedPodStore>,
+) -> (Vec<(&'static str, String)>, ContainerIdentity) {
+    let mut attributes = node.to_vec();
+    match origin {
+        Origin::Pod(pod) => {
+            attributes.extend([
+                ("k8s.namespace.name", pod.namespace.clone()),
+                ("k8s.pod.name", pod.pod.clone()),
+                ("k8s.pod.uid", pod.pod_uid.clone()),
+                ("k8s.container.name", pod.container.clone()),
+                ("k8s.container.restart_count", pod.restart_count.to_string()),
+            ]);
+            (attributes, identity_of(pod, pods))
+        }
+        Origin::Glob { container_id } => {
+            let name = container_id
+                .as_ref()
+                .and_then(|_| docker_container_name(path));
+            attributes.push(("log.file.path", path.display().to_string()));
+            if let Some(id) = container_id {
+                attributes.push(("container.id", id.clone()));
+            }
+            if let Some(name) = &name {
+                attributes.push(("container.name", name.clone()));
+            }
+            let identity = ContainerIdentity {
+                container: name
+                    .or_else(|| container_id.as_ref().map(|id| id[..12].to_owned()))
+                    .unwrap_or_else(|| {
+                        path.file_name()
+                            .map(|n| n.to_string_lossy().into_owned())
+                            .unwrap_or_default()
+                    }),
+                container_id: container_id.clone().unwrap_or_default(),
+                ..ContainerIdentity::default()
+            };
+            (attributes, identity)
+        }
+    }
 }
 
 /// The container a pod log file belongs to: the path's names, and the
@@ -164,30 +388,24 @@ fn piece(format: Format, line: &[u8]) -> Result<Piece<'_>, FormatError> {
 
 impl Followed {
     /// Reads up to `budget` bytes; complete messages become records.
-    fn read(
-        &mut self,
-        budget: usize,
-        fields: &FieldNames,
-        health: &SourceHealth,
-        metrics: &SharedLogMetrics,
-        batch: &mut Batch,
-    ) -> bool {
+    fn read(&mut self, budget: usize, context: &mut ReadContext<'_>, batch: &mut Batch) -> bool {
+        let health = context.health;
         let (lines, events) = match self.tailer.read(budget) {
             Ok(read) => read,
             Err(error) => {
-                health.error("read", &error);
+                health.error("read", &format!("{}: {error}", self.path.display()));
                 return false;
             }
         };
         self.finished |= events.finished;
-        if events.truncated {
+        if events.truncated && !events.copied {
             health.error(
                 "truncated",
                 &format!("{} shrank: read again from its start", self.path.display()),
             );
         }
         let mut any = false;
-        let mut metrics = metrics::lock(metrics);
+        let mut metrics = metrics::lock(context.metrics);
         for line in lines {
             any = true;
             let format = *self
@@ -207,22 +425,27 @@ impl Followed {
                     ),
                 );
             }
-            let messages: Vec<Message> = match piece(format, &line.bytes) {
-                Ok(piece) => self.joiner.push(piece).into_iter().collect(),
+            let mut messages = Vec::new();
+            match piece(format, &line.bytes) {
+                Ok(piece) => messages.extend(self.joiner.push(piece)),
                 Err(error) => {
                     // Not this format: kept as a text message, counted.
                     health.error(error.kind(), &format!("{}: {error}", self.path.display()));
-                    vec![Message {
+                    messages.push(Message {
                         time: String::new(),
                         stream: Stream::Stdout,
                         text: line.bytes.clone(),
                         truncated_bytes: line.cut,
                         pieces: 1,
-                    }]
+                    });
                 }
-            };
+            }
             for message in messages {
-                let mut record = record::record(&message, fields);
+                if !context.limiter.admit(&self.container_key) {
+                    metrics.rate_limited(&self.container_key, &self.identity, 1);
+                    continue;
+                }
+                let mut record = record::record(&message, context.fields);
                 if record.time_seconds == 0.0 {
                     record.time_seconds = now_seconds();
                 }
@@ -238,20 +461,25 @@ impl Followed {
                         &format!("{}: a message cut", self.path.display()),
                     );
                 }
-                metrics.observe(&self.identity, &record, message.text.len());
-                batch.bytes += record.body.len() + 64;
-                batch
-                    .records
-                    .entry(self.path.clone())
-                    .or_insert_with(|| (self.pod.clone(), Vec::new()))
-                    .1
-                    .push(record);
+                metrics.observe(
+                    &self.container_key,
+                    &self.identity,
+                    &record,
+                    message.text.len(),
+                );
+                batch.push(self, record);
             }
             if self.joiner.pending_bytes() == 0 {
-                batch.commits.insert(
-                    (line.file.dev, line.file.ino),
-                    (self.path.clone(), line.file.clone(), line.end),
-                );
+                let key = (line.file.dev, line.file.ino);
+                let offset = line.end;
+                match batch.commits.get_mut(&key) {
+                    Some(commit) => commit.2 = offset,
+                    None => {
+                        batch
+                            .commits
+                            .insert(key, (self.path.clone(), line.file, offset));
+                    }
+                }
             }
         }
         any
@@ -296,32 +524,22 @@ fn otlp_record(record: &LogRecord) -> OtlpRecord {
     }
 }
 
-/// The OTLP request for a batch: one resource per file's container.
-fn request(batch: &Batch, node: &[(&'static str, String)]) -> ExportLogsServiceRequest {
+/// The OTLP request for a batch: one resource per file.
+fn request(batch: &Batch) -> ExportLogsServiceRequest {
     let resource_logs = batch
         .records
         .values()
-        .map(|(pod, records)| {
-            let mut attributes = node.to_vec();
-            attributes.extend([
-                ("k8s.namespace.name", pod.namespace.clone()),
-                ("k8s.pod.name", pod.pod.clone()),
-                ("k8s.pod.uid", pod.pod_uid.clone()),
-                ("k8s.container.name", pod.container.clone()),
-                ("k8s.container.restart_count", pod.restart_count.to_string()),
-            ]);
-            ResourceLogs {
-                resource: Some(otlp::resource(attributes)),
-                scope_logs: vec![ScopeLogs {
-                    scope: Some(InstrumentationScope {
-                        name: otlp::AGENT_SCOPE.to_owned(),
-                        ..Default::default()
-                    }),
-                    log_records: records.iter().map(otlp_record).collect(),
+        .map(|(resource, records)| ResourceLogs {
+            resource: Some(otlp::resource(resource.as_ref().clone())),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(InstrumentationScope {
+                    name: otlp::AGENT_SCOPE.to_owned(),
                     ..Default::default()
-                }],
+                }),
+                log_records: records.iter().map(otlp_record).collect(),
                 ..Default::default()
-            }
+            }],
+            ..Default::default()
         })
         .collect();
     ExportLogsServiceRequest { resource_logs }
@@ -363,6 +581,34 @@ fn encode(request: &ExportLogsServiceRequest) -> std::io::Result<Vec<u8>> {
     encoder.finish()
 }
 
+/// Whether a file found by a scan should get a follower of its own: not
+/// one already followed (by path or identity), and not the copy a
+/// copytruncate just left beside a followed file (its follower reads the
+/// copy's new lines itself).
+fn admit(path: &Path, candidate: &FileId, followed: &BTreeMap<PathBuf, Followed>) -> bool {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or_default();
+    followed.values().all(|f| {
+        let id = f.tailer.id();
+        let same_inode = (id.dev, id.ino) == (candidate.dev, candidate.ino);
+        // `<name>.<suffix>` beside the followed `<name>`.
+        let rotation_of = f.path.parent() == path.parent()
+            && f.path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|live| {
+                    name.len() > live.len() + 1
+                        && name.starts_with(live)
+                        && name.as_bytes()[live.len()] == b'.'
+                });
+        let n = id.fingerprint.len().min(candidate.fingerprint.len());
+        let same_head = n > 0 && id.fingerprint[..n] == candidate.fingerprint[..n];
+        !(same_inode || rotation_of && same_head)
+    })
+}
+
 /// Runs until shutdown.
 pub async fn run(
     settings: LogsSettings,
@@ -378,9 +624,23 @@ pub async fn run(
     {
         health.error("checkpoint", &error);
     }
+    let mut watcher = if settings.watch {
+        match Watcher::new() {
+            Ok(watcher) => Some(watcher),
+            Err(error) => {
+                health.error("watch", &error);
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut limiter = RateLimiter {
+        per_second: settings.rate_limit_lines,
+        buckets: Default::default(),
+    };
     let mut followed: BTreeMap<PathBuf, Followed> = BTreeMap::new();
     let mut last_scan: Option<Instant> = None;
-    let mut first_scan = true;
     let mut backoff = Duration::from_millis(200);
     let budget = (settings.batch_bytes / 4).max(64 * 1024);
     loop {
@@ -389,62 +649,18 @@ pub async fn run(
         }
         if last_scan.is_none_or(|at| at.elapsed() >= settings.rescan_interval) {
             last_scan = Some(Instant::now());
-            match discover(&settings.root) {
-                Ok(found) => {
+            match discover(&settings.root, &settings.paths, &health) {
+                Ok(scan) => {
                     health.set_up(true);
-                    // Entries of files gone from the root (gzipped,
-                    // deleted) go.
-                    let present: std::collections::BTreeSet<(u64, u64)> = found
-                        .iter()
-                        .filter_map(|(path, _)| std::fs::metadata(path).ok())
-                        .map(|m| {
-                            use std::os::unix::fs::MetadataExt as _;
-                            (m.dev(), m.ino())
-                        })
-                        .chain(
-                            followed
-                                .values()
-                                .map(|f| (f.tailer.id().dev, f.tailer.id().ino)),
-                        )
-                        .collect();
-                    checkpoints.retain(|dev, ino| present.contains(&(dev, ino)));
-                    for (path, pod) in found {
-                        if followed.contains_key(&path) || pod.rotation == Rotation::Compressed {
-                            continue;
-                        }
-                        // Rotated files are the live tailers' to finish;
-                        // only at start are they read (from their
-                        // checkpoint) as files of their own.
-                        if matches!(pod.rotation, Rotation::Rotated(_)) && !first_scan {
-                            continue;
-                        }
-                        match Tailer::open(&path, 0, settings.max_message_bytes) {
-                            Ok(probe) => {
-                                let offset = checkpoints.resume(probe.id());
-                                match Tailer::open(&path, offset, settings.max_message_bytes) {
-                                    Ok(tailer) => {
-                                        followed.insert(
-                                            path.clone(),
-                                            Followed {
-                                                identity: identity_of(&pod, settings.pods.as_ref()),
-                                                path,
-                                                pod,
-                                                tailer,
-                                                format: None,
-                                                joiner: Reassembler::new(
-                                                    settings.max_message_bytes,
-                                                ),
-                                                finished: false,
-                                            },
-                                        );
-                                    }
-                                    Err(error) => health.error("open", &error),
-                                }
+                    if let Some(watcher) = watcher.as_mut() {
+                        for dir in &scan.dirs {
+                            if let Err(error) = watcher.watch(dir) {
+                                // Out of watches: the rescan still finds it.
+                                health.error("watch", &format!("{}: {error}", dir.display()));
                             }
-                            Err(error) => health.error("open", &error),
                         }
                     }
-                    first_scan = false;
+                    follow_new(&settings, &health, &mut checkpoints, &mut followed, scan);
                 }
                 Err(error) => {
                     health.set_up(false);
@@ -458,16 +674,16 @@ pub async fn run(
 
         let mut batch = Batch::default();
         let mut finished = Vec::new();
+        let mut context = ReadContext {
+            fields: &settings.fields,
+            health: &health,
+            metrics: &settings.metrics,
+            limiter: &mut limiter,
+        };
         for (path, file) in followed.iter_mut() {
-            while batch.bytes < settings.batch_bytes
-                && file.read(
-                    budget,
-                    &settings.fields,
-                    &health,
-                    &settings.metrics,
-                    &mut batch,
-                )
-            {}
+            while batch.bytes < settings.batch_bytes && file.read(budget, &mut context, &mut batch)
+            {
+            }
             if file.finished {
                 finished.push(path.clone());
             }
@@ -480,23 +696,39 @@ pub async fn run(
                 checkpoints.forget(file.tailer.id());
                 for message in file.joiner.flush() {
                     let record = record::record(&message, &settings.fields);
-                    batch
-                        .records
-                        .entry(path.clone())
-                        .or_insert_with(|| (file.pod.clone(), Vec::new()))
-                        .1
-                        .push(record);
+                    batch.push(&file, record);
                 }
             }
         }
         if batch.records.is_empty() {
-            // Commits with nothing to send (all lines were pieces): keep.
-            tokio::select! {
-                () = tokio::time::sleep(settings.poll_interval) => continue,
-                _ = shutdown.wait_for(|stop| *stop) => return,
+            // Commits with nothing to send (all lines were pieces or
+            // rate-limited) are kept for the next batch.
+            for (path, file, offset) in batch.commits.values() {
+                checkpoints.commit(path, file, *offset);
             }
+            let woke = match watcher.as_mut() {
+                Some(watcher) => tokio::select! {
+                    () = tokio::time::sleep(settings.poll_interval) => None,
+                    woke = watcher.wait() => Some(woke),
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                },
+                None => tokio::select! {
+                    () = tokio::time::sleep(settings.poll_interval) => None,
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                },
+            };
+            match woke {
+                Some(Ok(wake)) if wake.rescan => last_scan = None,
+                Some(Err(error)) => {
+                    // Events no longer arrive: polling and rescans go on.
+                    health.error("watch", &error);
+                    watcher = None;
+                }
+                _ => {}
+            }
+            continue;
         }
-        let body = match encode(&request(&batch, &settings.node_attributes)) {
+        let body = match encode(&request(&batch)) {
             Ok(body) => body,
             Err(error) => {
                 health.error("encode", &error);
@@ -534,5 +766,83 @@ pub async fn run(
         if let Err(error) = checkpoints.save() {
             health.error("checkpoint", &error);
         }
+    }
+}
+
+/// Starts following what a scan found that is not followed yet, each from
+/// its checkpoint; prunes the checkpoints of files gone.
+fn follow_new(
+    settings: &LogsSettings,
+    health: &SourceHealth,
+    checkpoints: &mut Checkpoints,
+    followed: &mut BTreeMap<PathBuf, Followed>,
+    scan: Scan,
+) {
+    use std::os::unix::fs::MetadataExt as _;
+    // Entries of files gone (gzipped, deleted) go.
+    let present: std::collections::BTreeSet<(u64, u64)> = scan
+        .files
+        .iter()
+        .filter_map(|(path, _)| std::fs::metadata(path).ok())
+        .map(|m| (m.dev(), m.ino()))
+        .chain(
+            followed
+                .values()
+                .map(|f| (f.tailer.id().dev, f.tailer.id().ino)),
+        )
+        .collect();
+    checkpoints.retain(|dev, ino| present.contains(&(dev, ino)));
+    for (path, origin) in scan.files {
+        if followed.contains_key(&path) {
+            continue;
+        }
+        let probe = match Tailer::open(&path, 0, settings.max_message_bytes) {
+            Ok(probe) => probe,
+            Err(error) => {
+                let kind = if error.kind() == std::io::ErrorKind::PermissionDenied {
+                    "permission"
+                } else {
+                    "open"
+                };
+                health.error(kind, &format!("{}: {error}", path.display()));
+                continue;
+            }
+        };
+        // A rotated file is read from its checkpoint: to its end when the
+        // live file's follower already drained it (nothing new), from
+        // where it stopped when this agent was away.
+        if !admit(&path, probe.id(), followed) {
+            continue;
+        }
+        let offset = checkpoints.resume(probe.id());
+        let mut tailer = probe;
+        if offset > 0 {
+            match Tailer::open(&path, offset, settings.max_message_bytes) {
+                Ok(resumed) => tailer = resumed,
+                Err(error) => {
+                    health.error("open", &format!("{}: {error}", path.display()));
+                    continue;
+                }
+            }
+        }
+        let (resource, identity) = describe(
+            &path,
+            &origin,
+            &settings.node_attributes,
+            settings.pods.as_ref(),
+        );
+        followed.insert(
+            path.clone(),
+            Followed {
+                container_key: metrics::container_key(&identity),
+                resource: Arc::new(resource),
+                identity,
+                path,
+                tailer,
+                format: None,
+                joiner: Reassembler::new(settings.max_message_bytes),
+                finished: false,
+            },
+        );
     }
 }

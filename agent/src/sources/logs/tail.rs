@@ -7,8 +7,10 @@
 //! copytruncate and a plain truncation are all told apart:
 //! - the path now names another file: the old one is read to its end from
 //!   the open handle before the new one starts at its beginning;
-//! - the open file shrank below the offset: it was truncated (or
-//!   copy-truncated), and reading starts again at 0;
+//! - the open file shrank below the offset: it was copy-truncated (a
+//!   sibling `<name>.<suffix>` starts with its fingerprint: that copy is
+//!   read from the old offset to its end, then the path from 0) or just
+//!   truncated (reading starts again at 0);
 //! - the path is gone: the file is finished from the open handle.
 //!
 //! Only whole lines are handed out; a line still being written stays
@@ -66,6 +68,9 @@ pub struct Events {
     pub rotated: bool,
     /// The file shrank (truncation or copytruncate).
     pub truncated: bool,
+    /// The file shrank and its copytruncate copy was found: the copy is
+    /// read from the old offset before the path is read again.
+    pub copied: bool,
     /// The path is gone and the file was read to its end.
     pub finished: bool,
 }
@@ -140,8 +145,18 @@ impl Tailer {
         let len = self.file.metadata()?.len();
         if len < self.offset {
             events.truncated = true;
-            self.offset = 0;
             self.skipping = false;
+            // A copytruncate leaves the lines written since the last read
+            // in the copy: finish it from this offset, then come back to
+            // the path (now another file) at its start.
+            match self.find_copy()? {
+                Some((copy, id)) => {
+                    self.file = copy;
+                    self.id = id;
+                    events.copied = true;
+                }
+                None => self.offset = 0,
+            }
         }
         // Refresh the fingerprint while the file is younger than it.
         if self.id.fingerprint.len() < FINGERPRINT_BYTES {
@@ -178,6 +193,45 @@ impl Tailer {
             Err(error) => return Err(error),
         }
         Ok((lines, events))
+    }
+
+    /// The copy a copytruncate left beside the path: a sibling named
+    /// `<name>.<suffix>` (not compressed) that starts with this file's
+    /// fingerprint and holds at least the bytes already read.
+    fn find_copy(&self) -> io::Result<Option<(File, FileId)>> {
+        let (Some(dir), Some(name)) = (
+            self.path.parent(),
+            self.path.file_name().and_then(|n| n.to_str()),
+        ) else {
+            return Ok(None);
+        };
+        if self.id.fingerprint.is_empty() {
+            return Ok(None);
+        }
+        let prefix = format!("{name}.");
+        for entry in std::fs::read_dir(dir)?.flatten() {
+            let sibling = entry.file_name();
+            let Some(sibling) = sibling.to_str() else {
+                continue;
+            };
+            if !sibling.starts_with(&prefix) || sibling.ends_with(".gz") {
+                continue;
+            }
+            let Ok(mut copy) = File::open(entry.path()) else {
+                continue;
+            };
+            let Ok(id) = identity(&mut copy) else {
+                continue;
+            };
+            let len = copy.metadata().map(|m| m.len()).unwrap_or(0);
+            if id.fingerprint.starts_with(&self.id.fingerprint)
+                && (id.dev, id.ino) != (self.id.dev, self.id.ino)
+                && len >= self.offset
+            {
+                return Ok(Some((copy, id)));
+            }
+        }
+        Ok(None)
     }
 
     fn read_lines(&mut self, budget: usize) -> io::Result<Vec<Line>> {
@@ -293,22 +347,40 @@ mod tests {
     }
 
     #[test]
-    fn copytruncate_and_truncation_start_again_at_zero() {
+    fn a_truncation_without_a_copy_starts_again_at_zero() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("app.log");
         append(&path, "old line one\nold line two\n");
         let mut tail = Tailer::open(&path, 0, 1024).expect("open");
         assert_eq!(tail.read(1 << 20).expect("read").0.len(), 2);
+        std::fs::write(&path, "new\n").expect("truncate and write");
+        let (lines, events) = tail.read(1 << 20).expect("read");
+        assert!(events.truncated && !events.copied);
+        assert_eq!(texts(&lines), ["new"]);
+    }
+
+    #[test]
+    fn copytruncate_reads_the_copy_from_the_old_offset_first() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("app.log");
+        append(&path, "a1 first line of the file\n");
+        let mut tail = Tailer::open(&path, 0, 1024).expect("open");
+        assert_eq!(texts(&tail.read(1 << 20).expect("read").0).len(), 1);
+        append(&path, "a2 written before the copy\n");
+        // An unrelated older copy is not taken for this one.
+        std::fs::write(dir.path().join("app.log.2"), "other file\n").expect("write");
         std::fs::copy(&path, dir.path().join("app.log.1")).expect("copy");
         std::fs::OpenOptions::new()
             .write(true)
             .truncate(true)
             .open(&path)
             .expect("truncate");
-        append(&path, "new\n");
+        append(&path, "b1\n");
         let (lines, events) = tail.read(1 << 20).expect("read");
-        assert!(events.truncated);
-        assert_eq!(texts(&lines), ["new"]);
+        assert!(events.truncated && events.copied);
+        assert_eq!(texts(&lines), ["a2 written before the copy", "b1"]);
+        append(&path, "b2\n");
+        assert_eq!(texts(&tail.read(1 << 20).expect("read").0), ["b2"]);
     }
 
     #[test]

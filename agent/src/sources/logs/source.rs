@@ -404,6 +404,21 @@ impl Followed {
                 &format!("{} shrank: read again from its start", self.path.display()),
             );
         }
+        if let Some((left, offset)) = events.left.clone()
+            && self.joiner.pending_bytes() == 0
+            && !lines
+                .iter()
+                .any(|l| (l.file.dev, l.file.ino) == (left.dev, left.ino))
+        {
+            // Its end is committed even when no line of it was read now
+            // (its lines were all read before): a later scan then finds
+            // nothing new in it.
+            batch
+                .commits
+                .entry((left.dev, left.ino))
+                .and_modify(|commit| commit.2 = commit.2.max(offset))
+                .or_insert((self.path.clone(), left, offset));
+        }
         let mut any = false;
         let mut metrics = metrics::lock(context.metrics);
         for line in lines {

@@ -62,7 +62,7 @@ pub struct Line {
 }
 
 /// What changed since the last read, besides lines.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Events {
     /// The path was rotated to a new file.
     pub rotated: bool,
@@ -73,6 +73,10 @@ pub struct Events {
     pub copied: bool,
     /// The path is gone and the file was read to its end.
     pub finished: bool,
+    /// A file left at its end for the one the path names now (a rotated
+    /// file, a copytruncate's copy): its final offset, for its
+    /// checkpoint even when no line of it was read this time.
+    pub left: Option<(FileId, u64)>,
 }
 
 /// A followed file.
@@ -182,6 +186,7 @@ impl Tailer {
                 // Rotated: the old file is read to its end (above); the
                 // path's new file starts at 0.
                 let mut file = File::open(&self.path)?;
+                events.left = Some((self.id.clone(), self.offset));
                 self.id = identity(&mut file)?;
                 self.file = file;
                 self.offset = 0;

@@ -430,6 +430,82 @@ mod tests {
         assert!(parse_header("bad name: x").is_err());
     }
 
+    /// A real HTTP server on loopback that answers the first request 503,
+    /// the second 429 (`Retry-After: 0`), refuses a body `refuse` with 400
+    /// and accepts the rest.
+    #[tokio::test]
+    async fn server_errors_and_throttling_are_retried_and_refusals_dropped() {
+        use axum::http::{StatusCode, header};
+        use axum::response::IntoResponse;
+        let seen: Arc<Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let recorder = Arc::clone(&seen);
+        let app = axum::Router::new().route(
+            "/v1/logs",
+            axum::routing::post(move |body: Bytes| {
+                let recorder = Arc::clone(&recorder);
+                async move {
+                    let attempt = {
+                        let mut seen = recorder.lock().unwrap_or_else(|p| p.into_inner());
+                        seen.push(body.to_vec());
+                        seen.len()
+                    };
+                    if body.as_ref() == b"refuse" {
+                        return StatusCode::BAD_REQUEST.into_response();
+                    }
+                    match attempt {
+                        1 => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+                        2 => (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "0")])
+                            .into_response(),
+                        _ => StatusCode::OK.into_response(),
+                    }
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let forwarder = Arc::new(
+            Forwarder::new(&ForwardOptions {
+                endpoint: format!("http://{address}"),
+                ..options(1 << 20)
+            })
+            .expect("forwarder"),
+        );
+        let (stop, shutdown) = watch::channel(false);
+        let task = tokio::spawn(Arc::clone(&forwarder).run(shutdown));
+        forwarder.enqueue(Bytes::from_static(b"first"), 2);
+        forwarder.enqueue(Bytes::from_static(b"refuse"), 3);
+        forwarder.enqueue(Bytes::from_static(b"second"), 4);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while forwarder.delivered_requests() < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "not delivered");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let _ = stop.send(true);
+        let _ = task.await;
+        let attempts: Vec<Vec<u8>> = seen.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        assert_eq!(
+            attempts,
+            [&b"first"[..], b"first", b"first", b"refuse", b"second"]
+                .map(<[u8]>::to_vec)
+                .to_vec()
+        );
+        let count = |f: Failure| forwarder.counters.failures[f as usize].load(Ordering::Relaxed);
+        assert_eq!(count(Failure::Server), 1);
+        assert_eq!(count(Failure::Throttled), 1);
+        assert_eq!(count(Failure::Rejected), 1);
+        assert_eq!(count(Failure::Connection), 0);
+        assert_eq!(forwarder.counters.records.load(Ordering::Relaxed), 6);
+        assert_eq!(
+            forwarder.counters.dropped_rejected.load(Ordering::Relaxed),
+            3
+        );
+        assert_eq!(forwarder.lock().bytes, 0);
+    }
+
     #[test]
     fn a_full_queue_drops_the_oldest_waiting_requests() {
         let forwarder = Forwarder::new(&options(100)).expect("forwarder");

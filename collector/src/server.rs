@@ -1259,27 +1259,29 @@ async fn api_logs(
         severity: params.get("severity").cloned(),
         text: params.get("text").cloned(),
     };
-    // The segments are read outside the store's lock (ingest goes on).
-    let (view, mut in_memory) = collector.with_store(|s| {
-        let view = s.log_segments().map(LogSegments::view);
-        let mut newest: Vec<LogRecord> = s
-            .logs(usize::MAX)
-            .rev()
-            .filter(|r| filter.matches(r))
-            .take(limit)
-            .cloned()
-            .collect();
-        newest.reverse();
-        (view, newest)
+    // Segments are read outside the store's lock (ingest goes on); a
+    // store without them answers from memory.
+    let on_disk = collector.with_store(|s| {
+        s.log_segments().map(LogSegments::view).ok_or_else(|| {
+            let mut newest: Vec<LogRecord> = s
+                .logs(usize::MAX)
+                .rev()
+                .filter(|r| filter.matches(r))
+                .take(limit)
+                .cloned()
+                .collect();
+            newest.reverse();
+            newest
+        })
     });
-    let records = match view {
-        Some(view) => match tokio::task::spawn_blocking(move || view.query(&filter, limit)).await {
+    let records = match on_disk {
+        Ok(view) => match tokio::task::spawn_blocking(move || view.query(&filter, limit)).await {
             Ok(records) => records,
             Err(_) => {
                 return (StatusCode::INTERNAL_SERVER_ERROR, "log query failed\n").into_response();
             }
         },
-        None => std::mem::take(&mut in_memory),
+        Err(in_memory) => in_memory,
     };
     axum::Json(json!({ "records": records })).into_response()
 }

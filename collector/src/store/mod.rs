@@ -1127,6 +1127,58 @@ mod tests {
         assert_eq!(store.log_bytes(), one);
     }
 
+    /// Records of a snapshot written before log segments existed move
+    /// into them once; a second start from the same snapshot (a crash
+    /// before the next one) must not move them again.
+    #[test]
+    fn snapshot_log_records_move_into_segments_once() {
+        use log_segments::{LogFilter, LogSegments};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let from_snapshot = || {
+            let mut store = Store::new(limits());
+            for i in 0..3 {
+                store.keep_log(LogRecord {
+                    time_ns: T0 + i,
+                    severity: "info".into(),
+                    body: format!("old {i}"),
+                    attributes: vec![],
+                });
+            }
+            store
+        };
+        let open = || LogSegments::open(dir.path(), 1 << 30, 24 * HOUR_NS, T0).expect("open");
+        let bodies = |store: &Store| -> Vec<String> {
+            store
+                .log_segments()
+                .expect("attached")
+                .view()
+                .query(&LogFilter::default(), 100)
+                .into_iter()
+                .map(|r| r.body)
+                .collect()
+        };
+        let mut store = from_snapshot();
+        store.attach_log_segments(open());
+        assert_eq!(store.logs(100).count(), 0);
+        store.push_logs(
+            vec![LogRecord {
+                time_ns: T0 + 5,
+                severity: "info".into(),
+                body: "new".into(),
+                attributes: vec![],
+            }],
+            Some(wal::WalPosition { seq: 2, offset: 0 }),
+        );
+        assert_eq!(bodies(&store), ["old 0", "old 1", "old 2", "new"]);
+        assert!(store.log_bytes() > 0);
+        drop(store);
+        let mut store = from_snapshot();
+        store.attach_log_segments(open());
+        assert_eq!(bodies(&store), ["old 0", "old 1", "old 2", "new"]);
+        assert!(store.logs_cover(wal::WalPosition { seq: 2, offset: 0 }));
+        assert!(!store.logs_cover(wal::WalPosition { seq: 2, offset: 1 }));
+    }
+
     #[test]
     fn cumulative_histograms_count_each_observation_once() {
         use crate::ingest::points::{ExplicitBuckets, Running};

@@ -223,7 +223,7 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ),
     (
         "logs_forward_endpoint",
-        "OTLP/HTTP URL every accepted log request is re-sent to as protobuf (another collector, an OpenTelemetry Collector, Loki's OTLP endpoint); /v1/logs is appended when the URL has no path. Unset: no forwarding. Ingest never waits for it: retries (connection errors, 429, 5xx) back off exponentially, honouring Retry-After.",
+        "OTLP/HTTP URL every accepted log request is re-sent to as protobuf (another collector, an OpenTelemetry Collector, Loki's OTLP endpoint); /v1/logs is appended when the URL has no path. Unset: no forwarding; this collector's own address is refused (a loop). Ingest never waits for it: retries (connection errors, 429, 5xx) back off exponentially, honouring Retry-After.",
     ),
     (
         "logs_forward_headers",

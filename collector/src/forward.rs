@@ -55,6 +55,16 @@ pub enum ForwardError {
     /// The HTTP client could not be built.
     #[error("cannot build the HTTP client for log forwarding: {0}")]
     Client(#[source] reqwest::Error),
+    /// The endpoint is this collector: every request would come back.
+    #[error(
+        "logs_forward_endpoint {url} is this collector's own listen address {listen}: forwarding would loop"
+    )]
+    Loop {
+        /// The endpoint.
+        url: String,
+        /// The listen address.
+        listen: std::net::SocketAddr,
+    },
 }
 
 /// The URL requests go to: `endpoint`, with `/v1/logs` when it has no
@@ -197,6 +207,27 @@ impl Forwarder {
     /// The URL requests go to.
     pub fn url(&self) -> &reqwest::Url {
         &self.url
+    }
+
+    /// Refuses an endpoint that is the collector's own `listen` address.
+    pub fn check_not_self(&self, listen: std::net::SocketAddr) -> Result<(), ForwardError> {
+        let loopback = |ip: std::net::IpAddr| ip.is_loopback() || ip.is_unspecified();
+        let host = self.url.host_str().unwrap_or("");
+        let same_host = match host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+        {
+            Ok(ip) => ip == listen.ip() || (ip.is_loopback() && loopback(listen.ip())),
+            Err(_) => host == "localhost" && loopback(listen.ip()),
+        };
+        if same_host && self.url.port_or_known_default() == Some(listen.port()) {
+            return Err(ForwardError::Loop {
+                url: self.url.to_string(),
+                listen,
+            });
+        }
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, Queue> {
@@ -418,6 +449,43 @@ mod tests {
         assert!(url("ftp://backend").is_err());
         assert!(url("backend:4318").is_err());
         assert!(url("").is_err());
+    }
+
+    #[test]
+    fn an_endpoint_that_is_this_collector_is_refused() {
+        let forwarder = |endpoint: &str| {
+            Forwarder::new(&ForwardOptions {
+                endpoint: endpoint.to_owned(),
+                ..options(1 << 20)
+            })
+            .expect("forwarder")
+        };
+        let listen = "127.0.0.1:4318".parse().expect("address");
+        assert!(
+            forwarder("http://127.0.0.1:4318")
+                .check_not_self(listen)
+                .is_err()
+        );
+        assert!(
+            forwarder("http://localhost:4318/v1/logs")
+                .check_not_self(listen)
+                .is_err()
+        );
+        assert!(
+            forwarder("http://127.0.0.1:4318")
+                .check_not_self("0.0.0.0:4318".parse().expect("address"))
+                .is_err()
+        );
+        assert!(
+            forwarder("http://127.0.0.1:4319")
+                .check_not_self(listen)
+                .is_ok()
+        );
+        assert!(
+            forwarder("http://backend:4318")
+                .check_not_self(listen)
+                .is_ok()
+        );
     }
 
     #[test]

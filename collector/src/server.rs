@@ -249,7 +249,11 @@ impl Collector {
         // Bad analyzer settings or prices fail the start, before recovery.
         let analysis = crate::analysis::Analysis::new(options.analyzer.clone())?;
         let forwarder = match &options.logs_forward {
-            Some(forward) => Some(Arc::new(Forwarder::new(forward)?)),
+            Some(forward) => {
+                let forwarder = Forwarder::new(forward)?;
+                forwarder.check_not_self(addr)?;
+                Some(Arc::new(forwarder))
+            }
             None => None,
         };
         let started = std::time::Instant::now();

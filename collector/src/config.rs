@@ -35,12 +35,34 @@ pub struct CollectorConfig {
     /// How long raw points are kept for sparklines.
     #[serde(default = "default_raw_window", with = "duration_text")]
     pub raw_window: Duration,
-    /// Most bytes of log records kept (estimated; the oldest go first).
+    /// Most bytes of log segment files kept under `<data_dir>/logs` (the
+    /// oldest segments go first).
     #[serde(default = "default_logs_max_bytes")]
     pub logs_max_bytes: u64,
     /// How long log records are kept.
     #[serde(default = "default_logs_retention", with = "duration_text")]
     pub logs_retention: Duration,
+    /// OTLP/HTTP endpoint every accepted log request is forwarded to
+    /// (`/v1/logs` appended when the URL has no path); unset: none.
+    #[serde(default = "default_logs_forward_endpoint")]
+    pub logs_forward_endpoint: Option<String>,
+    /// Extra headers on forwarded requests, `Name: value` each (in the
+    /// environment a comma-separated list).
+    #[serde(
+        default = "default_logs_forward_headers",
+        deserialize_with = "text_list"
+    )]
+    pub logs_forward_headers: Vec<String>,
+    /// File holding a bearer token sent to the forward endpoint.
+    #[serde(default = "default_logs_forward_token_file")]
+    pub logs_forward_token_file: Option<PathBuf>,
+    /// Timeout of one forwarded request.
+    #[serde(default = "default_logs_forward_timeout", with = "duration_text")]
+    pub logs_forward_timeout: Duration,
+    /// Most bytes of log requests waiting to be forwarded; past it the
+    /// oldest are dropped.
+    #[serde(default = "default_logs_forward_queue_bytes")]
+    pub logs_forward_queue_bytes: usize,
     /// File holding the ingest bearer token.
     #[serde(default)]
     pub token_file: Option<PathBuf>,
@@ -96,6 +118,41 @@ fn default_logs_max_bytes() -> u64 {
 fn default_logs_retention() -> Duration {
     Duration::from_secs(24 * 3600)
 }
+fn default_logs_forward_endpoint() -> Option<String> {
+    None
+}
+fn default_logs_forward_headers() -> Vec<String> {
+    Vec::new()
+}
+fn default_logs_forward_token_file() -> Option<PathBuf> {
+    None
+}
+fn default_logs_forward_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_logs_forward_queue_bytes() -> usize {
+    64 << 20
+}
+
+/// A list of strings, or one string of comma-separated ones (how the
+/// environment writes a list).
+fn text_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrText {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(match ListOrText::deserialize(deserializer)? {
+        ListOrText::List(list) => list,
+        ListOrText::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|item| !item.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    })
+}
 fn default_raw_window() -> Duration {
     Duration::from_secs(6 * 3600)
 }
@@ -122,6 +179,11 @@ impl Default for CollectorConfig {
             retention: default_retention(),
             logs_max_bytes: default_logs_max_bytes(),
             logs_retention: default_logs_retention(),
+            logs_forward_endpoint: default_logs_forward_endpoint(),
+            logs_forward_headers: default_logs_forward_headers(),
+            logs_forward_token_file: default_logs_forward_token_file(),
+            logs_forward_timeout: default_logs_forward_timeout(),
+            logs_forward_queue_bytes: default_logs_forward_queue_bytes(),
             raw_window: default_raw_window(),
             token_file: None,
             read_token_file: None,
@@ -153,9 +215,32 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ("raw_window", "How long raw points are kept for sparklines."),
     (
         "logs_max_bytes",
-        "Most bytes of log records kept (estimated; the oldest go first). Records live in memory and in snapshots, also capped at 100,000 records.",
+        "Most bytes of log segment files kept on disk under `<data_dir>/logs` (the oldest 16 MiB segments go first: tally_collector_log_bytes). Memory does not grow with it: /api/v1/logs reads the segments.",
     ),
-    ("logs_retention", "How long log records are kept."),
+    (
+        "logs_retention",
+        "How long log records are kept: a segment goes once its newest record is older.",
+    ),
+    (
+        "logs_forward_endpoint",
+        "OTLP/HTTP URL every accepted log request is re-sent to as protobuf (another collector, an OpenTelemetry Collector, Loki's OTLP endpoint); /v1/logs is appended when the URL has no path. Unset: no forwarding; this collector's own address is refused (a loop). Ingest never waits for it: retries (connection errors, 429, 5xx) back off exponentially, honouring Retry-After.",
+    ),
+    (
+        "logs_forward_headers",
+        "Extra headers on forwarded requests, `Name: value` each (a tenant header, an API key); a comma-separated list in the environment.",
+    ),
+    (
+        "logs_forward_token_file",
+        "File with a bearer token sent to logs_forward_endpoint (Authorization: Bearer); the token may also come from TALLY_COLLECTOR_LOGS_FORWARD_TOKEN.",
+    ),
+    (
+        "logs_forward_timeout",
+        "Timeout of one forwarded request (connecting included); a timeout is retried.",
+    ),
+    (
+        "logs_forward_queue_bytes",
+        "Most bytes of accepted log requests waiting to be forwarded (in memory; lost on restart); past it the oldest are dropped and counted in tally_collector_log_forward_dropped_records_total.",
+    ),
     (
         "token_file",
         "File with the bearer token required to push (and to read without a read token).",
@@ -354,6 +439,47 @@ impl CollectorConfig {
                 reason: "must be at least 1",
             });
         }
+        if config.logs_max_bytes < 1 << 20 {
+            return Err(ConfigError::Value {
+                key: "logs_max_bytes",
+                value: config.logs_max_bytes.to_string(),
+                reason: "must be at least 1048576 (1 MiB)",
+            });
+        }
+        if let Some(endpoint) = &config.logs_forward_endpoint
+            && crate::forward::endpoint_url(endpoint).is_err()
+        {
+            return Err(ConfigError::Value {
+                key: "logs_forward_endpoint",
+                value: endpoint.clone(),
+                reason: "must be an http:// or https:// URL with a host",
+            });
+        }
+        if let Some(bad) = config
+            .logs_forward_headers
+            .iter()
+            .find(|h| crate::forward::parse_header(h).is_err())
+        {
+            return Err(ConfigError::Value {
+                key: "logs_forward_headers",
+                value: bad.clone(),
+                reason: "each header must be `Name: value` with a valid name and value",
+            });
+        }
+        if config.logs_forward_timeout.is_zero() {
+            return Err(ConfigError::Value {
+                key: "logs_forward_timeout",
+                value: duration_text::format(config.logs_forward_timeout),
+                reason: "must be more than 0",
+            });
+        }
+        if config.logs_forward_queue_bytes < config.max_body_bytes {
+            return Err(ConfigError::Value {
+                key: "logs_forward_queue_bytes",
+                value: config.logs_forward_queue_bytes.to_string(),
+                reason: "must be at least max_body_bytes, or a large request could never be queued",
+            });
+        }
         if config.retention < Duration::from_secs(3600) {
             return Err(ConfigError::Value {
                 key: "retention",
@@ -399,6 +525,34 @@ impl CollectorConfig {
             raw_window: self.raw_window,
             logs_max_bytes: self.logs_max_bytes,
             logs_retention: self.logs_retention,
+            logs_forward: match &self.logs_forward_endpoint {
+                None => None,
+                Some(endpoint) => {
+                    let mut headers = Vec::new();
+                    for header in &self.logs_forward_headers {
+                        headers.push(crate::forward::parse_header(header).map_err(|_| {
+                            ConfigError::Value {
+                                key: "logs_forward_headers",
+                                value: header.clone(),
+                                reason: "each header must be `Name: value`",
+                            }
+                        })?);
+                    }
+                    if let Some(bearer) = token(
+                        &self.logs_forward_token_file,
+                        "logs_forward_token_file",
+                        "TALLY_COLLECTOR_LOGS_FORWARD_TOKEN",
+                    )? {
+                        headers.push(("Authorization".to_owned(), format!("Bearer {bearer}")));
+                    }
+                    Some(crate::forward::ForwardOptions {
+                        endpoint: endpoint.clone(),
+                        headers,
+                        timeout: self.logs_forward_timeout,
+                        queue_bytes: self.logs_forward_queue_bytes,
+                    })
+                }
+            },
             token: token(&self.token_file, "token_file", "TALLY_COLLECTOR_TOKEN")?,
             read_token: token(
                 &self.read_token_file,
@@ -489,6 +643,66 @@ mod tests {
         assert_eq!(options.read_token.as_deref(), Some("reader"));
         std::fs::write(file.path(), "\n").expect("write");
         assert!(config.options(&[]).is_err());
+    }
+
+    #[test]
+    fn log_forwarding_comes_from_the_environment_and_is_checked() {
+        let token = tempfile::NamedTempFile::new().expect("file");
+        std::fs::write(token.path(), "fwd-secret\n").expect("write");
+        let env = vec![
+            (
+                "TALLY_COLLECTOR_LOGS_FORWARD_ENDPOINT".to_owned(),
+                "http://backend:4318".to_owned(),
+            ),
+            (
+                "TALLY_COLLECTOR_LOGS_FORWARD_HEADERS".to_owned(),
+                "X-Scope-OrgID: tenant-1, X-Team: ml".to_owned(),
+            ),
+            (
+                "TALLY_COLLECTOR_LOGS_FORWARD_TOKEN_FILE".to_owned(),
+                token.path().display().to_string(),
+            ),
+            (
+                "TALLY_COLLECTOR_LOGS_FORWARD_TIMEOUT".to_owned(),
+                "3s".to_owned(),
+            ),
+        ];
+        let config = CollectorConfig::load(None, &env, &CollectorFlags::default()).expect("loads");
+        let forward = config
+            .options(&env)
+            .expect("options")
+            .logs_forward
+            .expect("forwarding on");
+        assert_eq!(forward.endpoint, "http://backend:4318");
+        assert_eq!(forward.timeout, Duration::from_secs(3));
+        assert_eq!(forward.queue_bytes, 64 << 20);
+        assert_eq!(
+            forward.headers,
+            vec![
+                ("X-Scope-OrgID".to_owned(), "tenant-1".to_owned()),
+                ("X-Team".to_owned(), "ml".to_owned()),
+                ("Authorization".to_owned(), "Bearer fwd-secret".to_owned()),
+            ]
+        );
+        assert!(
+            CollectorConfig::default()
+                .options(&[])
+                .expect("options")
+                .logs_forward
+                .is_none()
+        );
+        for (key, value) in [
+            ("TALLY_COLLECTOR_LOGS_FORWARD_ENDPOINT", "backend:4318"),
+            ("TALLY_COLLECTOR_LOGS_FORWARD_HEADERS", "no colon"),
+            ("TALLY_COLLECTOR_LOGS_FORWARD_QUEUE_BYTES", "1024"),
+            ("TALLY_COLLECTOR_LOGS_MAX_BYTES", "1000"),
+        ] {
+            let env = vec![(key.to_owned(), value.to_owned())];
+            let error =
+                CollectorConfig::load(None, &env, &CollectorFlags::default()).expect_err("refused");
+            let name = key.trim_start_matches(ENV_PREFIX).to_ascii_lowercase();
+            assert!(error.to_string().contains(&name), "{error}");
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@
 pub mod analysis;
 pub mod api;
 pub mod config;
+pub mod forward;
 pub mod ingest;
 pub mod memory;
 pub mod parallel;

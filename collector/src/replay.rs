@@ -6,7 +6,7 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use prost::Message;
 
 use crate::ingest::points::{self, Flattened, TimeWindow};
-use crate::store::wal::RecordKind;
+use crate::store::wal::{RecordKind, WalPosition};
 use crate::store::{SharedInterner, Store};
 
 /// Records decoded together before they are applied.
@@ -15,7 +15,7 @@ const BATCH: usize = 64;
 /// A record ready to apply.
 enum Ready {
     Metrics(Flattened),
-    Logs(ExportLogsServiceRequest),
+    Logs(ExportLogsServiceRequest, WalPosition),
     /// A record that no longer decodes (it did when it was accepted).
     Unreadable,
 }
@@ -23,6 +23,7 @@ enum Ready {
 fn prepare(
     kind: RecordKind,
     payload: &[u8],
+    at: WalPosition,
     window: TimeWindow,
     interner: &SharedInterner,
 ) -> Ready {
@@ -31,7 +32,7 @@ fn prepare(
             .map(Ready::Metrics)
             .unwrap_or(Ready::Unreadable),
         RecordKind::Logs => ExportLogsServiceRequest::decode(payload)
-            .map(Ready::Logs)
+            .map(|request| Ready::Logs(request, at))
             .unwrap_or(Ready::Unreadable),
     }
 }
@@ -41,11 +42,13 @@ pub struct Replay<'a> {
     store: &'a mut Store,
     interner: SharedInterner,
     window: TimeWindow,
-    pending: Vec<(RecordKind, Vec<u8>)>,
+    pending: Vec<(RecordKind, Vec<u8>, WalPosition)>,
     apply_metrics: fn(&mut Store, Flattened) -> u64,
-    apply_logs: fn(&mut Store, &ExportLogsServiceRequest),
+    apply_logs: fn(&mut Store, &ExportLogsServiceRequest, Option<WalPosition>),
     /// Records that did not decode.
     pub unreadable: u64,
+    /// Log requests skipped because the log segments hold them.
+    pub logs_skipped: u64,
 }
 
 impl<'a> Replay<'a> {
@@ -54,7 +57,7 @@ impl<'a> Replay<'a> {
         store: &'a mut Store,
         window: TimeWindow,
         apply_metrics: fn(&mut Store, Flattened) -> u64,
-        apply_logs: fn(&mut Store, &ExportLogsServiceRequest),
+        apply_logs: fn(&mut Store, &ExportLogsServiceRequest, Option<WalPosition>),
     ) -> Self {
         Self {
             interner: store.interner(),
@@ -64,12 +67,18 @@ impl<'a> Replay<'a> {
             apply_metrics,
             apply_logs,
             unreadable: 0,
+            logs_skipped: 0,
         }
     }
 
-    /// Queues one record; a full batch is applied.
-    pub fn push(&mut self, kind: RecordKind, payload: &[u8]) {
-        self.pending.push((kind, payload.to_vec()));
+    /// Queues one record (at `at` in the log); a full batch is applied.
+    /// Log records the log segments already hold are skipped.
+    pub fn push(&mut self, kind: RecordKind, payload: &[u8], at: WalPosition) {
+        if kind == RecordKind::Logs && self.store.logs_cover(at) {
+            self.logs_skipped += 1;
+            return;
+        }
+        self.pending.push((kind, payload.to_vec(), at));
         if self.pending.len() >= BATCH {
             self.flush();
         }
@@ -78,8 +87,8 @@ impl<'a> Replay<'a> {
     /// Decodes the queued records on all cores and applies them in order.
     pub fn flush(&mut self) {
         let (window, interner) = (self.window, &self.interner);
-        let ready = crate::parallel::map_on_cores(&self.pending, 1, |(kind, payload)| {
-            prepare(*kind, payload, window, interner)
+        let ready = crate::parallel::map_on_cores(&self.pending, 1, |(kind, payload, at)| {
+            prepare(*kind, payload, *at, window, interner)
         });
         self.pending.clear();
         for record in ready {
@@ -87,7 +96,7 @@ impl<'a> Replay<'a> {
                 Ready::Metrics(flattened) => {
                     (self.apply_metrics)(self.store, flattened);
                 }
-                Ready::Logs(request) => (self.apply_logs)(self.store, &request),
+                Ready::Logs(request, at) => (self.apply_logs)(self.store, &request, Some(at)),
                 Ready::Unreadable => self.unreadable += 1,
             }
         }
@@ -122,7 +131,7 @@ mod tests {
             .count() as u64
     }
 
-    fn apply_logs(_: &mut Store, _: &ExportLogsServiceRequest) {}
+    fn apply_logs(_: &mut Store, _: &ExportLogsServiceRequest, _: Option<WalPosition>) {}
 
     /// A cumulative counter's deltas depend on record order: a batched,
     /// multi-threaded replay must give what applying one by one gives.
@@ -150,16 +159,24 @@ mod tests {
         let mut batched = store();
         let mut replay = Replay::new(&mut batched, window, apply_metrics, apply_logs);
         for record in &records {
-            replay.push(RecordKind::Metrics, record);
+            replay.push(RecordKind::Metrics, record, WalPosition::default());
         }
-        replay.push(RecordKind::Metrics, b"\xff\xff not protobuf");
+        replay.push(
+            RecordKind::Metrics,
+            b"\xff\xff not protobuf",
+            WalPosition::default(),
+        );
         replay.flush();
         assert_eq!(replay.unreadable, 1);
         let mut serial = store();
         for record in &records {
-            if let Ready::Metrics(flattened) =
-                prepare(RecordKind::Metrics, record, window, &serial.interner())
-            {
+            if let Ready::Metrics(flattened) = prepare(
+                RecordKind::Metrics,
+                record,
+                WalPosition::default(),
+                window,
+                &serial.interner(),
+            ) {
                 apply_metrics(&mut serial, flattened);
             }
         }

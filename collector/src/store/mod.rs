@@ -9,6 +9,7 @@
 pub mod cold;
 pub mod hot;
 pub mod labels;
+pub mod log_segments;
 pub mod raw;
 pub mod snapshot;
 pub mod tier;
@@ -50,7 +51,7 @@ pub struct StoreLimits {
     pub raw_window_ns: u64,
     /// Most raw points kept per series (bounds memory per series).
     pub raw_points: usize,
-    /// Log records kept in memory.
+    /// Log records kept in memory (without log segments on disk).
     pub log_records: usize,
     /// Most series held; samples of new series beyond it are refused.
     pub max_series: usize,
@@ -443,9 +444,13 @@ pub struct Store {
     /// History sealed since the last snapshot.
     hot: HotArena,
     agents: BTreeMap<(String, String), AgentSeen>,
+    /// Log records in memory: those of a store without segment files
+    /// (tests, benchmarks), or of a snapshot until segments are attached.
     logs: VecDeque<LogRecord>,
     /// Estimated bytes of `logs`.
     log_bytes: u64,
+    /// Log records on disk, once attached; `logs` is then empty.
+    log_segments: Option<log_segments::LogSegments>,
     /// Most log bytes kept, and how long (ns) a record is kept.
     log_limits: (u64, u64),
     stats: StoreStats,
@@ -478,6 +483,7 @@ impl Store {
             agents: BTreeMap::new(),
             logs: VecDeque::new(),
             log_bytes: 0,
+            log_segments: None,
             log_limits: (DEFAULT_LOG_BYTES, DEFAULT_LOG_RETENTION_NS),
             stats: StoreStats::default(),
         }
@@ -487,6 +493,46 @@ impl Store {
     pub fn set_log_limits(&mut self, max_bytes: u64, retention_ns: u64) {
         self.log_limits = (max_bytes, retention_ns);
         self.trim_logs(None);
+    }
+
+    /// Keeps log records in `segments` from now on. Records loaded from a
+    /// snapshot written before segments existed move into them, once:
+    /// only while the segments are still empty (a crash after the move
+    /// would otherwise move them again).
+    pub fn attach_log_segments(&mut self, mut segments: log_segments::LogSegments) {
+        let records: Vec<LogRecord> = self.logs.drain(..).collect();
+        self.log_bytes = 0;
+        if segments.covered().is_none() && segments.records() == 0 && !records.is_empty() {
+            // Errors are counted and logged inside.
+            let _ = segments.append(&records, None);
+            if let Err(error) = segments.sync() {
+                tracing::warn!(%error, "cannot fsync log records moved from the snapshot");
+            }
+        }
+        self.log_segments = Some(segments);
+    }
+
+    /// The log segments, when attached.
+    pub fn log_segments(&self) -> Option<&log_segments::LogSegments> {
+        self.log_segments.as_ref()
+    }
+
+    /// True when the log records of the write-ahead log record at `at`
+    /// are already in the segments (replay skips them).
+    pub fn logs_cover(&self, at: wal::WalPosition) -> bool {
+        self.log_segments
+            .as_ref()
+            .and_then(log_segments::LogSegments::covered)
+            .is_some_and(|covered| at <= covered)
+    }
+
+    /// Makes the log records in segments durable (before a snapshot lets
+    /// the write-ahead log drop them).
+    pub fn sync_logs(&mut self) -> Result<(), log_segments::LogSegmentError> {
+        match &mut self.log_segments {
+            Some(segments) => segments.sync(),
+            None => Ok(()),
+        }
     }
 
     /// Keeps a record, dropping the oldest past the count and byte bounds
@@ -748,6 +794,9 @@ impl Store {
     /// and go; their series must not accumulate). Returns how many went.
     pub fn expire(&mut self, now_ns: u64) -> usize {
         self.trim_logs(Some(now_ns));
+        if let Some(segments) = &mut self.log_segments {
+            segments.expire(now_ns);
+        }
         let oldest = now_ns.saturating_sub(self.limits.retention_ns);
         let before = self.series_total;
         for by_labels in self.metrics.values_mut() {
@@ -798,16 +847,36 @@ impl Store {
     /// Stores a log record, keeping the newest within the count, byte and
     /// age bounds.
     pub fn push_log(&mut self, record: LogRecord) {
-        self.keep_log(record);
-        self.stats.log_records += 1;
+        self.push_logs(vec![record], None);
     }
 
-    /// Estimated bytes of the log records kept.
+    /// Stores one request's log records: in the segments when attached
+    /// (`at` is the request's write-ahead log position), else in memory.
+    pub fn push_logs(&mut self, records: Vec<LogRecord>, at: Option<wal::WalPosition>) {
+        self.stats.log_records += records.len() as u64;
+        match &mut self.log_segments {
+            // Errors are counted and logged inside; the write-ahead log
+            // still holds the records until the next snapshot.
+            Some(segments) => {
+                let _ = segments.append(&records, at);
+            }
+            None => {
+                for record in records {
+                    self.keep_log(record);
+                }
+            }
+        }
+    }
+
+    /// Bytes of the log records kept: on disk, or estimated in memory.
     pub fn log_bytes(&self) -> u64 {
-        self.log_bytes
+        self.log_segments
+            .as_ref()
+            .map_or(self.log_bytes, log_segments::LogSegments::bytes)
     }
 
-    /// The newest `limit` log records, newest last.
+    /// The newest `limit` log records held in memory, newest last (none
+    /// once segments are attached: see [`Store::log_segments`]).
     pub fn logs(&self, limit: usize) -> impl DoubleEndedIterator<Item = &LogRecord> {
         self.logs.iter().skip(self.logs.len().saturating_sub(limit))
     }
@@ -1056,6 +1125,58 @@ mod tests {
         store.expire(T0 + 2 * HOUR_NS);
         assert_eq!(store.logs(100).count(), 1);
         assert_eq!(store.log_bytes(), one);
+    }
+
+    /// Records of a snapshot written before log segments existed move
+    /// into them once; a second start from the same snapshot (a crash
+    /// before the next one) must not move them again.
+    #[test]
+    fn snapshot_log_records_move_into_segments_once() {
+        use log_segments::{LogFilter, LogSegments};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let from_snapshot = || {
+            let mut store = Store::new(limits());
+            for i in 0..3 {
+                store.keep_log(LogRecord {
+                    time_ns: T0 + i,
+                    severity: "info".into(),
+                    body: format!("old {i}"),
+                    attributes: vec![],
+                });
+            }
+            store
+        };
+        let open = || LogSegments::open(dir.path(), 1 << 30, 24 * HOUR_NS, T0).expect("open");
+        let bodies = |store: &Store| -> Vec<String> {
+            store
+                .log_segments()
+                .expect("attached")
+                .view()
+                .query(&LogFilter::default(), 100)
+                .into_iter()
+                .map(|r| r.body)
+                .collect()
+        };
+        let mut store = from_snapshot();
+        store.attach_log_segments(open());
+        assert_eq!(store.logs(100).count(), 0);
+        store.push_logs(
+            vec![LogRecord {
+                time_ns: T0 + 5,
+                severity: "info".into(),
+                body: "new".into(),
+                attributes: vec![],
+            }],
+            Some(wal::WalPosition { seq: 2, offset: 0 }),
+        );
+        assert_eq!(bodies(&store), ["old 0", "old 1", "old 2", "new"]);
+        assert!(store.log_bytes() > 0);
+        drop(store);
+        let mut store = from_snapshot();
+        store.attach_log_segments(open());
+        assert_eq!(bodies(&store), ["old 0", "old 1", "old 2", "new"]);
+        assert!(store.logs_cover(wal::WalPosition { seq: 2, offset: 0 }));
+        assert!(!store.logs_cover(wal::WalPosition { seq: 2, offset: 1 }));
     }
 
     #[test]

@@ -59,6 +59,17 @@ pub struct Recovery {
     pub truncated_bytes: u64,
 }
 
+/// Where a record sits in the log: its segment and byte offset. Positions
+/// only grow (a reopened log starts a new segment), so log segments can
+/// say which requests they already hold.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct WalPosition {
+    /// Segment sequence number.
+    pub seq: u64,
+    /// Byte offset of the record in the segment.
+    pub offset: u64,
+}
+
 /// The open log.
 #[derive(Debug)]
 pub struct Wal {
@@ -103,6 +114,18 @@ impl Wal {
         from_seq: u64,
         mut apply: impl FnMut(RecordKind, &[u8]),
     ) -> Result<(Wal, Recovery), WalError> {
+        Self::open_positioned(dir, retention, from_seq, |kind, payload, _| {
+            apply(kind, payload)
+        })
+    }
+
+    /// [`Wal::open`], telling `apply` where each record sits.
+    pub fn open_positioned(
+        dir: &Path,
+        retention: Duration,
+        from_seq: u64,
+        mut apply: impl FnMut(RecordKind, &[u8], WalPosition),
+    ) -> Result<(Wal, Recovery), WalError> {
         std::fs::create_dir_all(dir).map_err(io_error(dir))?;
         let mut recovery = Recovery::default();
         let mut found = segments(dir)?;
@@ -120,7 +143,11 @@ impl Wal {
             while offset < content.len() {
                 match parse_record(&content[offset..]) {
                     Some((kind, payload, used)) => {
-                        apply(kind, payload);
+                        let position = WalPosition {
+                            seq: *seq,
+                            offset: offset as u64,
+                        };
+                        apply(kind, payload, position);
                         recovery.records += 1;
                         offset += used;
                     }
@@ -145,7 +172,6 @@ impl Wal {
                 file.set_len(offset as u64).map_err(io_error(path))?;
                 file.sync_all().map_err(io_error(path))?;
             }
-            let _ = seq;
         }
         let seq = newest.unwrap_or(0).max(from_seq.saturating_sub(1)) + 1;
         let path = dir.join(segment_name(seq));
@@ -167,11 +193,16 @@ impl Wal {
         Ok((wal, recovery))
     }
 
-    /// Appends a record and fsyncs it. Returns only once it is durable.
-    pub fn append(&mut self, kind: RecordKind, payload: &[u8]) -> Result<(), WalError> {
+    /// Appends a record and fsyncs it. Returns only once it is durable,
+    /// with where it was written.
+    pub fn append(&mut self, kind: RecordKind, payload: &[u8]) -> Result<WalPosition, WalError> {
         if self.size >= SEGMENT_BYTES {
             self.roll()?;
         }
+        let position = WalPosition {
+            seq: self.seq,
+            offset: self.size,
+        };
         let mut record = Vec::with_capacity(HEADER + payload.len());
         record.extend_from_slice(&MAGIC.to_le_bytes());
         record.push(kind as u8);
@@ -181,6 +212,18 @@ impl Wal {
         self.file.write_all(&record).map_err(io_error(&self.path))?;
         self.file.sync_data().map_err(io_error(&self.path))?;
         self.size += record.len() as u64;
+        Ok(position)
+    }
+
+    /// Moves on to a segment numbered after `seq` if the current one is
+    /// not already: positions written from now on are greater than any in
+    /// segment `seq` (log segments that outlived a lost log directory
+    /// must not cover new records).
+    pub fn roll_past(&mut self, seq: u64) -> Result<(), WalError> {
+        if self.seq <= seq {
+            self.seq = seq;
+            self.roll()?;
+        }
         Ok(())
     }
 
@@ -317,6 +360,29 @@ mod tests {
             vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
         );
         assert_eq!(recovery.truncated_bytes, 0);
+    }
+
+    #[test]
+    fn replay_gives_the_positions_append_returned_and_they_only_grow() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let written = {
+            let (mut wal, _) = Wal::open(dir.path(), DAY, 0, |_, _| {}).expect("open");
+            let mut written = vec![
+                wal.append(RecordKind::Logs, b"one").expect("append"),
+                wal.append(RecordKind::Metrics, b"two").expect("append"),
+            ];
+            wal.roll_past(40).expect("roll");
+            written.push(wal.append(RecordKind::Logs, b"three").expect("append"));
+            written
+        };
+        assert!(written.windows(2).all(|w| w[0] < w[1]), "{written:?}");
+        assert_eq!(written[2].seq, 41);
+        let mut seen = Vec::new();
+        let (mut wal, _) =
+            Wal::open_positioned(dir.path(), DAY, 0, |_, _, at| seen.push(at)).expect("open");
+        assert_eq!(seen, written);
+        let next = wal.append(RecordKind::Logs, b"four").expect("append");
+        assert!(next > written[2]);
     }
 
     #[test]

@@ -270,3 +270,55 @@ fn every_line_arrives_once_through_rotation_and_a_crash() {
         seen.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>()
     );
 }
+
+/// The agent is away while kubelet rotates the file it was reading and
+/// compresses it (`0.log.<stamp>.gz`, the plain file deleted): at restart
+/// the lines it had not delivered are read from the `.gz`, from where the
+/// plain file was left; nothing is read twice.
+#[test]
+fn a_rotation_compressed_while_the_agent_was_away_is_finished_from_the_gz() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let root = dir.path().join("pods");
+    let container: PathBuf = root.join(format!("ml_chat-9_{UID}")).join("server");
+    std::fs::create_dir_all(&container).expect("pod dir");
+    let live = container.join("0.log");
+    append(&live, &cri_lines(0, 300));
+    let (_collector, port) = common::ready_collector(dir.path());
+    let (mut agent, _) = start_agent(dir.path(), &root, port);
+    wait_for(port, 300, dir.path());
+    agent.stop();
+
+    // While it is down: more lines, the rotation, the compression.
+    append(&live, &cri_lines(300, 500));
+    let rotated = container.join("0.log.20261201-161500");
+    std::fs::rename(&live, &rotated).expect("rotate");
+    append(&live, &cri_lines(500, 600));
+    let text = std::fs::read(&rotated).expect("read rotated");
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(&text).expect("gzip");
+    std::fs::write(
+        container.join("0.log.20261201-161500.gz"),
+        encoder.finish().expect("gzip"),
+    )
+    .expect("write gz");
+    std::fs::remove_file(&rotated).expect("remove plain");
+    // An older .gz this agent never left unfinished is not read again.
+    let mut old = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    old.write_all(b"2026-12-01T16:00:00Z stdout F {\"msg\":\"old\",\"seq\":99999}\n")
+        .expect("gzip");
+    std::fs::write(
+        container.join("0.log.20261201-150000.gz"),
+        old.finish().expect("gzip"),
+    )
+    .expect("write old gz");
+
+    let _agent = start_agent(dir.path(), &root, port).0;
+    let seen = wait_for(port, 600, dir.path());
+    assert_eq!(seen.len(), 600, "{:?}", seen.keys().last());
+    assert!(
+        seen.values().all(|n| *n == 1),
+        "duplicates: {:?}",
+        seen.iter().filter(|(_, n)| **n > 1).collect::<Vec<_>>()
+    );
+    assert!(!seen.contains_key(&99999), "the older .gz is not re-read");
+}

@@ -539,8 +539,13 @@ fn soak_rotation_copytruncate_and_truncation_lose_nothing() {
                 _ => runs.push((seq, seq)),
             }
         }
+        let log = std::fs::read_to_string(dir.path().join("agent-0.log")).unwrap_or_default();
+        let notable: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("WARN") || l.contains("compressed"))
+            .collect();
         panic!(
-            "{duplicates} duplicates, in runs {:?}",
+            "{duplicates} duplicates, in runs {:?}; agent: {notable:#?}",
             &runs[..runs.len().min(40)]
         );
     }

@@ -55,6 +55,13 @@ pub struct Entry {
     pub fingerprint: String,
     /// Delivered up to here.
     pub offset: u64,
+    /// When (unix seconds) a scan first found the file gone; kept a while
+    /// so its gzipped copy can be matched by head and finished.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gone_since: Option<u64>,
+    /// Read to its end and delivered (a gzipped rotation: never again).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub done: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -151,10 +158,72 @@ impl Checkpoints {
         }
     }
 
-    /// Keeps only the entries of files `exists` says are still there (a
-    /// rotated file gzipped or deleted goes).
-    pub fn retain(&mut self, exists: impl Fn(u64, u64) -> bool) {
-        self.files.retain(|_, entry| exists(entry.dev, entry.ino));
+    /// Marks the entries of files `exists` says are gone (an inode reused
+    /// by another file has another head: gone too), and drops those
+    /// gone longer than `keep_seconds`: the paths of the ones never read
+    /// to their end come back (lines possibly lost: counted by file).
+    pub fn sweep(
+        &mut self,
+        exists: impl Fn(&FileId) -> bool,
+        now: u64,
+        keep_seconds: u64,
+    ) -> Vec<String> {
+        let mut unread = Vec::new();
+        self.files.retain(|_, entry| {
+            let id = FileId {
+                dev: entry.dev,
+                ino: entry.ino,
+                fingerprint: from_hex(&entry.fingerprint).unwrap_or_default(),
+            };
+            if exists(&id) {
+                entry.gone_since = None;
+                return true;
+            }
+            let since = *entry.gone_since.get_or_insert(now);
+            if now.saturating_sub(since) <= keep_seconds {
+                return true;
+            }
+            if !entry.done {
+                unread.push(entry.path.clone());
+            }
+            false
+        });
+        unread
+    }
+
+    /// The entry of a gone, unfinished file whose head `head` starts with
+    /// (a gzipped rotation of it): its key and delivered offset.
+    pub fn gone_with_head(&self, head: &[u8]) -> Option<(String, u64)> {
+        self.files.iter().find_map(|(key, entry)| {
+            let fingerprint = from_hex(&entry.fingerprint)?;
+            let n = fingerprint.len().min(head.len());
+            (entry.gone_since.is_some() && !entry.done && n > 0 && fingerprint[..n] == head[..n])
+                .then(|| (key.clone(), entry.offset))
+        })
+    }
+
+    /// Whether `file` was read to its end and delivered.
+    pub fn is_done(&self, file: &FileId) -> bool {
+        self.files
+            .get(&key(file.dev, file.ino))
+            .is_some_and(|entry| entry.done)
+    }
+
+    /// Records `file` as read to its end and delivered.
+    pub fn commit_done(&mut self, path: &Path, file: &FileId, offset: u64) {
+        let known = self
+            .files
+            .get(&key(file.dev, file.ino))
+            .map_or(0, |entry| entry.offset);
+        self.commit(path, file, offset.max(known));
+        if let Some(entry) = self.files.get_mut(&key(file.dev, file.ino)) {
+            entry.done = true;
+        }
+    }
+
+    /// Forgets the entry under `key` (its gzipped copy took over).
+    pub fn forget_key(&mut self, key: &str) {
+        self.files.remove(key);
     }
 
     /// Records that `file` at `path` is delivered up to `offset` (call
@@ -169,13 +238,10 @@ impl Checkpoints {
                 ino: file.ino,
                 fingerprint: to_hex(&file.fingerprint),
                 offset,
+                gone_since: None,
+                done: false,
             },
         );
-    }
-
-    /// Forgets a file that is gone and read to its end.
-    pub fn forget(&mut self, file: &FileId) {
-        self.files.remove(&key(file.dev, file.ino));
     }
 
     /// Writes the set: a temporary file, fsync, rename over the old one,
@@ -231,9 +297,25 @@ mod tests {
         // The rotated file is found by identity under its new name.
         let rotated = Tailer::open(&dir.path().join("0.log.1"), 0, 1024).expect("open");
         assert_eq!(reloaded.resume(rotated.id()), 4);
+        // Gone: kept a while for its gzipped copy, then dropped and
+        // reported as not read to its end.
         let mut pruned = reloaded;
-        pruned.retain(|_, ino| ino != rotated.id().ino);
+        let gone = |id: &FileId| id.ino != rotated.id().ino;
+        assert!(pruned.sweep(gone, 1_000, 60).is_empty());
+        assert_eq!(
+            pruned.gone_with_head(b"a\nb\nc\nmore"),
+            Some((key(rotated.id().dev, rotated.id().ino), 4))
+        );
+        assert_eq!(pruned.gone_with_head(b"other"), None);
+        assert!(pruned.sweep(gone, 1_060, 60).is_empty(), "not yet");
+        assert_eq!(pruned.sweep(gone, 1_061, 60), [log.to_string_lossy()]);
         assert_eq!(pruned.resume(rotated.id()), 0);
+        // A file read to its end is never reported.
+        pruned.commit_done(&log, fresh.id(), 4);
+        assert!(pruned.is_done(fresh.id()));
+        assert!(pruned.sweep(|_| false, 2_000, 60).is_empty());
+        assert!(pruned.sweep(|_| false, 2_061, 60).is_empty());
+        assert!(!pruned.is_done(fresh.id()), "dropped after the grace");
     }
 
     #[test]

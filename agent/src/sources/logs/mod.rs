@@ -14,6 +14,7 @@
 pub mod checkpoint;
 pub mod cri;
 pub mod docker;
+pub mod gz;
 pub mod metrics;
 pub mod path;
 pub mod reassemble;

@@ -12,7 +12,7 @@
 //! A line that is neither CRI nor Docker json-file is sent as a text
 //! record and counted by kind; nothing read is dropped.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,11 +31,12 @@ use tally_schema::identity::ContainerIdentity;
 
 use super::checkpoint::Checkpoints;
 use super::cri::{self, FormatError, Piece, Stream};
+use super::gz::{self, GzTail};
 use super::metrics::{self, SharedLogMetrics};
 use super::path::{self as pod_path, PodLogPath, Rotation};
 use super::reassemble::{Message, Reassembler};
 use super::record::{self, FieldNames, LogRecord};
-use super::tail::{FileId, Tailer};
+use super::tail::{self, Events, FileId, Tailer};
 use super::watch::Watcher;
 use crate::sources::pods::model::SharedPodStore;
 use crate::telemetry::SourceHealth;
@@ -100,14 +101,39 @@ enum Origin {
     },
 }
 
+/// What a follower reads: a plain file (followed through rotation) or a
+/// gzipped rotation (read once, from where its plain file was left).
+enum Reader {
+    Plain(Tailer),
+    Gz(GzTail),
+}
+
+impl Reader {
+    fn id(&self) -> &FileId {
+        match self {
+            Reader::Plain(tailer) => tailer.id(),
+            Reader::Gz(gz) => gz.id(),
+        }
+    }
+
+    fn read(&mut self, budget: usize) -> std::io::Result<(Vec<super::tail::Line>, Events)> {
+        match self {
+            Reader::Plain(tailer) => tailer.read(budget),
+            Reader::Gz(gz) => gz.read(budget),
+        }
+    }
+}
+
 struct Followed {
     path: PathBuf,
+    /// The checkpoint key of the plain file a `.gz` follower finishes.
+    replaces: Option<String>,
     /// Resource attributes of its records.
     resource: Resource,
     identity: ContainerIdentity,
     /// Its container's key in the metrics and the rate limiter.
     container_key: String,
-    tailer: Tailer,
+    tailer: Reader,
     format: Option<Format>,
     joiner: Reassembler,
     /// The path is gone and the file read to its end.
@@ -122,7 +148,33 @@ struct Batch {
     /// By file identity: an old file read to its end after a rotation and
     /// the new one each get theirs.
     commits: BTreeMap<(u64, u64), (PathBuf, FileId, u64)>,
+    /// Files read to their end whose path is gone (a plain file renamed
+    /// away or deleted, a `.gz` file): marked done once delivered, and a
+    /// plain file's entry a `.gz` file replaces forgotten. Not forgotten:
+    /// a path gone may be a rename, and a later follower of the renamed
+    /// file resumes from the entry.
+    done: Vec<(PathBuf, FileId, Option<String>)>,
     bytes: usize,
+}
+
+impl Batch {
+    /// Applies what delivery (or having nothing to deliver) settled.
+    fn settle(&self, checkpoints: &mut Checkpoints) {
+        for (path, file, offset) in self.commits.values() {
+            checkpoints.commit(path, file, *offset);
+        }
+        for (path, file, replaces) in &self.done {
+            let end = self
+                .commits
+                .get(&(file.dev, file.ino))
+                .map(|c| c.2)
+                .unwrap_or_default();
+            checkpoints.commit_done(path, file, end);
+            if let Some(key) = replaces {
+                checkpoints.forget_key(key);
+            }
+        }
+    }
 }
 
 impl Batch {
@@ -243,7 +295,8 @@ fn discover(root: &Path, globs: &[String], health: &SourceHealth) -> std::io::Re
             for file in files.flatten() {
                 let path = file.path();
                 if let Some(parsed) = pod_path::parse(&path)
-                    && parsed.rotation != Rotation::Compressed
+                    && (parsed.rotation != Rotation::Compressed
+                        || path.extension().is_some_and(|e| e == "gz"))
                 {
                     scan.files.push((path, Origin::Pod(parsed)));
                 }
@@ -655,6 +708,9 @@ pub async fn run(
         buckets: Default::default(),
     };
     let mut followed: BTreeMap<PathBuf, Followed> = BTreeMap::new();
+    // `.gz` files settled (read, or not a rotation this agent left
+    // unfinished): not looked at again.
+    let mut gz_seen: HashSet<(u64, u64)> = HashSet::new();
     let mut last_scan: Option<Instant> = None;
     let mut backoff = Duration::from_millis(200);
     let budget = (settings.batch_bytes / 4).max(64 * 1024);
@@ -675,7 +731,14 @@ pub async fn run(
                             }
                         }
                     }
-                    follow_new(&settings, &health, &mut checkpoints, &mut followed, scan);
+                    follow_new(
+                        &settings,
+                        &health,
+                        &mut checkpoints,
+                        &mut followed,
+                        &mut gz_seen,
+                        scan,
+                    );
                 }
                 Err(error) => {
                     health.set_up(false);
@@ -708,7 +771,11 @@ pub async fn run(
         }
         for path in finished {
             if let Some(mut file) = followed.remove(&path) {
-                checkpoints.forget(file.tailer.id());
+                let id = file.tailer.id().clone();
+                if let Reader::Gz(_) = file.tailer {
+                    gz_seen.insert((id.dev, id.ino));
+                }
+                batch.done.push((path.clone(), id, file.replaces.clone()));
                 for message in file.joiner.flush() {
                     let record = record::record(&message, &settings.fields);
                     batch.push(&file, record);
@@ -716,11 +783,9 @@ pub async fn run(
             }
         }
         if batch.records.is_empty() {
-            // Commits with nothing to send (all lines were pieces or
-            // rate-limited) are kept for the next batch.
-            for (path, file, offset) in batch.commits.values() {
-                checkpoints.commit(path, file, *offset);
-            }
+            // Nothing to send (all lines were pieces or rate-limited):
+            // settled now, saved with the next delivery.
+            batch.settle(&mut checkpoints);
             let woke = match watcher.as_mut() {
                 Some(watcher) => tokio::select! {
                     () = tokio::time::sleep(settings.poll_interval) => None,
@@ -775,71 +840,67 @@ pub async fn run(
                 }
             }
         }
-        for (path, file, offset) in batch.commits.values() {
-            checkpoints.commit(path, file, *offset);
-        }
+        batch.settle(&mut checkpoints);
         if let Err(error) = checkpoints.save() {
             health.error("checkpoint", &error);
         }
     }
 }
 
+/// How long a gone file's checkpoint waits for its gzipped copy.
+const GONE_GRACE_SECONDS: u64 = 3600;
+
 /// Starts following what a scan found that is not followed yet, each from
-/// its checkpoint; prunes the checkpoints of files gone.
+/// its checkpoint; sweeps the checkpoints of files gone.
 fn follow_new(
     settings: &LogsSettings,
     health: &SourceHealth,
     checkpoints: &mut Checkpoints,
     followed: &mut BTreeMap<PathBuf, Followed>,
+    gz_seen: &mut HashSet<(u64, u64)>,
     scan: Scan,
 ) {
-    use std::os::unix::fs::MetadataExt as _;
-    // Entries of files gone (gzipped, deleted) go.
-    let present: std::collections::BTreeSet<(u64, u64)> = scan
+    // Files there now, by inode, with their heads (an inode freed by a
+    // deleted rotation is soon another file's).
+    let present: std::collections::HashMap<(u64, u64), Vec<u8>> = scan
         .files
         .iter()
-        .filter_map(|(path, _)| std::fs::metadata(path).ok())
-        .map(|m| (m.dev(), m.ino()))
-        .chain(
-            followed
-                .values()
-                .map(|f| (f.tailer.id().dev, f.tailer.id().ino)),
-        )
+        .filter_map(|(path, _)| tail::file_id(path).ok())
+        .chain(followed.values().map(|f| f.tailer.id().clone()))
+        .map(|id| ((id.dev, id.ino), id.fingerprint))
         .collect();
-    checkpoints.retain(|dev, ino| present.contains(&(dev, ino)));
+    let exists = |id: &FileId| {
+        present.get(&(id.dev, id.ino)).is_some_and(|head| {
+            let n = head.len().min(id.fingerprint.len());
+            head[..n] == id.fingerprint[..n]
+        })
+    };
+    let now = now_seconds() as u64;
+    for path in checkpoints.sweep(exists, now, GONE_GRACE_SECONDS) {
+        // Gone before it was read to its end, and no gzipped copy of it
+        // turned up: lines may be lost. Counted, by file in the log.
+        health.error(
+            "rotated_unread",
+            &format!("{path}: gone before it was read to its end"),
+        );
+    }
     for (path, origin) in scan.files {
         if followed.contains_key(&path) {
             continue;
         }
-        let probe = match Tailer::open(&path, 0, settings.max_message_bytes) {
-            Ok(probe) => probe,
-            Err(error) => {
-                let kind = if error.kind() == std::io::ErrorKind::PermissionDenied {
-                    "permission"
-                } else {
-                    "open"
-                };
-                health.error(kind, &format!("{}: {error}", path.display()));
-                continue;
+        let compressed =
+            matches!(&origin, Origin::Pod(pod) if pod.rotation == Rotation::Compressed);
+        let tailer = if compressed {
+            match open_compressed(&path, settings, health, checkpoints, followed, gz_seen) {
+                Some((gz, replaces)) => (Reader::Gz(gz), replaces),
+                None => continue,
+            }
+        } else {
+            match open_plain(&path, settings, health, checkpoints, followed) {
+                Some(tailer) => (Reader::Plain(tailer), None),
+                None => continue,
             }
         };
-        // A rotated file is read from its checkpoint: to its end when the
-        // live file's follower already drained it (nothing new), from
-        // where it stopped when this agent was away.
-        if !admit(&path, probe.id(), followed) {
-            continue;
-        }
-        let offset = checkpoints.resume(probe.id());
-        let mut tailer = probe;
-        if offset > 0 {
-            match Tailer::open(&path, offset, settings.max_message_bytes) {
-                Ok(resumed) => tailer = resumed,
-                Err(error) => {
-                    health.error("open", &format!("{}: {error}", path.display()));
-                    continue;
-                }
-            }
-        }
         let (resource, identity) = describe(
             &path,
             &origin,
@@ -853,11 +914,122 @@ fn follow_new(
                 resource: Arc::new(resource),
                 identity,
                 path,
-                tailer,
+                replaces: tailer.1,
+                tailer: tailer.0,
                 format: None,
                 joiner: Reassembler::new(settings.max_message_bytes),
                 finished: false,
             },
         );
+    }
+}
+
+/// A plain file to follow from its checkpoint, unless it is followed
+/// already or a copytruncate's copy.
+fn open_plain(
+    path: &Path,
+    settings: &LogsSettings,
+    health: &SourceHealth,
+    checkpoints: &Checkpoints,
+    followed: &BTreeMap<PathBuf, Followed>,
+) -> Option<Tailer> {
+    let probe = match Tailer::open(path, 0, settings.max_message_bytes) {
+        Ok(probe) => probe,
+        Err(error) => {
+            let kind = if error.kind() == std::io::ErrorKind::PermissionDenied {
+                "permission"
+            } else {
+                "open"
+            };
+            health.error(kind, &format!("{}: {error}", path.display()));
+            return None;
+        }
+    };
+    // A rotated file is read from its checkpoint: to its end when the
+    // live file's follower already drained it (nothing new), from where
+    // it stopped when this agent was away.
+    if !admit(path, probe.id(), followed) {
+        return None;
+    }
+    let offset = checkpoints.resume(probe.id());
+    if offset == 0 {
+        return Some(probe);
+    }
+    match Tailer::open(path, offset, settings.max_message_bytes) {
+        Ok(resumed) => Some(resumed),
+        Err(error) => {
+            health.error("open", &format!("{}: {error}", path.display()));
+            None
+        }
+    }
+}
+
+/// A `.gz` rotation to finish: only one whose plain file this agent left
+/// unfinished (matched by head), or whose own reading a crash cut short.
+fn open_compressed(
+    path: &Path,
+    settings: &LogsSettings,
+    health: &SourceHealth,
+    checkpoints: &Checkpoints,
+    followed: &BTreeMap<PathBuf, Followed>,
+    gz_seen: &mut HashSet<(u64, u64)>,
+) -> Option<(GzTail, Option<String>)> {
+    use std::os::unix::fs::MetadataExt as _;
+    if path.extension().is_none_or(|e| e != "gz") {
+        return None;
+    }
+    let meta = std::fs::metadata(path).ok()?;
+    let inode = (meta.dev(), meta.ino());
+    if gz_seen.contains(&inode)
+        || followed
+            .values()
+            .any(|f| (f.tailer.id().dev, f.tailer.id().ino) == inode)
+    {
+        return None;
+    }
+    let head = match gz::head(path) {
+        Ok(head) => head,
+        Err(error) => {
+            health.error("gzip", &format!("{}: {error}", path.display()));
+            gz_seen.insert(inode);
+            return None;
+        }
+    };
+    let own = FileId {
+        dev: inode.0,
+        ino: inode.1,
+        fingerprint: head.clone(),
+    };
+    if checkpoints.is_done(&own) {
+        gz_seen.insert(inode);
+        return None;
+    }
+    let left = checkpoints.gone_with_head(&head);
+    let resumed = checkpoints.resume(&own);
+    let (offset, replaces) = match (resumed, left) {
+        (0, None) => {
+            // Not a file this agent left unfinished: it was read before
+            // it was compressed (or predates this agent).
+            gz_seen.insert(inode);
+            return None;
+        }
+        (0, Some((key, offset))) => (offset, Some(key)),
+        (resumed, left) => (resumed, left.map(|(key, _)| key)),
+    };
+    match GzTail::open(path, offset, settings.max_message_bytes) {
+        Ok(gz) => {
+            tracing::info!(
+                path = %path.display(),
+                offset,
+                replaces = replaces.as_deref().unwrap_or(""),
+                "finishing a compressed rotation this agent had left unread"
+            );
+            Some((gz, replaces))
+        }
+        Err(error) => {
+            health.error("gzip", &format!("{}: {error}", path.display()));
+            gz_seen.insert(inode);
+            None
+        }
     }
 }

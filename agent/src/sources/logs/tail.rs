@@ -92,6 +92,11 @@ pub struct Tailer {
     skipping: bool,
 }
 
+/// The identity of the file at `path` now.
+pub fn file_id(path: &Path) -> io::Result<FileId> {
+    identity(&mut File::open(path)?)
+}
+
 fn identity(file: &mut File) -> io::Result<FileId> {
     let meta = file.metadata()?;
     let mut fingerprint = vec![0u8; FINGERPRINT_BYTES];
@@ -110,6 +115,52 @@ fn identity(file: &mut File) -> io::Result<FileId> {
         ino: meta.ino(),
         fingerprint,
     })
+}
+
+/// The whole lines of `buffer` (read at `base` of the file `id`): each
+/// cut at `max_line` (the rest of a cut line is skipped, across calls,
+/// through `skipping`), and how many bytes were consumed. A last line
+/// without its newline stays unconsumed, unless it is already longer
+/// than `max_line`: then its head goes out and the rest is skipped.
+pub(super) fn split_lines(
+    buffer: &[u8],
+    base: u64,
+    max_line: usize,
+    skipping: &mut bool,
+    id: &FileId,
+) -> (Vec<Line>, usize) {
+    let mut lines = Vec::new();
+    let mut start = 0;
+    while let Some(newline) = buffer[start..].iter().position(|b| *b == b'\n') {
+        let line = &buffer[start..start + newline];
+        let end = base + (start + newline + 1) as u64;
+        if *skipping {
+            *skipping = false;
+        } else {
+            let keep = line.len().min(max_line);
+            lines.push(Line {
+                bytes: line[..keep].to_vec(),
+                cut: (line.len() - keep) as u64,
+                end,
+                file: id.clone(),
+            });
+        }
+        start += newline + 1;
+    }
+    let rest = buffer.len() - start;
+    if rest >= max_line && !*skipping {
+        lines.push(Line {
+            bytes: buffer[start..start + max_line].to_vec(),
+            cut: (rest - max_line) as u64,
+            end: base + buffer.len() as u64,
+            file: id.clone(),
+        });
+        *skipping = true;
+        start = buffer.len();
+    } else if *skipping {
+        start = buffer.len();
+    }
+    (lines, start)
 }
 
 impl Tailer {
@@ -240,10 +291,9 @@ impl Tailer {
     }
 
     fn read_lines(&mut self, budget: usize) -> io::Result<Vec<Line>> {
-        let mut lines = Vec::new();
         let len = self.file.metadata()?.len();
         if self.offset >= len {
-            return Ok(lines);
+            return Ok(Vec::new());
         }
         let want = (len - self.offset).min(budget.max(1) as u64) as usize;
         let mut buffer = vec![0u8; want];
@@ -257,39 +307,13 @@ impl Tailer {
             filled += n;
         }
         buffer.truncate(filled);
-        let mut start = 0;
-        while let Some(newline) = buffer[start..].iter().position(|b| *b == b'\n') {
-            let line = &buffer[start..start + newline];
-            let end = self.offset + (start + newline + 1) as u64;
-            if self.skipping {
-                // The tail of a cut line: its head went out already.
-                self.skipping = false;
-            } else {
-                let keep = line.len().min(self.max_line);
-                lines.push(Line {
-                    bytes: line[..keep].to_vec(),
-                    cut: (line.len() - keep) as u64,
-                    end,
-                    file: self.id.clone(),
-                });
-            }
-            start += newline + 1;
-        }
-        let rest = buffer.len() - start;
-        if rest >= self.max_line && !self.skipping {
-            // A line longer than the limit with no newline yet: hand out
-            // its head now, skip the rest to its newline.
-            lines.push(Line {
-                bytes: buffer[start..start + self.max_line].to_vec(),
-                cut: (rest - self.max_line) as u64,
-                end: self.offset + buffer.len() as u64,
-                file: self.id.clone(),
-            });
-            self.skipping = true;
-            start = buffer.len();
-        } else if self.skipping {
-            start = buffer.len();
-        }
+        let (lines, start) = split_lines(
+            &buffer,
+            self.offset,
+            self.max_line,
+            &mut self.skipping,
+            &self.id,
+        );
         self.offset += start as u64;
         Ok(lines)
     }

@@ -293,6 +293,22 @@ pub fn record(message: &Message, fields: &FieldNames) -> LogRecord {
         .then(|| serde_json::from_str::<Map<String, Value>>(&line).ok())
         .flatten();
     let Some(object) = object else {
+        if let Some(access) = super::access::parse_gin(&line) {
+            // Gin's request line (Ollama): the request's outcome and
+            // latency; its severity follows the status.
+            out.severity_number = if access.status >= 500 {
+                severity::ERROR
+            } else {
+                severity::INFO
+            };
+            out.status = Some(access.status.to_string());
+            out.latency_seconds = Some(access.latency_seconds);
+            out.attributes = vec![
+                ("http.request.method".to_owned(), access.method),
+                ("url.path".to_owned(), access.path),
+                ("client.address".to_owned(), access.client),
+            ];
+        }
         out.body = line;
         return out;
     };
@@ -416,5 +432,19 @@ mod tests {
         assert_eq!(r.body, "caf\u{fffd} au lait");
         let seconds = record(&message(r#"{"duration":0.25}"#), &FieldNames::default());
         assert_eq!(seconds.latency_seconds, Some(0.25));
+        let ollama = record(
+            &message(
+                r#"[GIN] 2026/12/01 - 16:15:00 | 503 |     1.5s |  127.0.0.1 | POST  "/api/chat""#,
+            ),
+            &FieldNames::default(),
+        );
+        assert_eq!(ollama.latency_seconds, Some(1.5));
+        assert_eq!(ollama.status.as_deref(), Some("503"));
+        assert!(ollama.is_error());
+        assert!(
+            ollama
+                .attributes
+                .contains(&("url.path".into(), "/api/chat".into()))
+        );
     }
 }

@@ -240,7 +240,7 @@ impl Sampler {
         let snapshot = self.shared.snapshot();
         let extras = batch::WindowExtras {
             models: serving::lock(&self.serving).take_windows(),
-            log_latency: logs::metrics::lock(&self.logs).take_latency(),
+            log_distributions: logs::metrics::lock(&self.logs).take_distributions(),
         };
         let request = batch::build_request(
             &snapshot,

@@ -984,6 +984,15 @@ def!(
     "Tokens the container's log messages report (prompt or completion fields), by direction."
 );
 def!(
+    CONTAINER_LOG_REQUEST_TOKENS,
+    "tally_container_log_request",
+    ExponentialHistogram,
+    Tokens,
+    &concat::<9>(C, &["direction"]),
+    "Distribution of the tokens per message the container's log messages report (prompt_tokens, completion_tokens, … fields), by direction.",
+    OtlpOnly
+);
+def!(
     CONTAINER_LOG_LATENCY,
     "tally_container_log_latency",
     ExponentialHistogram,
@@ -1388,6 +1397,7 @@ pub const CATALOG: &[MetricDef] = &[
     CONTAINER_LOG_BYTES,
     CONTAINER_LOG_TOKENS,
     CONTAINER_LOG_RATE_LIMITED,
+    CONTAINER_LOG_REQUEST_TOKENS,
     CONTAINER_LOG_LATENCY,
     MODEL_INFO,
     MODEL_REQUESTS_RUNNING,

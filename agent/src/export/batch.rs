@@ -27,6 +27,7 @@ use crate::snapshot::Snapshot;
 use crate::sources::cgroups::discovery::DiscoveredCgroup;
 use crate::sources::gpu::{ContainerGpuPoints, GpuPoint};
 use crate::sources::host::{DISK_VALUES, INTERFACE_VALUES};
+use crate::sources::logs::metrics::LogDistribution;
 use crate::sources::pods::workloads::{POD_FACT_SERIES, POD_FACT_VALUES};
 use crate::sources::serving::{ModelHistograms, dist_def};
 use crate::sources::volumes::VOLUME_VALUES;
@@ -100,8 +101,9 @@ fn one(def: &MetricDef, value: Option<f64>, window: &Window) -> Option<Metric> {
 pub struct WindowExtras {
     /// Model servers' latency distributions.
     pub models: Vec<ModelHistograms>,
-    /// The latency containers' log messages reported.
-    pub log_latency: Vec<(ContainerIdentity, ExpHistogram)>,
+    /// The latency and token distributions containers' log messages
+    /// reported.
+    pub log_distributions: Vec<LogDistribution>,
 }
 
 /// A delta exponential histogram of one window.
@@ -394,7 +396,7 @@ pub fn build_request(
     }
     let WindowExtras {
         models,
-        log_latency,
+        log_distributions,
     } = extras;
     // Model servers: scrape health on the node, model families and this
     // window's latency distributions on the serving container.
@@ -451,14 +453,19 @@ pub fn build_request(
     // Log-derived metrics on each container's resource.
     for container in &snapshot.logs {
         let mut metrics = gpu_metrics(&container.points);
-        for (_, histogram) in log_latency
+        for distribution in log_distributions
             .iter()
-            .filter(|(id, _)| *id == container.identity)
+            .filter(|d| d.identity == container.identity)
         {
+            let attributes = distribution
+                .attributes
+                .iter()
+                .map(|(k, v)| string_attribute(k, *v))
+                .collect();
             metrics.push(delta_histogram(
-                &catalog::CONTAINER_LOG_LATENCY,
-                Vec::new(),
-                histogram,
+                distribution.def,
+                attributes,
+                &distribution.histogram,
                 delta_window,
             ));
         }

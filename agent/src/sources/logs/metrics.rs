@@ -35,6 +35,21 @@ struct ContainerLogs {
     completion_tokens: f64,
     rate_limited: f64,
     latency: ExpHistogram,
+    prompt_distribution: ExpHistogram,
+    completion_distribution: ExpHistogram,
+}
+
+/// One distribution a container's log messages reported in a window.
+#[derive(Debug, Clone)]
+pub struct LogDistribution {
+    /// The container.
+    pub identity: ContainerIdentity,
+    /// Its family.
+    pub def: &'static catalog::MetricDef,
+    /// The point's attributes (a token direction).
+    pub attributes: Vec<(&'static str, &'static str)>,
+    /// The values recorded since the last export.
+    pub histogram: ExpHistogram,
 }
 
 /// Every container's log metrics, by [`container_key`].
@@ -110,6 +125,12 @@ fn count(entry: &mut ContainerLogs, record: &LogRecord, bytes: usize) {
     *entry.bytes.entry(severity).or_insert(0.0) += bytes as f64;
     entry.prompt_tokens += record.prompt_tokens.unwrap_or(0.0).max(0.0);
     entry.completion_tokens += record.completion_tokens.unwrap_or(0.0).max(0.0);
+    if let Some(tokens) = record.prompt_tokens.filter(|t| *t >= 0.0) {
+        entry.prompt_distribution.record(tokens);
+    }
+    if let Some(tokens) = record.completion_tokens.filter(|t| *t >= 0.0) {
+        entry.completion_distribution.record(tokens);
+    }
     if let Some(latency) = record.latency_seconds.filter(|l| *l >= 0.0) {
         entry.latency.record(latency);
     }
@@ -162,13 +183,34 @@ impl LogMetrics {
             .collect()
     }
 
-    /// The latency distributions recorded since the last call.
-    pub fn take_latency(&mut self) -> Vec<(ContainerIdentity, ExpHistogram)> {
-        self.containers
-            .values_mut()
-            .filter(|c| !c.latency.is_empty())
-            .map(|c| (c.identity.clone(), std::mem::take(&mut c.latency)))
-            .collect()
+    /// The latency and token distributions recorded since the last call.
+    pub fn take_distributions(&mut self) -> Vec<LogDistribution> {
+        let mut out = Vec::new();
+        for c in self.containers.values_mut() {
+            for (def, attributes, histogram) in [
+                (&catalog::CONTAINER_LOG_LATENCY, Vec::new(), &mut c.latency),
+                (
+                    &catalog::CONTAINER_LOG_REQUEST_TOKENS,
+                    vec![("direction", "prompt")],
+                    &mut c.prompt_distribution,
+                ),
+                (
+                    &catalog::CONTAINER_LOG_REQUEST_TOKENS,
+                    vec![("direction", "completion")],
+                    &mut c.completion_distribution,
+                ),
+            ] {
+                if !histogram.is_empty() {
+                    out.push(LogDistribution {
+                        identity: c.identity.clone(),
+                        def,
+                        attributes,
+                        histogram: std::mem::take(histogram),
+                    });
+                }
+            }
+        }
+        out
     }
 }
 
@@ -237,9 +279,18 @@ mod tests {
             .find(|p| p.def.full_name() == "tally_container_log_rate_limited_lines_total")
             .map(|p| p.value);
         assert_eq!(limited, Some(7.0));
-        let latency = metrics.take_latency();
-        assert_eq!(latency[0].1.count(), 2);
-        assert!((latency[0].1.sum() - 0.4).abs() < 1e-9);
-        assert!(metrics.take_latency().is_empty(), "taken once");
+        let taken = metrics.take_distributions();
+        let latency = taken
+            .iter()
+            .find(|d| d.def.full_name() == "tally_container_log_latency_seconds")
+            .expect("latency");
+        assert_eq!(latency.histogram.count(), 2);
+        assert!((latency.histogram.sum() - 0.4).abs() < 1e-9);
+        let prompt = taken
+            .iter()
+            .find(|d| d.attributes == [("direction", "prompt")])
+            .expect("prompt tokens");
+        assert_eq!(prompt.histogram.sum(), 10.0);
+        assert!(metrics.take_distributions().is_empty(), "taken once");
     }
 }

@@ -201,12 +201,11 @@ struct RateLimiter {
 
 impl RateLimiter {
     /// Whether one more line of the container passes.
-    fn admit(&mut self, key: &str) -> bool {
+    fn admit(&mut self, key: &str, now: Instant) -> bool {
         if self.per_second == 0 {
             return true;
         }
         let rate = self.per_second as f64;
-        let now = Instant::now();
         let bucket = match self.buckets.get_mut(key) {
             Some(bucket) => bucket,
             None => self.buckets.entry(key.to_owned()).or_insert((rate, now)),
@@ -509,7 +508,7 @@ impl Followed {
                 }
             }
             for message in messages {
-                if !context.limiter.admit(&self.container_key) {
+                if !context.limiter.admit(&self.container_key, Instant::now()) {
                     metrics.rate_limited(&self.container_key, &self.identity, 1);
                     continue;
                 }
@@ -1031,5 +1030,75 @@ fn open_compressed(
             gz_seen.insert(inode);
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_rate_limit_passes_a_second_of_burst_then_the_rate_per_container() {
+        let mut limiter = RateLimiter {
+            per_second: 10,
+            buckets: Default::default(),
+        };
+        let t0 = Instant::now();
+        let passed = (0..15).filter(|_| limiter.admit("a", t0)).count();
+        assert_eq!(passed, 10, "a one-second burst");
+        assert!(limiter.admit("b", t0), "another container has its own");
+        assert!(!limiter.admit("a", t0 + Duration::from_millis(50)));
+        assert!(
+            limiter.admit("a", t0 + Duration::from_millis(150)),
+            "refilled"
+        );
+        let mut unlimited = RateLimiter {
+            per_second: 0,
+            buckets: Default::default(),
+        };
+        assert!((0..10_000).all(|_| unlimited.admit("a", t0)));
+    }
+
+    #[test]
+    fn globs_find_docker_json_files_with_their_container() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let id = "4f3c2b1a".repeat(8);
+        let docker = dir.path().join("containers").join(&id);
+        std::fs::create_dir_all(&docker).expect("mkdir");
+        let log = docker.join(format!("{id}-json.log"));
+        std::fs::write(
+            &log,
+            "{\"log\":\"hi\\n\",\"stream\":\"stdout\",\"time\":\"2026-12-01T16:15:00Z\"}\n",
+        )
+        .expect("log");
+        std::fs::write(docker.join(format!("{id}-json.log.1.gz")), b"x").expect("gz");
+        std::fs::write(docker.join("config.v2.json"), r#"{"Name":"/vllm-server"}"#)
+            .expect("config");
+        let other = dir.path().join("app.log");
+        std::fs::write(&other, "plain\n").expect("app log");
+        let pods = dir.path().join("pods");
+        std::fs::create_dir_all(&pods).expect("pods");
+        let health = SourceHealth::new("logs");
+        let globs = vec![
+            format!("{}/containers/*/*-json.log*", dir.path().display()),
+            format!("{}/*.log", dir.path().display()),
+            "[".to_owned(),
+        ];
+        let scan = discover(&pods, &globs, &health).expect("scan");
+        let paths: Vec<&PathBuf> = scan.files.iter().map(|(p, _)| p).collect();
+        assert_eq!(paths, [&other, &log], "the .gz is left out");
+        assert!(
+            scan.dirs.contains(&dir.path().join("containers")),
+            "new containers appear here"
+        );
+        assert_eq!(health.error_count("glob"), 1, "a bad pattern is counted");
+        let (attributes, identity) = describe(&log, &scan.files[1].1, &[], None);
+        assert!(attributes.contains(&("container.id", id.clone())));
+        assert!(attributes.contains(&("container.name", "vllm-server".to_owned())));
+        assert_eq!(identity.container, "vllm-server");
+        assert_eq!(identity.container_id, id);
+        let (attributes, identity) = describe(&other, &scan.files[0].1, &[], None);
+        assert!(attributes.contains(&("log.file.path", other.display().to_string())));
+        assert_eq!(identity.container, "app.log");
     }
 }

@@ -161,6 +161,7 @@ receivers:
   filelog:
     include: [$WORK/pods/*/*/*.log]
     start_at: beginning
+    include_file_path: true
     operators:
       - type: container
         format: containerd

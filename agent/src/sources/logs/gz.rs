@@ -9,6 +9,7 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
+use std::sync::Arc;
 
 use flate2::read::MultiGzDecoder;
 
@@ -32,7 +33,7 @@ pub fn head(path: &Path) -> io::Result<Vec<u8>> {
 
 /// A `.gz` file read forward once.
 pub struct GzTail {
-    id: FileId,
+    id: Arc<FileId>,
     decoder: MultiGzDecoder<File>,
     /// Decompressed bytes consumed (whole lines handed out).
     offset: u64,
@@ -49,11 +50,11 @@ impl GzTail {
     pub fn open(path: &Path, offset: u64, max_line: usize) -> io::Result<Self> {
         let file = File::open(path)?;
         let meta = file.metadata()?;
-        let id = FileId {
+        let id = Arc::new(FileId {
             dev: meta.dev(),
             ino: meta.ino(),
             fingerprint: head(path)?,
-        };
+        });
         let mut decoder = MultiGzDecoder::new(file);
         let skipped = io::copy(&mut (&mut decoder).take(offset), &mut io::sink())?;
         Ok(Self {
@@ -110,7 +111,7 @@ impl GzTail {
                     bytes: rest,
                     cut: 0,
                     end: self.offset,
-                    file: self.id.clone(),
+                    file: Arc::clone(&self.id),
                 });
             }
             self.pending.clear();

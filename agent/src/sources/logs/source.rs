@@ -20,9 +20,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, any_value};
-use opentelemetry_proto::tonic::logs::v1::{LogRecord as OtlpRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::logs::v1::LogRecord as OtlpRecord;
 use prost::Message as _;
 use tally_schema::otlp::{self, string_attribute};
 use tokio::sync::watch;
@@ -544,7 +543,7 @@ impl Followed {
                     None => {
                         batch
                             .commits
-                            .insert(key, (self.path.clone(), line.file, offset));
+                            .insert(key, (self.path.clone(), (*line.file).clone(), offset));
                     }
                 }
             }
@@ -553,13 +552,15 @@ impl Followed {
     }
 }
 
-fn otlp_record(record: &LogRecord) -> OtlpRecord {
-    let mut attributes = vec![string_attribute("log.iostream", record.stream)];
+/// A record as OTLP, its strings moved, not copied.
+fn otlp_record(record: LogRecord, observed_ns: u64) -> OtlpRecord {
+    let mut attributes = Vec::with_capacity(record.attributes.len() + 4);
+    attributes.push(string_attribute("log.iostream", record.stream));
     attributes.extend(
         record
             .attributes
-            .iter()
-            .map(|(k, v)| string_attribute(k, v.clone())),
+            .into_iter()
+            .map(|(k, v)| string_attribute(&k, v)),
     );
     if record.truncated_bytes > 0 {
         attributes.push(string_attribute(
@@ -568,21 +569,20 @@ fn otlp_record(record: &LogRecord) -> OtlpRecord {
         ));
     }
     for (key, value) in [
-        ("gen_ai.request.model", record.model.clone()),
-        ("tally.log.status", record.status.clone()),
+        ("gen_ai.request.model", record.model),
+        ("tally.log.status", record.status),
     ] {
         if let Some(value) = value {
             attributes.push(string_attribute(key, value));
         }
     }
-    let time_ns = (record.time_seconds * 1e9) as u64;
     OtlpRecord {
-        time_unix_nano: time_ns,
-        observed_time_unix_nano: (now_seconds() * 1e9) as u64,
+        time_unix_nano: (record.time_seconds * 1e9) as u64,
+        observed_time_unix_nano: observed_ns,
         severity_number: record.severity_number,
-        severity_text: record.severity_text.clone(),
+        severity_text: record.severity_text,
         body: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(record.body.clone())),
+            value: Some(any_value::Value::StringValue(record.body)),
         }),
         attributes,
         trace_id: record.trace_id.map(|t| t.to_vec()).unwrap_or_default(),
@@ -591,25 +591,57 @@ fn otlp_record(record: &LogRecord) -> OtlpRecord {
     }
 }
 
-/// The OTLP request for a batch: one resource per file.
-fn request(batch: &Batch) -> ExportLogsServiceRequest {
-    let resource_logs = batch
-        .records
-        .values()
-        .map(|(resource, records)| ResourceLogs {
-            resource: Some(otlp::resource(resource.as_ref().clone())),
-            scope_logs: vec![ScopeLogs {
-                scope: Some(InstrumentationScope {
-                    name: otlp::AGENT_SCOPE.to_owned(),
-                    ..Default::default()
-                }),
-                log_records: records.iter().map(otlp_record).collect(),
-                ..Default::default()
-            }],
-            ..Default::default()
-        })
-        .collect();
-    ExportLogsServiceRequest { resource_logs }
+/// A length-delimited field's bytes: key, length, body.
+fn delimited_len(tag: u32, body: usize) -> usize {
+    prost::encoding::key_len(tag) + prost::encoding::encoded_len_varint(body as u64) + body
+}
+
+fn put_delimited_header(tag: u32, body: usize, out: &mut Vec<u8>) {
+    prost::encoding::encode_key(tag, prost::encoding::WireType::LengthDelimited, out);
+    prost::encoding::encode_varint(body as u64, out);
+}
+
+/// The batch's records as an `ExportLogsServiceRequest` (one resource
+/// per file), gzipped. Encoded by hand at the outer levels: prost's
+/// `encode_to_vec` computes each nested message's length once per level
+/// above it, so a record's length was computed four times; here each
+/// record is encoded once and the outer lengths are sums.
+fn encode(batch: &mut Batch) -> std::io::Result<Vec<u8>> {
+    let observed_ns = (now_seconds() * 1e9) as u64;
+    let scope = InstrumentationScope {
+        name: otlp::AGENT_SCOPE.to_owned(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let mut body = Vec::new();
+    let mut records_bytes = Vec::new();
+    for (_, (resource, records)) in std::mem::take(&mut batch.records) {
+        records_bytes.clear();
+        for record in records {
+            // ScopeLogs.log_records = 2
+            prost::encoding::message::encode(
+                2,
+                &otlp_record(record, observed_ns),
+                &mut records_bytes,
+            );
+        }
+        let resource = otlp::resource(resource.as_ref().clone()).encode_to_vec();
+        // ScopeLogs: scope = 1, log_records = 2.
+        let scope_logs = delimited_len(1, scope.len()) + records_bytes.len();
+        // ResourceLogs: resource = 1, scope_logs = 2.
+        let resource_logs = delimited_len(1, resource.len()) + delimited_len(2, scope_logs);
+        // ExportLogsServiceRequest.resource_logs = 1
+        put_delimited_header(1, resource_logs, &mut body);
+        put_delimited_header(1, resource.len(), &mut body);
+        body.extend_from_slice(&resource);
+        put_delimited_header(2, scope_logs, &mut body);
+        put_delimited_header(1, scope.len(), &mut body);
+        body.extend_from_slice(&scope);
+        body.extend_from_slice(&records_bytes);
+    }
+    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
+    encoder.write_all(&body)?;
+    encoder.finish()
 }
 
 /// What the collector said to a batch.
@@ -639,13 +671,6 @@ async fn deliver(client: &reqwest::Client, url: &str, body: Vec<u8>) -> Delivery
         Ok(r) => Delivery::Refused(format!("HTTP {}", r.status())),
         Err(error) => Delivery::Retry(error.to_string()),
     }
-}
-
-fn encode(request: &ExportLogsServiceRequest) -> std::io::Result<Vec<u8>> {
-    let body = request.encode_to_vec();
-    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
-    encoder.write_all(&body)?;
-    encoder.finish()
 }
 
 /// Whether a file found by a scan should get a follower of its own: not
@@ -807,7 +832,7 @@ pub async fn run(
             }
             continue;
         }
-        let body = match encode(&request(&batch)) {
+        let body = match encode(&mut batch) {
             Ok(body) => body,
             Err(error) => {
                 health.error("encode", &error);
@@ -1036,6 +1061,64 @@ fn open_compressed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+
+    #[test]
+    fn the_hand_framed_request_decodes_as_otlp() {
+        let message = |text: &str| Message {
+            time: "2026-12-01T16:15:00Z".into(),
+            stream: Stream::Stdout,
+            text: text.as_bytes().to_vec(),
+            truncated_bytes: 0,
+            pieces: 1,
+        };
+        let mut batch = Batch::default();
+        let fields = FieldNames::default();
+        for (path, count) in [("/a/0.log", 3), ("/b/0.log", 200)] {
+            let resource: Resource = Arc::new(vec![("k8s.pod.name", path.to_owned())]);
+            let records = (0..count)
+                .map(|i| {
+                    record::record(
+                        &message(&format!(
+                            r#"{{"level":"info","msg":"m{i}","seq":{i},"model":"q"}}"#
+                        )),
+                        &fields,
+                    )
+                })
+                .collect();
+            batch
+                .records
+                .insert(PathBuf::from(path), (resource, records));
+        }
+        let body = encode(&mut batch).expect("encode");
+        assert!(batch.records.is_empty(), "the records were moved out");
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(body.as_slice()), &mut raw)
+            .expect("gunzip");
+        let request = ExportLogsServiceRequest::decode(raw.as_slice()).expect("valid OTLP");
+        assert_eq!(request.resource_logs.len(), 2);
+        let second = &request.resource_logs[1];
+        let pod = &second.resource.as_ref().expect("resource").attributes[0];
+        assert_eq!(pod.key, "k8s.pod.name");
+        let scope = &second.scope_logs[0];
+        assert_eq!(
+            scope.scope.as_ref().map(|s| s.name.as_str()),
+            Some(otlp::AGENT_SCOPE)
+        );
+        assert_eq!(scope.log_records.len(), 200);
+        let last = &scope.log_records[199];
+        assert_eq!(last.time_unix_nano, 1_796_141_700_000_000_000);
+        assert!(last.attributes.iter().any(|a| a.key == "seq"));
+        assert!(
+            last.attributes
+                .iter()
+                .any(|a| a.key == "gen_ai.request.model")
+        );
+        assert_eq!(
+            last.body.as_ref().and_then(|b| b.value.clone()),
+            Some(any_value::Value::StringValue("m199".into()))
+        );
+    }
 
     #[test]
     fn the_rate_limit_passes_a_second_of_burst_then_the_rate_per_container() {

@@ -22,6 +22,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Bytes of a file's head that identify it.
 pub const FINGERPRINT_BYTES: usize = 256;
@@ -58,7 +59,7 @@ pub struct Line {
     /// The offset just past its newline in the file it came from.
     pub end: u64,
     /// That file (the old one for the last lines before a rotation).
-    pub file: FileId,
+    pub file: Arc<FileId>,
 }
 
 /// What changed since the last read, besides lines.
@@ -84,7 +85,9 @@ pub struct Events {
 pub struct Tailer {
     path: PathBuf,
     file: File,
-    id: FileId,
+    /// Shared with every line read from it (a clone per line would copy
+    /// the fingerprint).
+    id: Arc<FileId>,
     offset: u64,
     max_line: usize,
     /// The head of a line longer than `max_line` was handed out; skip to
@@ -127,7 +130,7 @@ pub(super) fn split_lines(
     base: u64,
     max_line: usize,
     skipping: &mut bool,
-    id: &FileId,
+    id: &Arc<FileId>,
 ) -> (Vec<Line>, usize) {
     let mut lines = Vec::new();
     let mut start = 0;
@@ -142,7 +145,7 @@ pub(super) fn split_lines(
                 bytes: line[..keep].to_vec(),
                 cut: (line.len() - keep) as u64,
                 end,
-                file: id.clone(),
+                file: Arc::clone(id),
             });
         }
         start += newline + 1;
@@ -153,7 +156,7 @@ pub(super) fn split_lines(
             bytes: buffer[start..start + max_line].to_vec(),
             cut: (rest - max_line) as u64,
             end: base + buffer.len() as u64,
-            file: id.clone(),
+            file: Arc::clone(id),
         });
         *skipping = true;
         start = buffer.len();
@@ -169,7 +172,7 @@ impl Tailer {
     /// the file was truncated and reading starts at 0).
     pub fn open(path: &Path, offset: u64, max_line: usize) -> io::Result<Self> {
         let mut file = File::open(path)?;
-        let id = identity(&mut file)?;
+        let id = Arc::new(identity(&mut file)?);
         let len = file.metadata()?.len();
         Ok(Self {
             path: path.to_path_buf(),
@@ -207,7 +210,7 @@ impl Tailer {
             match self.find_copy()? {
                 Some((copy, id)) => {
                     self.file = copy;
-                    self.id = id;
+                    self.id = Arc::new(id);
                     events.copied = true;
                 }
                 None => self.offset = 0,
@@ -217,11 +220,11 @@ impl Tailer {
         if self.id.fingerprint.len() < FINGERPRINT_BYTES {
             let grown = identity(&mut self.file)?;
             if grown.fingerprint.starts_with(&self.id.fingerprint) {
-                self.id = grown;
+                self.id = Arc::new(grown);
             } else {
                 // Same inode, other head: rewritten from the start.
                 events.truncated = true;
-                self.id = grown;
+                self.id = Arc::new(grown);
                 self.offset = 0;
             }
         }
@@ -237,8 +240,8 @@ impl Tailer {
                 // Rotated: the old file is read to its end (above); the
                 // path's new file starts at 0.
                 let mut file = File::open(&self.path)?;
-                events.left = Some((self.id.clone(), self.offset));
-                self.id = identity(&mut file)?;
+                events.left = Some(((*self.id).clone(), self.offset));
+                self.id = Arc::new(identity(&mut file)?);
                 self.file = file;
                 self.offset = 0;
                 self.skipping = false;

@@ -9,7 +9,9 @@
 //! `status`, `trace_id`, `span_id`.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
 
 use super::reassemble::Message;
 
@@ -199,11 +201,76 @@ impl LogRecord {
     }
 }
 
+/// A JSON string, borrowed from the line unless it holds escapes.
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(Visit)
+    }
+}
+
+/// A JSON object's top-level fields in order, keys and values borrowed
+/// from the line (values as raw JSON): parsing allocates nothing per
+/// field but escaped keys.
+struct Fields<'a>(Vec<(Cow<'a, str>, &'a RawValue)>);
+
+impl<'de> Deserialize<'de> for Fields<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Self::Value, M::Error> {
+                let mut fields = Vec::with_capacity(map.size_hint().unwrap_or(8));
+                while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
+                    let value: &'de RawValue = map.next_value()?;
+                    fields.push((key, value));
+                }
+                Ok(Fields(fields))
+            }
+        }
+        deserializer.deserialize_map(Visit)
+    }
+}
+
+/// A raw value as a string: a JSON string unescaped (borrowed when it
+/// can be), anything else as written.
+fn raw_text(value: &RawValue) -> Cow<'_, str> {
+    let raw = value.get();
+    if raw.starts_with('"') {
+        match serde_json::from_str::<Text<'_>>(raw) {
+            Ok(Text(text)) => text,
+            Err(_) => Cow::Borrowed(raw),
+        }
+    } else {
+        Cow::Borrowed(raw)
+    }
+}
+
 /// The severity number of a level as loggers write it.
-pub fn severity_of(level: &Value) -> i32 {
-    match level {
+pub fn severity_of(level: &RawValue) -> i32 {
+    if !level.get().starts_with('"') {
         // pino / bunyan: 10 trace … 60 fatal.
-        Value::Number(n) => match n.as_f64().unwrap_or(0.0) as i64 {
+        return match level.get().parse::<f64>().unwrap_or(0.0) as i64 {
             ..=0 => 0,
             1..=10 => severity::TRACE,
             11..=20 => severity::DEBUG,
@@ -211,47 +278,59 @@ pub fn severity_of(level: &Value) -> i32 {
             31..=40 => severity::WARN,
             41..=50 => severity::ERROR,
             _ => severity::FATAL,
-        },
-        Value::String(text) => match text.to_ascii_lowercase().as_str() {
-            "trace" => severity::TRACE,
-            "debug" | "dbug" => severity::DEBUG,
-            "info" | "information" | "notice" => severity::INFO,
-            "warn" | "warning" => severity::WARN,
-            "error" | "err" => severity::ERROR,
-            "critical" | "crit" | "fatal" | "panic" | "alert" | "emerg" | "emergency"
-            | "dpanic" => severity::FATAL,
-            _ => 0,
-        },
-        _ => 0,
+        };
+    }
+    let text = raw_text(level);
+    let known = |names: &[&str]| names.iter().any(|n| text.eq_ignore_ascii_case(n));
+    if known(&["info", "information", "notice"]) {
+        severity::INFO
+    } else if known(&["error", "err"]) {
+        severity::ERROR
+    } else if known(&["warn", "warning"]) {
+        severity::WARN
+    } else if known(&["debug", "dbug"]) {
+        severity::DEBUG
+    } else if known(&["trace"]) {
+        severity::TRACE
+    } else if known(&[
+        "critical",
+        "crit",
+        "fatal",
+        "panic",
+        "alert",
+        "emerg",
+        "emergency",
+        "dpanic",
+    ]) {
+        severity::FATAL
+    } else {
+        0
     }
 }
 
-fn first<'m>(object: &'m Map<String, Value>, keys: &[String]) -> Option<(&'m str, &'m Value)> {
+fn first<'f, 'a>(fields: &'f Fields<'a>, keys: &[String]) -> Option<(usize, &'a RawValue)> {
     keys.iter().find_map(|k| {
-        object
-            .get_key_value(k.as_str())
-            .map(|(k, v)| (k.as_str(), v))
+        fields
+            .0
+            .iter()
+            .position(|(key, _)| key == k)
+            .map(|i| (i, fields.0[i].1))
     })
 }
 
-fn number(value: &Value) -> Option<f64> {
-    match value {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
-    .filter(|v: &f64| v.is_finite())
+fn number(value: &RawValue) -> Option<f64> {
+    raw_text(value)
+        .trim()
+        .parse()
+        .ok()
+        .filter(|v: &f64| v.is_finite())
 }
 
-fn text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+fn hex<const N: usize>(value: &RawValue) -> Option<[u8; N]> {
+    if !value.get().starts_with('"') {
+        return None;
     }
-}
-
-fn hex<const N: usize>(value: &Value) -> Option<[u8; N]> {
-    let Value::String(s) = value else { return None };
+    let s = raw_text(value);
     if s.len() != 2 * N {
         return None;
     }
@@ -266,8 +345,8 @@ fn hex<const N: usize>(value: &Value) -> Option<[u8; N]> {
 /// Turns a message into a record.
 pub fn record(message: &Message, fields: &FieldNames) -> LogRecord {
     let (line, invalid_utf8) = match std::str::from_utf8(&message.text) {
-        Ok(text) => (text.to_owned(), false),
-        Err(_) => (String::from_utf8_lossy(&message.text).into_owned(), true),
+        Ok(text) => (Cow::Borrowed(text), false),
+        Err(_) => (String::from_utf8_lossy(&message.text), true),
     };
     let mut out = LogRecord {
         time_seconds: crate::sources::pods::convert::parse_rfc3339(&message.time).unwrap_or(0.0),
@@ -290,7 +369,7 @@ pub fn record(message: &Message, fields: &FieldNames) -> LogRecord {
     let object = line
         .trim_start()
         .starts_with('{')
-        .then(|| serde_json::from_str::<Map<String, Value>>(&line).ok())
+        .then(|| serde_json::from_str::<Fields<'_>>(&line).ok())
         .flatten();
     let Some(object) = object else {
         if let Some(access) = super::access::parse_gin(&line) {
@@ -309,22 +388,22 @@ pub fn record(message: &Message, fields: &FieldNames) -> LogRecord {
                 ("client.address".to_owned(), access.client),
             ];
         }
-        out.body = line;
+        out.body = line.into_owned();
         return out;
     };
     out.structured = true;
-    let mut used: Vec<&str> = Vec::new();
+    let mut used: Vec<usize> = Vec::new();
     if let Some((key, level)) = first(&object, &fields.level) {
         out.severity_number = severity_of(level);
-        out.severity_text = text(level);
+        out.severity_text = raw_text(level).into_owned();
         used.push(key);
     }
     match first(&object, &fields.message) {
         Some((key, message)) => {
-            out.body = text(message);
+            out.body = raw_text(message).into_owned();
             used.push(key);
         }
-        None => out.body = line.clone(),
+        None => out.body = line.clone().into_owned(),
     }
     if let Some((key, ms)) = first(&object, &fields.latency_ms) {
         out.latency_seconds = number(ms).map(|v| v / 1000.0);
@@ -334,7 +413,7 @@ pub fn record(message: &Message, fields: &FieldNames) -> LogRecord {
         used.push(key);
     }
     if let Some((_, model)) = first(&object, &fields.model) {
-        out.model = Some(text(model));
+        out.model = Some(raw_text(model).into_owned());
     }
     if let Some((_, n)) = first(&object, &fields.prompt_tokens) {
         out.prompt_tokens = number(n);
@@ -343,7 +422,7 @@ pub fn record(message: &Message, fields: &FieldNames) -> LogRecord {
         out.completion_tokens = number(n);
     }
     if let Some((_, status)) = first(&object, &fields.status) {
-        out.status = Some(text(status));
+        out.status = Some(raw_text(status).into_owned());
     }
     if let Some((key, id)) = first(&object, &fields.trace_id) {
         out.trace_id = hex::<16>(id);
@@ -354,9 +433,11 @@ pub fn record(message: &Message, fields: &FieldNames) -> LogRecord {
         used.push(key);
     }
     out.attributes = object
+        .0
         .iter()
-        .filter(|(k, _)| !used.contains(&k.as_str()))
-        .map(|(k, v)| (k.clone(), text(v)))
+        .enumerate()
+        .filter(|(i, _)| !used.contains(i))
+        .map(|(_, (k, v))| (k.clone().into_owned(), raw_text(v).into_owned()))
         .collect();
     out
 }
@@ -430,6 +511,20 @@ mod tests {
         let r = record(&invalid, &FieldNames::default());
         assert!(r.invalid_utf8);
         assert_eq!(r.body, "caf\u{fffd} au lait");
+        let escaped = record(
+            &message(r#"{"msg":"say \"hi\"","k\u0065y":"a\nb","n":1.50,"o":{"x":[1, 2]}}"#),
+            &FieldNames::default(),
+        );
+        assert_eq!(escaped.body, "say \"hi\"");
+        assert_eq!(
+            escaped.attributes,
+            [
+                ("key".to_owned(), "a\nb".to_owned()),
+                ("n".to_owned(), "1.50".to_owned()),
+                ("o".to_owned(), r#"{"x":[1, 2]}"#.to_owned()),
+            ],
+            "numbers and objects as written"
+        );
         let seconds = record(&message(r#"{"duration":0.25}"#), &FieldNames::default());
         assert_eq!(seconds.latency_seconds, Some(0.25));
         let ollama = record(

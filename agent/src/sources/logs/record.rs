@@ -10,6 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
+use std::collections::HashMap;
 
 use serde_json::value::RawValue;
 
@@ -80,6 +81,63 @@ pub struct FieldNames {
         deserialize_with = "crate::config::text_list"
     )]
     pub span_id: Vec<String>,
+    /// Key → (role, rank in its list), built once.
+    #[serde(skip)]
+    index: FieldIndex,
+}
+
+/// The roles a key can have, by position in [`FieldNames::lists`].
+const LEVEL: usize = 0;
+const MESSAGE: usize = 1;
+const LATENCY_MS: usize = 2;
+const LATENCY_SECONDS: usize = 3;
+const MODEL: usize = 4;
+const PROMPT_TOKENS: usize = 5;
+const COMPLETION_TOKENS: usize = 6;
+const STATUS: usize = 7;
+const TRACE_ID: usize = 8;
+const SPAN_ID: usize = 9;
+const ROLES: usize = 10;
+
+/// Each key's roles, so a message's fields are matched in one pass (one
+/// hash a field) instead of every list against every field.
+#[derive(Debug, Clone, Default)]
+struct FieldIndex(std::sync::OnceLock<HashMap<String, Vec<(usize, usize)>>>);
+
+impl PartialEq for FieldIndex {
+    fn eq(&self, _: &Self) -> bool {
+        // A cache of the lists, which are compared themselves.
+        true
+    }
+}
+
+impl FieldNames {
+    fn lists(&self) -> [&Vec<String>; ROLES] {
+        [
+            &self.level,
+            &self.message,
+            &self.latency_ms,
+            &self.latency_seconds,
+            &self.model,
+            &self.prompt_tokens,
+            &self.completion_tokens,
+            &self.status,
+            &self.trace_id,
+            &self.span_id,
+        ]
+    }
+
+    fn index(&self) -> &HashMap<String, Vec<(usize, usize)>> {
+        self.index.0.get_or_init(|| {
+            let mut index: HashMap<String, Vec<(usize, usize)>> = HashMap::new();
+            for (role, list) in self.lists().into_iter().enumerate() {
+                for (rank, key) in list.iter().enumerate() {
+                    index.entry(key.clone()).or_default().push((role, rank));
+                }
+            }
+            index
+        })
+    }
 }
 
 fn names(list: &[&str]) -> Vec<String> {
@@ -129,6 +187,7 @@ impl Default for FieldNames {
             status: default_status(),
             trace_id: default_trace_id(),
             span_id: default_span_id(),
+            index: FieldIndex::default(),
         }
     }
 }
@@ -308,16 +367,6 @@ pub fn severity_of(level: &RawValue) -> i32 {
     }
 }
 
-fn first<'f, 'a>(fields: &'f Fields<'a>, keys: &[String]) -> Option<(usize, &'a RawValue)> {
-    keys.iter().find_map(|k| {
-        fields
-            .0
-            .iter()
-            .position(|(key, _)| key == k)
-            .map(|i| (i, fields.0[i].1))
-    })
-}
-
 fn number(value: &RawValue) -> Option<f64> {
     raw_text(value)
         .trim()
@@ -392,43 +441,54 @@ pub fn record(message: &Message, fields: &FieldNames) -> LogRecord {
         return out;
     };
     out.structured = true;
+    // The first key of each role's list that the message has.
+    let index = fields.index();
+    let mut found: [Option<(usize, usize)>; ROLES] = [None; ROLES];
+    for (i, (key, _)) in object.0.iter().enumerate() {
+        for &(role, rank) in index.get(key.as_ref()).into_iter().flatten() {
+            if found[role].is_none_or(|(best, _)| rank < best) {
+                found[role] = Some((rank, i));
+            }
+        }
+    }
+    let first = |role: usize| found[role].map(|(_, i)| (i, object.0[i].1));
     let mut used: Vec<usize> = Vec::new();
-    if let Some((key, level)) = first(&object, &fields.level) {
+    if let Some((key, level)) = first(LEVEL) {
         out.severity_number = severity_of(level);
         out.severity_text = raw_text(level).into_owned();
         used.push(key);
     }
-    match first(&object, &fields.message) {
+    match first(MESSAGE) {
         Some((key, message)) => {
             out.body = raw_text(message).into_owned();
             used.push(key);
         }
         None => out.body = line.clone().into_owned(),
     }
-    if let Some((key, ms)) = first(&object, &fields.latency_ms) {
+    if let Some((key, ms)) = first(LATENCY_MS) {
         out.latency_seconds = number(ms).map(|v| v / 1000.0);
         used.push(key);
-    } else if let Some((key, s)) = first(&object, &fields.latency_seconds) {
+    } else if let Some((key, s)) = first(LATENCY_SECONDS) {
         out.latency_seconds = number(s);
         used.push(key);
     }
-    if let Some((_, model)) = first(&object, &fields.model) {
+    if let Some((_, model)) = first(MODEL) {
         out.model = Some(raw_text(model).into_owned());
     }
-    if let Some((_, n)) = first(&object, &fields.prompt_tokens) {
+    if let Some((_, n)) = first(PROMPT_TOKENS) {
         out.prompt_tokens = number(n);
     }
-    if let Some((_, n)) = first(&object, &fields.completion_tokens) {
+    if let Some((_, n)) = first(COMPLETION_TOKENS) {
         out.completion_tokens = number(n);
     }
-    if let Some((_, status)) = first(&object, &fields.status) {
+    if let Some((_, status)) = first(STATUS) {
         out.status = Some(raw_text(status).into_owned());
     }
-    if let Some((key, id)) = first(&object, &fields.trace_id) {
+    if let Some((key, id)) = first(TRACE_ID) {
         out.trace_id = hex::<16>(id);
         used.push(key);
     }
-    if let Some((key, id)) = first(&object, &fields.span_id) {
+    if let Some((key, id)) = first(SPAN_ID) {
         out.span_id = hex::<8>(id);
         used.push(key);
     }

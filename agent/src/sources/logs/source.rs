@@ -20,7 +20,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, any_value};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
 use opentelemetry_proto::tonic::logs::v1::LogRecord as OtlpRecord;
 use prost::Message as _;
 use tally_schema::otlp::{self, string_attribute};
@@ -177,15 +177,17 @@ impl Batch {
 }
 
 impl Batch {
-    fn push(&mut self, file: &Followed, record: LogRecord) {
-        self.bytes += record.body.len() + 64;
+    /// Adds a file's records (one map lookup for all of them).
+    fn extend(&mut self, file: &Followed, records: Vec<LogRecord>) {
+        if records.is_empty() {
+            return;
+        }
+        self.bytes += records.iter().map(|r| r.body.len() + 64).sum::<usize>();
         match self.records.get_mut(&file.path) {
-            Some((_, records)) => records.push(record),
+            Some((_, kept)) => kept.extend(records),
             None => {
-                self.records.insert(
-                    file.path.clone(),
-                    (Arc::clone(&file.resource), vec![record]),
-                );
+                self.records
+                    .insert(file.path.clone(), (Arc::clone(&file.resource), records));
             }
         }
     }
@@ -471,6 +473,7 @@ impl Followed {
                 .or_insert((self.path.clone(), left, offset));
         }
         let mut any = false;
+        let mut records = Vec::with_capacity(lines.len());
         let mut metrics = metrics::lock(context.metrics);
         for line in lines {
             any = true;
@@ -533,7 +536,7 @@ impl Followed {
                     &record,
                     message.text.len(),
                 );
-                batch.push(self, record);
+                records.push(record);
             }
             if self.joiner.pending_bytes() == 0 {
                 let key = (line.file.dev, line.file.ino);
@@ -548,6 +551,8 @@ impl Followed {
                 }
             }
         }
+        drop(metrics);
+        batch.extend(self, records);
         any
     }
 }
@@ -556,12 +561,13 @@ impl Followed {
 fn otlp_record(record: LogRecord, observed_ns: u64) -> OtlpRecord {
     let mut attributes = Vec::with_capacity(record.attributes.len() + 4);
     attributes.push(string_attribute("log.iostream", record.stream));
-    attributes.extend(
-        record
-            .attributes
-            .into_iter()
-            .map(|(k, v)| string_attribute(&k, v)),
-    );
+    attributes.extend(record.attributes.into_iter().map(|(key, value)| KeyValue {
+        key,
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value)),
+        }),
+        ..Default::default()
+    }));
     if record.truncated_bytes > 0 {
         attributes.push(string_attribute(
             "tally.log.truncated_bytes",
@@ -800,10 +806,13 @@ pub async fn run(
                     gz_seen.insert((id.dev, id.ino));
                 }
                 batch.done.push((path.clone(), id, file.replaces.clone()));
-                for message in file.joiner.flush() {
-                    let record = record::record(&message, &settings.fields);
-                    batch.push(&file, record);
-                }
+                let records = file
+                    .joiner
+                    .flush()
+                    .iter()
+                    .map(|message| record::record(message, &settings.fields))
+                    .collect();
+                batch.extend(&file, records);
             }
         }
         if batch.records.is_empty() {

@@ -18,6 +18,7 @@ pub mod access;
 pub mod checkpoint;
 pub mod cri;
 pub mod docker;
+pub mod encode;
 pub mod gz;
 pub mod metrics;
 pub mod path;

@@ -208,9 +208,10 @@ pub mod severity {
     pub const FATAL: i32 = 21;
 }
 
-/// A log record, ready for OTLP.
+/// A log record, ready for OTLP; its text borrowed from the message
+/// where it can be (no copy until it is encoded).
 #[derive(Debug, Clone, PartialEq)]
-pub struct LogRecord {
+pub struct LogRecord<'a> {
     /// Seconds since the epoch, from the runtime's timestamp.
     pub time_seconds: f64,
     /// Stream the line came from.
@@ -218,12 +219,12 @@ pub struct LogRecord {
     /// OpenTelemetry severity number, 0 when unknown.
     pub severity_number: i32,
     /// Severity as written.
-    pub severity_text: String,
+    pub severity_text: Cow<'a, str>,
     /// The message (the whole line when it is not JSON or has no message
     /// key).
-    pub body: String,
+    pub body: Cow<'a, str>,
     /// The JSON object's other top-level fields, as text.
-    pub attributes: Vec<(String, String)>,
+    pub attributes: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     /// The line was a JSON object.
     pub structured: bool,
     /// The line was not UTF-8 (replaced characters).
@@ -233,20 +234,20 @@ pub struct LogRecord {
     /// Request latency, seconds.
     pub latency_seconds: Option<f64>,
     /// Model.
-    pub model: Option<String>,
+    pub model: Option<Cow<'a, str>>,
     /// Prompt tokens.
     pub prompt_tokens: Option<f64>,
     /// Generated tokens.
     pub completion_tokens: Option<f64>,
     /// Outcome as written.
-    pub status: Option<String>,
+    pub status: Option<Cow<'a, str>>,
     /// Trace id, 16 bytes.
     pub trace_id: Option<[u8; 16]>,
     /// Span id, 8 bytes.
     pub span_id: Option<[u8; 8]>,
 }
 
-impl LogRecord {
+impl LogRecord<'_> {
     /// An error by its severity (ERROR and above) or, without one, an HTTP
     /// status of 500 or more.
     pub fn is_error(&self) -> bool {
@@ -257,6 +258,35 @@ impl LogRecord {
             .as_deref()
             .and_then(|s| s.parse::<u16>().ok())
             .is_some_and(|code| code >= 500)
+    }
+}
+
+impl LogRecord<'_> {
+    /// The record with its text owned.
+    pub fn into_owned(self) -> LogRecord<'static> {
+        let own = |c: Cow<'_, str>| Cow::Owned(c.into_owned());
+        LogRecord {
+            severity_text: own(self.severity_text),
+            body: own(self.body),
+            attributes: self
+                .attributes
+                .into_iter()
+                .map(|(k, v)| (own(k), own(v)))
+                .collect(),
+            model: self.model.map(own),
+            status: self.status.map(own),
+            time_seconds: self.time_seconds,
+            stream: self.stream,
+            severity_number: self.severity_number,
+            structured: self.structured,
+            invalid_utf8: self.invalid_utf8,
+            truncated_bytes: self.truncated_bytes,
+            latency_seconds: self.latency_seconds,
+            prompt_tokens: self.prompt_tokens,
+            completion_tokens: self.completion_tokens,
+            trace_id: self.trace_id,
+            span_id: self.span_id,
+        }
     }
 }
 
@@ -313,7 +343,7 @@ impl<'de> Deserialize<'de> for Fields<'de> {
 
 /// A raw value as a string: a JSON string unescaped (borrowed when it
 /// can be), anything else as written.
-fn raw_text(value: &RawValue) -> Cow<'_, str> {
+fn raw_text<'a>(value: &'a RawValue) -> Cow<'a, str> {
     let raw = value.get();
     if raw.starts_with('"') {
         match serde_json::from_str::<Text<'_>>(raw) {
@@ -391,18 +421,29 @@ fn hex<const N: usize>(value: &RawValue) -> Option<[u8; N]> {
     out.iter().any(|b| *b != 0).then_some(out)
 }
 
-/// Turns a message into a record.
-pub fn record(message: &Message, fields: &FieldNames) -> LogRecord {
-    let (line, invalid_utf8) = match std::str::from_utf8(&message.text) {
-        Ok(text) => (Cow::Borrowed(text), false),
-        Err(_) => (String::from_utf8_lossy(&message.text), true),
-    };
+/// Turns a message into a record (borrowing its text).
+pub fn record<'a>(message: &'a Message, fields: &FieldNames) -> LogRecord<'a> {
+    match std::str::from_utf8(&message.text) {
+        Ok(line) => parse(line, message, fields, false),
+        Err(_) => {
+            let line = String::from_utf8_lossy(&message.text).into_owned();
+            parse(&line, message, fields, true).into_owned()
+        }
+    }
+}
+
+fn parse<'a>(
+    line: &'a str,
+    message: &Message,
+    fields: &FieldNames,
+    invalid_utf8: bool,
+) -> LogRecord<'a> {
     let mut out = LogRecord {
         time_seconds: crate::sources::pods::convert::parse_rfc3339(&message.time).unwrap_or(0.0),
         stream: message.stream.as_str(),
         severity_number: 0,
-        severity_text: String::new(),
-        body: String::new(),
+        severity_text: Cow::Borrowed(""),
+        body: Cow::Borrowed(""),
         attributes: Vec::new(),
         structured: false,
         invalid_utf8,
@@ -418,10 +459,10 @@ pub fn record(message: &Message, fields: &FieldNames) -> LogRecord {
     let object = line
         .trim_start()
         .starts_with('{')
-        .then(|| serde_json::from_str::<Fields<'_>>(&line).ok())
+        .then(|| serde_json::from_str::<Fields<'a>>(line).ok())
         .flatten();
     let Some(object) = object else {
-        if let Some(access) = super::access::parse_gin(&line) {
+        if let Some(access) = super::access::parse_gin(line) {
             // Gin's request line (Ollama): the request's outcome and
             // latency; its severity follows the status.
             out.severity_number = if access.status >= 500 {
@@ -429,15 +470,18 @@ pub fn record(message: &Message, fields: &FieldNames) -> LogRecord {
             } else {
                 severity::INFO
             };
-            out.status = Some(access.status.to_string());
+            out.status = Some(Cow::Owned(access.status.to_string()));
             out.latency_seconds = Some(access.latency_seconds);
             out.attributes = vec![
-                ("http.request.method".to_owned(), access.method),
-                ("url.path".to_owned(), access.path),
-                ("client.address".to_owned(), access.client),
+                (
+                    Cow::Borrowed("http.request.method"),
+                    Cow::Owned(access.method),
+                ),
+                (Cow::Borrowed("url.path"), Cow::Owned(access.path)),
+                (Cow::Borrowed("client.address"), Cow::Owned(access.client)),
             ];
         }
-        out.body = line.into_owned();
+        out.body = Cow::Borrowed(line);
         return out;
     };
     out.structured = true;
@@ -455,15 +499,15 @@ pub fn record(message: &Message, fields: &FieldNames) -> LogRecord {
     let mut used: Vec<usize> = Vec::new();
     if let Some((key, level)) = first(LEVEL) {
         out.severity_number = severity_of(level);
-        out.severity_text = raw_text(level).into_owned();
+        out.severity_text = raw_text(level);
         used.push(key);
     }
     match first(MESSAGE) {
         Some((key, message)) => {
-            out.body = raw_text(message).into_owned();
+            out.body = raw_text(message);
             used.push(key);
         }
-        None => out.body = line.clone().into_owned(),
+        None => out.body = Cow::Borrowed(line),
     }
     if let Some((key, ms)) = first(LATENCY_MS) {
         out.latency_seconds = number(ms).map(|v| v / 1000.0);
@@ -473,7 +517,7 @@ pub fn record(message: &Message, fields: &FieldNames) -> LogRecord {
         used.push(key);
     }
     if let Some((_, model)) = first(MODEL) {
-        out.model = Some(raw_text(model).into_owned());
+        out.model = Some(raw_text(model));
     }
     if let Some((_, n)) = first(PROMPT_TOKENS) {
         out.prompt_tokens = number(n);
@@ -482,7 +526,7 @@ pub fn record(message: &Message, fields: &FieldNames) -> LogRecord {
         out.completion_tokens = number(n);
     }
     if let Some((_, status)) = first(STATUS) {
-        out.status = Some(raw_text(status).into_owned());
+        out.status = Some(raw_text(status));
     }
     if let Some((key, id)) = first(TRACE_ID) {
         out.trace_id = hex::<16>(id);
@@ -497,7 +541,7 @@ pub fn record(message: &Message, fields: &FieldNames) -> LogRecord {
         .iter()
         .enumerate()
         .filter(|(i, _)| !used.contains(i))
-        .map(|(_, (k, v))| (k.clone().into_owned(), raw_text(v).into_owned()))
+        .map(|(_, (k, v))| (k.clone(), raw_text(v)))
         .collect();
     out
 }
@@ -506,6 +550,11 @@ pub fn record(message: &Message, fields: &FieldNames) -> LogRecord {
 mod tests {
     use super::*;
     use crate::sources::logs::cri::Stream;
+
+    /// A record that owns its text (the message is a temporary).
+    fn owned(message: Message, fields: &FieldNames) -> LogRecord<'static> {
+        record(&message, fields).into_owned()
+    }
 
     fn message(text: &str) -> Message {
         Message {
@@ -519,8 +568,8 @@ mod tests {
 
     #[test]
     fn json_lines_give_fields_and_attributes() {
-        let r = record(
-            &message(
+        let r = owned(
+            message(
                 r#"{"level":"warning","msg":"slow request","latency_ms":1250,"model":"qwen-7b","prompt_tokens":"512","completion_tokens":128,"status":200,"trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"00f067aa0ba902b7","route":"/v1/chat"}"#,
             ),
             &FieldNames::default(),
@@ -544,25 +593,25 @@ mod tests {
 
     #[test]
     fn text_lines_numbers_levels_and_errors() {
-        let plain = record(&message("GET /health 200"), &FieldNames::default());
+        let plain = owned(message("GET /health 200"), &FieldNames::default());
         assert!(!plain.structured);
         assert_eq!(plain.body, "GET /health 200");
-        let pino = record(
-            &message(r#"{"level":50,"msg":"boom"}"#),
+        let pino = owned(
+            message(r#"{"level":50,"msg":"boom"}"#),
             &FieldNames::default(),
         );
         assert_eq!(pino.severity_number, severity::ERROR);
         assert!(pino.is_error());
-        let status = record(&message(r#"{"status":503}"#), &FieldNames::default());
+        let status = owned(message(r#"{"status":503}"#), &FieldNames::default());
         assert!(status.is_error());
         assert_eq!(status.body, r#"{"status":503}"#, "no message key: the line");
-        let broken = record(
-            &message(r#"{"level":"info","msg": oops"#),
+        let broken = owned(
+            message(r#"{"level":"info","msg": oops"#),
             &FieldNames::default(),
         );
         assert!(!broken.structured, "invalid JSON stays text");
-        let bad_ids = record(
-            &message(r#"{"trace_id":"00000000000000000000000000000000","span_id":"xyz"}"#),
+        let bad_ids = owned(
+            message(r#"{"trace_id":"00000000000000000000000000000000","span_id":"xyz"}"#),
             &FieldNames::default(),
         );
         assert_eq!((bad_ids.trace_id, bad_ids.span_id), (None, None));
@@ -571,13 +620,18 @@ mod tests {
         let r = record(&invalid, &FieldNames::default());
         assert!(r.invalid_utf8);
         assert_eq!(r.body, "caf\u{fffd} au lait");
-        let escaped = record(
-            &message(r#"{"msg":"say \"hi\"","k\u0065y":"a\nb","n":1.50,"o":{"x":[1, 2]}}"#),
+        let escaped = owned(
+            message(r#"{"msg":"say \"hi\"","k\u0065y":"a\nb","n":1.50,"o":{"x":[1, 2]}}"#),
             &FieldNames::default(),
         );
         assert_eq!(escaped.body, "say \"hi\"");
+        let attributes: Vec<(String, String)> = escaped
+            .attributes
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         assert_eq!(
-            escaped.attributes,
+            attributes,
             [
                 ("key".to_owned(), "a\nb".to_owned()),
                 ("n".to_owned(), "1.50".to_owned()),
@@ -585,10 +639,10 @@ mod tests {
             ],
             "numbers and objects as written"
         );
-        let seconds = record(&message(r#"{"duration":0.25}"#), &FieldNames::default());
+        let seconds = owned(message(r#"{"duration":0.25}"#), &FieldNames::default());
         assert_eq!(seconds.latency_seconds, Some(0.25));
-        let ollama = record(
-            &message(
+        let ollama = owned(
+            message(
                 r#"[GIN] 2026/12/01 - 16:15:00 | 503 |     1.5s |  127.0.0.1 | POST  "/api/chat""#,
             ),
             &FieldNames::default(),

@@ -20,21 +20,18 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
-use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, any_value};
-use opentelemetry_proto::tonic::logs::v1::LogRecord as OtlpRecord;
-use prost::Message as _;
-use tally_schema::otlp::{self, string_attribute};
 use tokio::sync::watch;
 
 use tally_schema::identity::ContainerIdentity;
 
 use super::checkpoint::Checkpoints;
 use super::cri::{self, FormatError, Piece, Stream};
+use super::encode;
 use super::gz::{self, GzTail};
 use super::metrics::{self, SharedLogMetrics};
 use super::path::{self as pod_path, PodLogPath, Rotation};
 use super::reassemble::{Message, Reassembler};
-use super::record::{self, FieldNames, LogRecord};
+use super::record::{self, FieldNames};
 use super::tail::{self, Events, FileId, Tailer};
 use super::watch::Watcher;
 use crate::sources::pods::model::SharedPodStore;
@@ -143,7 +140,8 @@ struct Followed {
 /// checkpoint goes once it is acknowledged.
 #[derive(Default)]
 struct Batch {
-    records: BTreeMap<PathBuf, (Resource, Vec<LogRecord>)>,
+    /// Per file: its resource and its records, already encoded.
+    records: BTreeMap<PathBuf, (Resource, Vec<u8>)>,
     /// By file identity: an old file read to its end after a rotation and
     /// the new one each get theirs.
     commits: BTreeMap<(u64, u64), (PathBuf, FileId, u64)>,
@@ -177,14 +175,14 @@ impl Batch {
 }
 
 impl Batch {
-    /// Adds a file's records (one map lookup for all of them).
-    fn extend(&mut self, file: &Followed, records: Vec<LogRecord>) {
+    /// Adds a file's encoded records (one map lookup for all of them).
+    fn extend(&mut self, file: &Followed, records: Vec<u8>) {
         if records.is_empty() {
             return;
         }
-        self.bytes += records.iter().map(|r| r.body.len() + 64).sum::<usize>();
+        self.bytes += records.len();
         match self.records.get_mut(&file.path) {
-            Some((_, kept)) => kept.extend(records),
+            Some((_, kept)) => kept.extend_from_slice(&records),
             None => {
                 self.records
                     .insert(file.path.clone(), (Arc::clone(&file.resource), records));
@@ -228,6 +226,8 @@ struct ReadContext<'a> {
     health: &'a SourceHealth,
     metrics: &'a SharedLogMetrics,
     limiter: &'a mut RateLimiter,
+    /// Reused by the record encoder.
+    scratch: Vec<u8>,
 }
 
 fn now_seconds() -> f64 {
@@ -473,7 +473,8 @@ impl Followed {
                 .or_insert((self.path.clone(), left, offset));
         }
         let mut any = false;
-        let mut records = Vec::with_capacity(lines.len());
+        let mut records = Vec::new();
+        let observed_ns = (now_seconds() * 1e9) as u64;
         let mut metrics = metrics::lock(context.metrics);
         for line in lines {
             any = true;
@@ -536,7 +537,7 @@ impl Followed {
                     &record,
                     message.text.len(),
                 );
-                records.push(record);
+                encode::put_record(&record, observed_ns, &mut context.scratch, &mut records);
             }
             if self.joiner.pending_bytes() == 0 {
                 let key = (line.file.dev, line.file.ino);
@@ -557,93 +558,12 @@ impl Followed {
     }
 }
 
-/// A record as OTLP, its strings moved, not copied.
-fn otlp_record(record: LogRecord, observed_ns: u64) -> OtlpRecord {
-    let mut attributes = Vec::with_capacity(record.attributes.len() + 4);
-    attributes.push(string_attribute("log.iostream", record.stream));
-    attributes.extend(record.attributes.into_iter().map(|(key, value)| KeyValue {
-        key,
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value)),
-        }),
-        ..Default::default()
-    }));
-    if record.truncated_bytes > 0 {
-        attributes.push(string_attribute(
-            "tally.log.truncated_bytes",
-            record.truncated_bytes.to_string(),
-        ));
-    }
-    for (key, value) in [
-        ("gen_ai.request.model", record.model),
-        ("tally.log.status", record.status),
-    ] {
-        if let Some(value) = value {
-            attributes.push(string_attribute(key, value));
-        }
-    }
-    OtlpRecord {
-        time_unix_nano: (record.time_seconds * 1e9) as u64,
-        observed_time_unix_nano: observed_ns,
-        severity_number: record.severity_number,
-        severity_text: record.severity_text,
-        body: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(record.body)),
-        }),
-        attributes,
-        trace_id: record.trace_id.map(|t| t.to_vec()).unwrap_or_default(),
-        span_id: record.span_id.map(|s| s.to_vec()).unwrap_or_default(),
-        ..Default::default()
-    }
-}
-
-/// A length-delimited field's bytes: key, length, body.
-fn delimited_len(tag: u32, body: usize) -> usize {
-    prost::encoding::key_len(tag) + prost::encoding::encoded_len_varint(body as u64) + body
-}
-
-fn put_delimited_header(tag: u32, body: usize, out: &mut Vec<u8>) {
-    prost::encoding::encode_key(tag, prost::encoding::WireType::LengthDelimited, out);
-    prost::encoding::encode_varint(body as u64, out);
-}
-
-/// The batch's records as an `ExportLogsServiceRequest` (one resource
-/// per file), gzipped. Encoded by hand at the outer levels: prost's
-/// `encode_to_vec` computes each nested message's length once per level
-/// above it, so a record's length was computed four times; here each
-/// record is encoded once and the outer lengths are sums.
+/// The batch as an `ExportLogsServiceRequest` (one resource per file),
+/// gzipped; the records were encoded as they were read.
 fn encode(batch: &mut Batch) -> std::io::Result<Vec<u8>> {
-    let observed_ns = (now_seconds() * 1e9) as u64;
-    let scope = InstrumentationScope {
-        name: otlp::AGENT_SCOPE.to_owned(),
-        ..Default::default()
-    }
-    .encode_to_vec();
-    let mut body = Vec::new();
-    let mut records_bytes = Vec::new();
+    let mut body = Vec::with_capacity(batch.bytes + 4096);
     for (_, (resource, records)) in std::mem::take(&mut batch.records) {
-        records_bytes.clear();
-        for record in records {
-            // ScopeLogs.log_records = 2
-            prost::encoding::message::encode(
-                2,
-                &otlp_record(record, observed_ns),
-                &mut records_bytes,
-            );
-        }
-        let resource = otlp::resource(resource.as_ref().clone()).encode_to_vec();
-        // ScopeLogs: scope = 1, log_records = 2.
-        let scope_logs = delimited_len(1, scope.len()) + records_bytes.len();
-        // ResourceLogs: resource = 1, scope_logs = 2.
-        let resource_logs = delimited_len(1, resource.len()) + delimited_len(2, scope_logs);
-        // ExportLogsServiceRequest.resource_logs = 1
-        put_delimited_header(1, resource_logs, &mut body);
-        put_delimited_header(1, resource.len(), &mut body);
-        body.extend_from_slice(&resource);
-        put_delimited_header(2, scope_logs, &mut body);
-        put_delimited_header(1, scope.len(), &mut body);
-        body.extend_from_slice(&scope);
-        body.extend_from_slice(&records_bytes);
+        encode::put_resource_logs(&resource, &records, &mut body);
     }
     let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
     encoder.write_all(&body)?;
@@ -787,6 +707,7 @@ pub async fn run(
             health: &health,
             metrics: &settings.metrics,
             limiter: &mut limiter,
+            scratch: Vec::new(),
         };
         for (path, file) in followed.iter_mut() {
             while batch.bytes < settings.batch_bytes && file.read(budget, &mut context, &mut batch)
@@ -806,12 +727,12 @@ pub async fn run(
                     gz_seen.insert((id.dev, id.ino));
                 }
                 batch.done.push((path.clone(), id, file.replaces.clone()));
-                let records = file
-                    .joiner
-                    .flush()
-                    .iter()
-                    .map(|message| record::record(message, &settings.fields))
-                    .collect();
+                let observed_ns = (now_seconds() * 1e9) as u64;
+                let (mut scratch, mut records) = (Vec::new(), Vec::new());
+                for message in file.joiner.flush() {
+                    let record = record::record(&message, &settings.fields);
+                    encode::put_record(&record, observed_ns, &mut scratch, &mut records);
+                }
                 batch.extend(&file, records);
             }
         }
@@ -1071,6 +992,9 @@ fn open_compressed(
 mod tests {
     use super::*;
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value;
+    use prost::Message as _;
+    use tally_schema::otlp;
 
     #[test]
     fn the_hand_framed_request_decodes_as_otlp() {
@@ -1085,16 +1009,13 @@ mod tests {
         let fields = FieldNames::default();
         for (path, count) in [("/a/0.log", 3), ("/b/0.log", 200)] {
             let resource: Resource = Arc::new(vec![("k8s.pod.name", path.to_owned())]);
-            let records = (0..count)
-                .map(|i| {
-                    record::record(
-                        &message(&format!(
-                            r#"{{"level":"info","msg":"m{i}","seq":{i},"model":"q"}}"#
-                        )),
-                        &fields,
-                    )
-                })
-                .collect();
+            let (mut scratch, mut records) = (Vec::new(), Vec::new());
+            for i in 0..count {
+                let text = format!(r#"{{"level":"info","msg":"m{i}","seq":{i},"model":"q"}}"#);
+                let message = message(&text);
+                let record = record::record(&message, &fields);
+                encode::put_record(&record, 1, &mut scratch, &mut records);
+            }
             batch
                 .records
                 .insert(PathBuf::from(path), (resource, records));

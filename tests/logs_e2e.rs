@@ -214,6 +214,17 @@ fn every_line_arrives_once_through_rotation_and_a_crash() {
             .unwrap_or(0.0)
     };
     assert!(source_errors("time") >= 1.0, "{page}");
+    let text_lines = page
+        .lines()
+        .find(|l| {
+            l.starts_with("tally_container_log_text_lines_total{") && l.contains("pod=\"chat-0\"")
+        })
+        .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok());
+    assert_eq!(
+        text_lines,
+        Some(2.0),
+        "the garbage and the Latin-1 line: {page}"
+    );
     assert!(source_errors("invalid_utf8") >= 1.0, "{page}");
     // The API's filters.
     let count = |query: &str| -> usize {

@@ -960,6 +960,14 @@ def!(
     "Log messages the container wrote, by severity (trace, debug, info, warn, error, fatal, unknown; from the message's level field, else unknown)."
 );
 def!(
+    CONTAINER_LOG_TEXT_LINES,
+    "tally_container_log_text_lines",
+    Counter,
+    None,
+    C,
+    "Log messages of the container that were not JSON objects, kept as text records (no fields read from them, except Gin's request lines)."
+);
+def!(
     CONTAINER_LOG_RATE_LIMITED,
     "tally_container_log_rate_limited_lines",
     Counter,
@@ -1396,6 +1404,7 @@ pub const CATALOG: &[MetricDef] = &[
     CONTAINER_LOG_LINES,
     CONTAINER_LOG_BYTES,
     CONTAINER_LOG_TOKENS,
+    CONTAINER_LOG_TEXT_LINES,
     CONTAINER_LOG_RATE_LIMITED,
     CONTAINER_LOG_REQUEST_TOKENS,
     CONTAINER_LOG_LATENCY,

@@ -34,6 +34,7 @@ struct ContainerLogs {
     prompt_tokens: f64,
     completion_tokens: f64,
     rate_limited: f64,
+    text_lines: f64,
     latency: ExpHistogram,
     prompt_distribution: ExpHistogram,
     completion_distribution: ExpHistogram,
@@ -120,6 +121,9 @@ impl LogMetrics {
 }
 
 fn count(entry: &mut ContainerLogs, record: &LogRecord, bytes: usize) {
+    if !record.structured {
+        entry.text_lines += 1.0;
+    }
     let severity = severity_label(record.severity_number);
     *entry.lines.entry(severity).or_insert(0.0) += 1.0;
     *entry.bytes.entry(severity).or_insert(0.0) += bytes as f64;
@@ -154,6 +158,13 @@ impl LogMetrics {
                             value: *value,
                         });
                     }
+                }
+                if c.text_lines > 0.0 {
+                    points.push(GpuPoint {
+                        def: &catalog::CONTAINER_LOG_TEXT_LINES,
+                        attributes: Vec::new(),
+                        value: c.text_lines,
+                    });
                 }
                 if c.rate_limited > 0.0 {
                     points.push(GpuPoint {
@@ -272,6 +283,12 @@ mod tests {
             value("tally_container_log_reported_tokens_total", "prompt"),
             Some(10.0)
         );
+        let text = metrics.points()[0]
+            .points
+            .iter()
+            .find(|p| p.def.full_name() == "tally_container_log_text_lines_total")
+            .map(|p| p.value);
+        assert_eq!(text, Some(1.0), "the one plain-text message");
         metrics.rate_limited(&container_key(&identity), &identity, 7);
         let limited = metrics.points()[0]
             .points

@@ -179,28 +179,7 @@ pub struct ServingConfig {
     #[serde(default = "default_scrape_max_bytes")]
     pub max_bytes: u64,
 }
-
-/// A list of strings, or one string of comma-separated ones (how the
-/// environment writes a list).
-pub(crate) fn text_list<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum ListOrText {
-        List(Vec<String>),
-        Text(String),
-    }
-    Ok(match ListOrText::deserialize(deserializer)? {
-        ListOrText::List(list) => list,
-        ListOrText::Text(text) => text
-            .split(',')
-            .map(str::trim)
-            .filter(|url| !url.is_empty())
-            .map(str::to_owned)
-            .collect(),
-    })
-}
+pub(crate) use tally_config::text_list;
 
 impl Default for ServingConfig {
     fn default() -> Self {

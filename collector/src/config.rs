@@ -50,7 +50,7 @@ pub struct CollectorConfig {
     /// environment a comma-separated list).
     #[serde(
         default = "default_logs_forward_headers",
-        deserialize_with = "text_list"
+        deserialize_with = "tally_config::text_list"
     )]
     pub logs_forward_headers: Vec<String>,
     /// File holding a bearer token sent to the forward endpoint.
@@ -134,25 +134,6 @@ fn default_logs_forward_queue_bytes() -> usize {
     64 << 20
 }
 
-/// A list of strings, or one string of comma-separated ones (how the
-/// environment writes a list).
-fn text_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum ListOrText {
-        List(Vec<String>),
-        Text(String),
-    }
-    Ok(match ListOrText::deserialize(deserializer)? {
-        ListOrText::List(list) => list,
-        ListOrText::Text(text) => text
-            .split(',')
-            .map(str::trim)
-            .filter(|item| !item.is_empty())
-            .map(str::to_owned)
-            .collect(),
-    })
-}
 fn default_raw_window() -> Duration {
     Duration::from_secs(6 * 3600)
 }

@@ -218,6 +218,30 @@ fn set_path(tree: &mut Value, path: &[String], value: Value) {
     }
 }
 
+/// A list of strings, or one string of comma-separated ones (how the
+/// environment writes a list): for `deserialize_with`.
+pub fn text_list<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<String>, D::Error> {
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum ListOrText {
+        List(Vec<String>),
+        Text(String),
+    }
+    Ok(
+        match <ListOrText as serde::Deserialize>::deserialize(deserializer)? {
+            ListOrText::List(list) => list,
+            ListOrText::Text(text) => text
+                .split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(str::to_owned)
+                .collect(),
+        },
+    )
+}
+
 /// Durations as humane text: `500ms`, `1s`, `2m`, `1h`, `14d`.
 pub mod duration_text {
     use serde::{Deserialize, Deserializer, Serializer};

@@ -44,6 +44,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use super::LogRecord;
+use super::tier::{Reader, put_prefixed, put_varint};
 use super::wal::WalPosition;
 
 const MAGIC: u32 = 0x544c_4f47; // "TLOG"
@@ -215,35 +216,7 @@ fn segment_name(seq: u64) -> String {
 }
 
 fn list(dir: &Path) -> Result<Vec<(u64, PathBuf)>, LogSegmentError> {
-    let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
-        let entry = entry.map_err(io_error(dir))?;
-        let name = entry.file_name();
-        let Some(seq) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("logs-"))
-            .and_then(|n| n.strip_suffix(".seg"))
-            .and_then(|n| n.parse::<u64>().ok())
-        else {
-            continue;
-        };
-        found.push((seq, entry.path()));
-    }
-    found.sort();
-    Ok(found)
-}
-
-fn put_varint(out: &mut Vec<u8>, mut value: u64) {
-    while value >= 0x80 {
-        out.push((value as u8) | 0x80);
-        value >>= 7;
-    }
-    out.push(value as u8);
-}
-
-fn put_text(out: &mut Vec<u8>, text: &str) {
-    put_varint(out, text.len() as u64);
-    out.extend_from_slice(text.as_bytes());
+    super::wal::numbered_files(dir, "logs-", ".seg").map_err(io_error(dir))
 }
 
 /// Encodes one frame of `records`.
@@ -264,12 +237,12 @@ fn encode_frame(records: &[LogRecord], at: WalPosition) -> Vec<u8> {
     body.extend_from_slice(&max.to_le_bytes());
     for record in records {
         put_varint(&mut body, record.time_ns);
-        put_text(&mut body, &record.severity);
-        put_text(&mut body, &record.body);
+        put_prefixed(&mut body, record.severity.as_bytes());
+        put_prefixed(&mut body, record.body.as_bytes());
         put_varint(&mut body, record.attributes.len() as u64);
         for (key, value) in &record.attributes {
-            put_text(&mut body, key);
-            put_text(&mut body, value);
+            put_prefixed(&mut body, key.as_bytes());
+            put_prefixed(&mut body, value.as_bytes());
         }
     }
     let mut frame = Vec::with_capacity(FRAME_HEADER + body.len());
@@ -323,61 +296,37 @@ fn parse_frame(bytes: &[u8]) -> Option<(&[u8], usize)> {
     (crc32fast::hash(body) == le_u32(bytes, 8)?).then_some((body, FRAME_HEADER + len))
 }
 
-struct Reader<'a> {
-    bytes: &'a [u8],
-    at: usize,
+/// A varint-prefixed UTF-8 string.
+fn read_text(reader: &mut Reader<'_>) -> Option<String> {
+    String::from_utf8(reader.prefixed()?.to_vec()).ok()
 }
 
-impl Reader<'_> {
-    fn varint(&mut self) -> Option<u64> {
-        let mut value = 0u64;
-        for shift in (0..64).step_by(7) {
-            let byte = *self.bytes.get(self.at)?;
-            self.at += 1;
-            value |= u64::from(byte & 0x7f) << shift;
-            if byte & 0x80 == 0 {
-                return Some(value);
-            }
-        }
-        None
+/// One record as [`encode_frame`] writes it.
+fn read_record(reader: &mut Reader<'_>) -> Option<LogRecord> {
+    let time_ns = reader.varint()?;
+    let severity = read_text(reader)?;
+    let body = read_text(reader)?;
+    let pairs = reader.varint()?;
+    let mut attributes = Vec::new();
+    for _ in 0..pairs {
+        attributes.push((read_text(reader)?, read_text(reader)?));
     }
-
-    fn text(&mut self) -> Option<String> {
-        let len = usize::try_from(self.varint()?).ok()?;
-        let bytes = self.bytes.get(self.at..self.at.checked_add(len)?)?;
-        self.at += len;
-        String::from_utf8(bytes.to_vec()).ok()
-    }
-
-    fn record(&mut self) -> Option<LogRecord> {
-        let time_ns = self.varint()?;
-        let severity = self.text()?;
-        let body = self.text()?;
-        let pairs = self.varint()?;
-        let mut attributes = Vec::new();
-        for _ in 0..pairs {
-            attributes.push((self.text()?, self.text()?));
-        }
-        Some(LogRecord {
-            time_ns,
-            severity,
-            body,
-            attributes,
-        })
-    }
+    Some(LogRecord {
+        time_ns,
+        severity,
+        body,
+        attributes,
+    })
 }
 
 /// The records of a frame's body, in order; `None` if it does not decode
 /// (it passed its checksum, so only a bug or a foreign file does that).
 fn decode_records(body: &[u8]) -> Option<Vec<LogRecord>> {
     let info = frame_info(body)?;
-    let mut reader = Reader {
-        bytes: body,
-        at: BODY_HEADER,
-    };
+    let mut reader = Reader::new(body.get(BODY_HEADER..)?);
     let mut records = Vec::with_capacity(info.records as usize);
     for _ in 0..info.records {
-        records.push(reader.record()?);
+        records.push(read_record(&mut reader)?);
     }
     Some(records)
 }

@@ -86,14 +86,23 @@ fn segment_name(seq: u64) -> String {
 }
 
 fn segments(dir: &Path) -> Result<Vec<(u64, PathBuf)>, WalError> {
+    numbered_files(dir, "wal-", ".log").map_err(io_error(dir))
+}
+
+/// The files of `dir` named `<prefix><number><suffix>`, by number.
+pub(crate) fn numbered_files(
+    dir: &Path,
+    prefix: &str,
+    suffix: &str,
+) -> std::io::Result<Vec<(u64, PathBuf)>> {
     let mut found = Vec::new();
-    for entry in std::fs::read_dir(dir).map_err(io_error(dir))? {
-        let entry = entry.map_err(io_error(dir))?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
         let name = entry.file_name();
         let Some(seq) = name
             .to_str()
-            .and_then(|n| n.strip_prefix("wal-"))
-            .and_then(|n| n.strip_suffix(".log"))
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|n| n.strip_suffix(suffix))
             .and_then(|n| n.parse::<u64>().ok())
         else {
             continue;

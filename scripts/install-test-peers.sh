@@ -4,7 +4,9 @@
 #   prometheus-node-exporter (the overhead baseline in the agent bench),
 #   python3 (the live cgroup tests run real python processes in cgroups),
 #   curl and bc (the agent bench script; curl is also the HTTPS client of
-#   the collector TLS test), openssl (makes that test's certificates).
+#   the collector TLS test), openssl (makes that test's certificates),
+#   iproute2 and nftables (the egress suite builds network namespaces and
+#   switches connection tracking on in them, as kube-proxy's rules do).
 # Debian packages only; needs root. Safe to run repeatedly.
 set -euo pipefail
 
@@ -16,6 +18,8 @@ command -v python3 >/dev/null || need+=(python3 python3-venv)
 command -v curl >/dev/null || need+=(curl)
 command -v bc >/dev/null || need+=(bc)
 command -v openssl >/dev/null || need+=(openssl)
+command -v ip >/dev/null || [ -x /usr/sbin/ip ] || need+=(iproute2)
+command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
 
 # Python peers from PyPI, in a venv of the project's own: the real
 # OpenTelemetry SDK (an OTLP/HTTP client of the collector), schemathesis

@@ -100,6 +100,8 @@ fn main() {
         gpu: Default::default(),
         serving: Default::default(),
         logs: Vec::new(),
+        egress: Vec::new(),
+        egress_status: Vec::new(),
     });
     let registry = exposition::registry(shared);
     let page = exposition::render(&registry, Format::OpenMetrics).unwrap_or_default();

@@ -58,6 +58,9 @@ pub struct AgentConfig {
     /// Container log files.
     #[serde(default)]
     pub logs: LogsConfig,
+    /// Bytes per pod by destination, from connection tracking.
+    #[serde(default)]
+    pub egress: EgressConfig,
     /// Disk spool for batches the collector has not acknowledged.
     #[serde(default)]
     pub spool: SpoolConfig,
@@ -191,6 +194,85 @@ impl Default for ServingConfig {
             max_bytes: default_scrape_max_bytes(),
         }
     }
+}
+
+/// Egress measurement from the kernel's connection tracking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressConfig {
+    /// Measure bytes per pod by destination.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Time between table reads (ended connections are counted from
+    /// DESTROY events in between).
+    #[serde(default = "default_egress_interval", with = "duration_text")]
+    pub interval: Duration,
+    /// `auto` (netlink, else procfs), `netlink` or `procfs`.
+    #[serde(default = "default_egress_reader")]
+    pub reader: crate::sources::egress::Reader,
+    /// Network namespace whose table is read (`/proc/1/ns/net` for the
+    /// host's when the agent is not on the host network); the agent's own
+    /// when unset.
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
+    /// Switch `net.netfilter.nf_conntrack_acct` on when it is off.
+    #[serde(default = "default_true")]
+    pub enable_accounting: bool,
+    /// This node's zone when the pod watch does not give it.
+    #[serde(default)]
+    pub zone: String,
+    /// This node's region when the pod watch does not give it.
+    #[serde(default)]
+    pub region: String,
+    /// Subnets and their zones: `CIDR=ZONE` (a zone of the node's region)
+    /// or `CIDR=REGION/ZONE`.
+    #[serde(default, deserialize_with = "text_list")]
+    pub subnets: Vec<String>,
+    /// Named service ranges: `CIDR=NAME` (class `service`).
+    #[serde(default, deserialize_with = "text_list")]
+    pub services: Vec<String>,
+    /// Class overrides, checked first: `CIDR=CLASS`.
+    #[serde(default, deserialize_with = "text_list")]
+    pub direct: Vec<String>,
+    /// How often the cluster's pods and nodes are fetched from the
+    /// collector (`/api/v1/topology`).
+    #[serde(default = "default_egress_topology_interval", with = "duration_text")]
+    pub topology_interval: Duration,
+}
+
+impl Default for EgressConfig {
+    fn default() -> Self {
+        Self {
+            enabled: default_true(),
+            interval: default_egress_interval(),
+            reader: default_egress_reader(),
+            netns: None,
+            enable_accounting: default_true(),
+            zone: String::new(),
+            region: String::new(),
+            subnets: Vec::new(),
+            services: Vec::new(),
+            direct: Vec::new(),
+            topology_interval: default_egress_topology_interval(),
+        }
+    }
+}
+
+impl EgressConfig {
+    /// The destination maps.
+    pub fn rules(&self) -> Result<crate::sources::egress::classify::Rules, String> {
+        crate::sources::egress::classify::Rules::parse(&self.direct, &self.services, &self.subnets)
+    }
+}
+
+fn default_egress_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_egress_reader() -> crate::sources::egress::Reader {
+    crate::sources::egress::Reader::Auto
+}
+fn default_egress_topology_interval() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// Container log files followed and shipped over OTLP (`/v1/logs`).
@@ -452,6 +534,7 @@ impl Default for AgentConfig {
             gpu: GpuConfig::default(),
             serving: ServingConfig::default(),
             logs: LogsConfig::default(),
+            egress: EgressConfig::default(),
             spool: SpoolConfig::default(),
             export: ExportConfig::default(),
             log: LogConfig::default(),
@@ -640,6 +723,20 @@ impl AgentConfig {
                 reason: "must be at least 10s",
             });
         }
+        if self.egress.interval < Duration::from_secs(1) {
+            return Err(ConfigError::Value {
+                key: "egress.interval",
+                value: duration_text::format(self.egress.interval),
+                reason: "must be at least 1s",
+            });
+        }
+        if let Err(value) = self.egress.rules() {
+            return Err(ConfigError::Value {
+                key: "egress.subnets/services/direct",
+                value,
+                reason: "expected CIDR=ZONE or CIDR=REGION/ZONE (subnets), CIDR=NAME (services), CIDR=CLASS (direct)",
+            });
+        }
         if self.spool.max_bytes < 1024 * 1024 {
             return Err(ConfigError::Value {
                 key: "spool.max_bytes",
@@ -754,6 +851,50 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     (
         "serving.max_bytes",
         "Pages larger than this are refused and counted (body_too_large).",
+    ),
+    (
+        "egress.enabled",
+        "Measure bytes per pod by destination class from the kernel's connection tracking (needs CAP_NET_ADMIN in the network namespace read; no privileged container).",
+    ),
+    (
+        "egress.interval",
+        "Time between table reads; connections that end in between are counted from their DESTROY events (netlink reader).",
+    ),
+    (
+        "egress.reader",
+        "auto (ctnetlink dumps and DESTROY events, else /proc/net/nf_conntrack), netlink or procfs (no events: connections shorter than the interval are missed).",
+    ),
+    (
+        "egress.netns",
+        "Network namespace whose table is read, e.g. /proc/1/ns/net for the host's when the agent is not on the host network (needs CAP_SYS_ADMIN to enter); the agent's own when unset.",
+    ),
+    (
+        "egress.enable_accounting",
+        "Switch net.netfilter.nf_conntrack_acct on when it is off (connections opened before have no counters and are reported as uncounted); when off and not allowed, no byte figures are reported.",
+    ),
+    (
+        "egress.zone",
+        "This node's zone when the pod watch does not give it (topology.kubernetes.io/zone).",
+    ),
+    (
+        "egress.region",
+        "This node's region when the pod watch does not give it (topology.kubernetes.io/region).",
+    ),
+    (
+        "egress.subnets",
+        "Subnets and their zones, CIDR=ZONE (a zone of the node's region) or CIDR=REGION/ZONE, comma-separated in the environment; a private address no map places is private_unmapped, never assumed in-zone.",
+    ),
+    (
+        "egress.services",
+        "Named service ranges, CIDR=NAME (e.g. an S3 prefix =s3, a VPC endpoint's addresses), class service with destination_service NAME.",
+    ),
+    (
+        "egress.direct",
+        "Class overrides checked before anything else, CIDR=CLASS (same_node, same_zone, cross_zone, cross_region, internet, service, private_unmapped).",
+    ),
+    (
+        "egress.topology_interval",
+        "How often the cluster's pods and nodes (address, zone, region, workload) are fetched from the collector's /api/v1/topology to place in-cluster destinations.",
     ),
     (
         "logs.enabled",

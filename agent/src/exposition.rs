@@ -649,7 +649,24 @@ impl Collector for SnapshotCollector {
         point_families(e, node, &scrapes, &models)?;
 
         // === Container logs ===
-        point_families(e, node, &[], &snapshot.logs)
+        point_families(e, node, &[], &snapshot.logs)?;
+
+        // === Pod network by destination ===
+        for (def, transmit) in [
+            (&catalog::POD_NETWORK_TRANSMIT, true),
+            (&catalog::POD_NETWORK_RECEIVE, false),
+        ] {
+            let rows = snapshot.egress.iter().map(|t| {
+                let value = if transmit {
+                    t.transmit_bytes
+                } else {
+                    t.receive_bytes
+                };
+                (t.labels(node), value as f64)
+            });
+            family(e, def, rows)?;
+        }
+        point_families(e, node, &snapshot.egress_status, &[])
     }
 }
 

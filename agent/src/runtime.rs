@@ -20,6 +20,7 @@ use crate::exposition::{self, Format};
 use crate::server;
 use crate::snapshot::{ContainerSnapshot, ExportTelemetry, Shared, Snapshot, resolve_identity};
 use crate::sources::cgroups::CgroupSource;
+use crate::sources::egress::{self, EgressSettings, SharedEgress, SharedRemote};
 use crate::sources::gpu::{BackendChoice, GpuSource};
 use crate::sources::host::HostSource;
 use crate::sources::logs::metrics::SharedLogMetrics;
@@ -69,6 +70,7 @@ struct Sampler {
     gpu: GpuSource,
     serving: SharedServingState,
     logs: SharedLogMetrics,
+    egress: SharedEgress,
     exporter: Option<Exporter>,
     process_start: SystemTime,
     last_export: SystemTime,
@@ -130,6 +132,7 @@ impl Sampler {
             gpu,
             serving: SharedServingState::default(),
             logs: SharedLogMetrics::default(),
+            egress: SharedEgress::default(),
             exporter: None,
             process_start: now,
             last_export: now,
@@ -190,6 +193,11 @@ impl Sampler {
         snapshot.gpu = self.gpu.snapshot().clone();
         snapshot.serving = serving::lock(&self.serving).snapshot();
         snapshot.logs = logs::metrics::lock(&self.logs).points();
+        {
+            let egress = egress::lock(&self.egress);
+            snapshot.egress = egress.traffic().to_vec();
+            snapshot.egress_status = egress.points();
+        }
         if let Some(cgroups) = &self.cgroups {
             snapshot.cgroups_by_runtime = cgroups.discovered_by_runtime().clone();
             snapshot.containers = cgroups
@@ -293,6 +301,7 @@ struct Health {
     gpu: Arc<SourceHealth>,
     serving: Arc<SourceHealth>,
     logs: Arc<SourceHealth>,
+    egress: Arc<SourceHealth>,
     otlp: Arc<SourceHealth>,
 }
 
@@ -306,6 +315,7 @@ impl Health {
             gpu: SourceHealth::new("gpu"),
             serving: SourceHealth::new("serving"),
             logs: SourceHealth::new("logs"),
+            egress: SourceHealth::new("egress"),
             otlp: SourceHealth::new("otlp"),
         }
     }
@@ -393,6 +403,9 @@ pub async fn run(
             }
         }
     }
+    if config.egress.enabled {
+        sources.push(Arc::clone(&health.egress));
+    }
     if config.collector.is_some() {
         sources.push(Arc::clone(&health.otlp));
         if config.logs.enabled {
@@ -453,6 +466,36 @@ pub async fn run(
         Arc::clone(&health.serving),
         shutdown.clone(),
     ));
+    let egress_stop = Arc::new(AtomicBool::new(false));
+    let mut egress_thread = None;
+    let remote = SharedRemote::default();
+    if config.egress.enabled {
+        let rules = config.egress.rules().unwrap_or_default();
+        let settings = EgressSettings {
+            interval: config.egress.interval,
+            reader: config.egress.reader,
+            netns: config.egress.netns.clone(),
+            enable_accounting: config.egress.enable_accounting,
+            kernel: egress::kernel::KernelPaths::under(std::path::Path::new("/proc")),
+            rules,
+            node_name: node_name.clone(),
+            pods: has_pods.then(|| Arc::clone(&pods)),
+            remote: Arc::clone(&remote),
+            place: egress::classify::Place {
+                region: Arc::from(config.egress.region.as_str()),
+                zone: Arc::from(config.egress.zone.as_str()),
+            },
+        };
+        match egress::spawn(
+            settings,
+            Arc::clone(&sampler.egress),
+            Arc::clone(&health.egress),
+            Arc::clone(&egress_stop),
+        ) {
+            Ok(handle) => egress_thread = Some(handle),
+            Err(error) => health.egress.error("thread", &error),
+        }
+    }
     let mut sender_task = None;
     if let Some(collector) = &config.collector {
         let spool = Arc::new(Mutex::new(Spool::open(
@@ -482,6 +525,21 @@ pub async fn run(
             ..SenderConfig::new(collector.clone())
         };
         tracing::info!(collector = %collector, spool = %config.spool.dir.display(), "exporting OTLP");
+        if config.egress.enabled {
+            match sender_config.client() {
+                Ok(client) => {
+                    tokio::spawn(egress::topology::run(
+                        client,
+                        format!("{}/api/v1/topology", collector.trim_end_matches('/')),
+                        config.egress.topology_interval,
+                        Arc::clone(&remote),
+                        Arc::clone(&health.egress),
+                        shutdown.clone(),
+                    ));
+                }
+                Err(error) => health.egress.error("client", &error),
+            }
+        }
         if config.logs.enabled {
             match sender_config.client() {
                 Ok(client) => {
@@ -542,6 +600,10 @@ pub async fn run(
     tracing::info!("shutting down");
     let _ = stop_sampler.send(());
     let _ = tokio::task::spawn_blocking(move || sampling.join()).await;
+    egress_stop.store(true, Ordering::Relaxed);
+    if let Some(thread) = egress_thread {
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
     if let Some(task) = sender_task {
         let _ = task.await;
     }

@@ -73,6 +73,10 @@ pub struct Snapshot {
     pub serving: ServingSnapshot,
     /// Metrics derived from container logs, per container.
     pub logs: Vec<ContainerGpuPoints>,
+    /// Bytes by pod and destination since the agent started.
+    pub egress: Vec<crate::sources::egress::ledger::Traffic>,
+    /// The egress source's own figures (node points).
+    pub egress_status: Vec<crate::sources::gpu::GpuPoint>,
 }
 
 /// State shared by every reader of the agent.

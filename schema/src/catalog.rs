@@ -1139,6 +1139,7 @@ pub const DESTINATION_CLASSES: &[&str] = &[
     "cross_region",
     "internet",
     "service",
+    "private_unmapped",
 ];
 def!(
     POD_NETWORK_TRANSMIT,
@@ -1146,7 +1147,7 @@ def!(
     Counter,
     Bytes,
     POD_DESTINATION,
-    "Bytes the pod sent, by destination class (same_node, same_zone, cross_zone, cross_region, internet, service), destination workload in the cluster and destination_service for class service."
+    "Bytes the pod sent (IP bytes, headers included, from connection tracking), by destination class (same_node, same_zone, cross_zone, cross_region, internet, service, private_unmapped), destination workload in the cluster and destination_service for class service. Traffic of host processes and host-network pods has workload_kind Node."
 );
 def!(
     POD_NETWORK_RECEIVE,
@@ -1311,6 +1312,63 @@ def!(
     "Failed scrapes (timeout, connect, http_status, body_too_large) and rejected page lines (the parser's kinds: label, value, utf8, line_too_long, …) of a model server."
 );
 
+def!(
+    AGENT_CONNTRACK_ACCOUNTING,
+    "tally_agent_conntrack_accounting",
+    Gauge,
+    None,
+    &["node", "state", "reader"],
+    "1 for the egress source's connection-accounting state: on, enabled_by_agent (connections opened before have no counters) or off (no byte figures are reported); reader is netlink or procfs."
+);
+def!(
+    AGENT_CONNTRACK_FLOWS,
+    "tally_agent_conntrack_flows",
+    Gauge,
+    None,
+    &["node", "state"],
+    "Connections in the egress source's last table read: tracked (all), uncounted (no byte counters), unattributed (no end on this node)."
+);
+def!(
+    AGENT_CONNTRACK_ENTRIES,
+    "tally_agent_conntrack_entries",
+    Gauge,
+    None,
+    NODE,
+    "Entries in the kernel's connection-tracking table (nf_conntrack_count)."
+);
+def!(
+    AGENT_CONNTRACK_LIMIT,
+    "tally_agent_conntrack_limit",
+    Gauge,
+    None,
+    NODE,
+    "Size limit of the connection-tracking table (nf_conntrack_max); entries at the limit make the kernel drop new connections."
+);
+def!(
+    AGENT_CONNTRACK_DROPPED,
+    "tally_agent_conntrack_dropped",
+    Counter,
+    None,
+    NODE,
+    "Connections the kernel dropped or evicted because its table was full (drop plus early_drop, all CPUs)."
+);
+def!(
+    AGENT_CONNTRACK_EVENTS,
+    "tally_agent_conntrack_events",
+    Counter,
+    None,
+    &["node", "outcome"],
+    "Ends of connections: destroyed (a DESTROY event carried the final counters), lost (event socket overflows) and missed (a connection left the table with no event read; its last bytes are missing)."
+);
+def!(
+    AGENT_CONNTRACK_READ_DURATION,
+    "tally_agent_conntrack_read_duration",
+    Gauge,
+    Seconds,
+    NODE,
+    "How long the egress source's last table read and classification took."
+);
+
 /// Every family, in documentation order.
 pub const CATALOG: &[MetricDef] = &[
     NODE_INFO,
@@ -1442,6 +1500,13 @@ pub const CATALOG: &[MetricDef] = &[
     AGENT_SCRAPE_DURATION,
     AGENT_SCRAPE_SAMPLES,
     AGENT_SCRAPE_ERRORS,
+    AGENT_CONNTRACK_ACCOUNTING,
+    AGENT_CONNTRACK_FLOWS,
+    AGENT_CONNTRACK_ENTRIES,
+    AGENT_CONNTRACK_LIMIT,
+    AGENT_CONNTRACK_DROPPED,
+    AGENT_CONNTRACK_EVENTS,
+    AGENT_CONNTRACK_READ_DURATION,
 ];
 
 /// Looks a family up by its full Prometheus name.

@@ -333,6 +333,48 @@ pub fn build_request(
             version,
         ));
     }
+    // One resource per owner of egress traffic (a pod, or the node for
+    // host processes), its destinations as point attributes.
+    let mut owners: Vec<&crate::sources::egress::ledger::Traffic> = Vec::new();
+    for traffic in &snapshot.egress {
+        if !owners.iter().any(|o| o.owner == traffic.owner) {
+            owners.push(traffic);
+        }
+    }
+    for owner in owners {
+        let rows: Vec<_> = snapshot
+            .egress
+            .iter()
+            .filter(|t| t.owner == owner.owner)
+            .collect();
+        let metrics = [
+            (&catalog::POD_NETWORK_TRANSMIT, true),
+            (&catalog::POD_NETWORK_RECEIVE, false),
+        ]
+        .into_iter()
+        .filter_map(|(def, transmit)| {
+            let points = rows
+                .iter()
+                .map(|t| {
+                    let value = if transmit {
+                        t.transmit_bytes
+                    } else {
+                        t.receive_bytes
+                    };
+                    (t.point_attributes(), value as f64)
+                })
+                .collect();
+            number(def, points, window)
+        })
+        .collect();
+        let mut attributes = node_attributes.clone();
+        attributes.extend(owner.resource_attributes());
+        resource_metrics.push(otlp::resource_metrics(
+            otlp::resource(attributes),
+            metrics,
+            version,
+        ));
+    }
     // GPU devices ride on the node resource (as filesystems do); each
     // container's GPU use on the container's.
     let metrics_at = |points: &[GpuPoint], read_at: SystemTime| -> Vec<Metric> {
@@ -405,6 +447,14 @@ pub fn build_request(
         resource_metrics.push(otlp::resource_metrics(
             otlp::resource(node_attributes.clone()),
             gpu_metrics(&scrapes),
+            version,
+        ));
+    }
+    // The egress source's own figures ride on the node.
+    if !snapshot.egress_status.is_empty() {
+        resource_metrics.push(otlp::resource_metrics(
+            otlp::resource(node_attributes.clone()),
+            gpu_metrics(&snapshot.egress_status),
             version,
         ));
     }

@@ -1,6 +1,7 @@
 //! Everything the agent measures, one module per source.
 
 pub mod cgroups;
+pub mod egress;
 pub mod gpu;
 pub mod host;
 pub mod logs;

@@ -477,6 +477,7 @@ pub async fn run(
             netns: config.egress.netns.clone(),
             enable_accounting: config.egress.enable_accounting,
             kernel: egress::kernel::KernelPaths::under(std::path::Path::new("/proc")),
+            proc_root: config.host.proc_root.clone(),
             rules,
             node_name: node_name.clone(),
             pods: has_pods.then(|| Arc::clone(&pods)),

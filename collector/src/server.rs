@@ -537,6 +537,7 @@ pub fn router(collector: Arc<Collector>) -> Router {
         .route("/api/v1/gpus", api::route(api::gpus::view))
         .route("/api/v1/models", api::route(api::models::view))
         .route("/api/v1/egress", api::route(api::egress::view))
+        .route("/api/v1/topology", api::route(api::topology::view))
         .route("/api/v1/logs", get(api_logs))
         .route(
             "/api/v1/recommendations",

@@ -1368,6 +1368,14 @@ def!(
     NODE,
     "How long the egress source's last table read and classification took."
 );
+def!(
+    AGENT_CONNTRACK_READ_CPU,
+    "tally_agent_conntrack_read_cpu",
+    Gauge,
+    Seconds,
+    NODE,
+    "CPU time (user and kernel) the egress source's last table read and classification took; the read interval stretches to keep it under 1 % of a core."
+);
 
 /// Every family, in documentation order.
 pub const CATALOG: &[MetricDef] = &[
@@ -1507,6 +1515,7 @@ pub const CATALOG: &[MetricDef] = &[
     AGENT_CONNTRACK_DROPPED,
     AGENT_CONNTRACK_EVENTS,
     AGENT_CONNTRACK_READ_DURATION,
+    AGENT_CONNTRACK_READ_CPU,
 ];
 
 /// Looks a family up by its full Prometheus name.

@@ -15,6 +15,7 @@
 
 pub mod catalog;
 pub mod exphist;
+pub mod fasthash;
 pub mod identity;
 pub mod otlp;
 pub mod semconv;

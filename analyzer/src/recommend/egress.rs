@@ -55,7 +55,10 @@ pub fn flow_cost(context: &Context<'_>, flow: &Flow) -> f64 {
     );
     let prices = context.prices;
     match flow.class.as_str() {
-        "cross_zone" => {
+        // A private address the agent could not place (no subnet map)
+        // is priced as cross-zone, the dearer possibility, rather than
+        // assumed free in-zone.
+        "cross_zone" | "private_unmapped" => {
             prices.egress_cost_of(&provider, EgressClass::CrossZone, sent + received, false)
         }
         "cross_region" => prices.egress_cost_of(&provider, EgressClass::CrossRegion, sent, false),

@@ -10,6 +10,7 @@
 pub mod egress;
 pub mod gpus;
 pub mod models;
+pub mod topology;
 pub mod workloads;
 
 use std::collections::{BTreeMap, HashMap};
@@ -154,6 +155,14 @@ fn label(series: &Series, key: &str) -> String {
 /// Namespace, workload kind and workload name of a pod or container
 /// series; a pod without a controller is its own workload (kind `Pod`).
 fn workload(series: &Series) -> (String, String, String) {
+    // Traffic of host processes is the node's (agent's egress source).
+    if series.label("tally.workload.kind") == Some("Node") {
+        return (
+            String::new(),
+            "Node".to_owned(),
+            label(series, "k8s.node.name"),
+        );
+    }
     let (kind, name) = identity::workload_of(|key| series.label(key))
         .unwrap_or(("Pod", series.label("k8s.pod.name").unwrap_or_default()));
     (

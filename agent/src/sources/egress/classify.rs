@@ -9,10 +9,11 @@
 //! `private_unmapped`, so a multi-zone cluster's cross-zone bill is not
 //! hidden.
 
-use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::str::FromStr;
 use std::sync::Arc;
+
+use super::hash::{FastMap, FastSet};
 
 /// A destination class (the `destination_class` label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -272,14 +273,16 @@ pub struct Topology {
     pub place: Place,
     /// This node's own addresses (its network namespace's local
     /// addresses).
-    pub host_addresses: HashSet<IpAddr>,
+    pub host_addresses: FastSet<IpAddr>,
     /// Pods of this node by IP, with their index in the source's pod list
     /// (host-network pods are not here: they share the node's address).
-    pub local_pods: HashMap<IpAddr, usize>,
+    pub local_pods: FastMap<IpAddr, usize>,
     /// The workload of each local pod, by the same index.
     pub local_workloads: Vec<Workload>,
     /// Pods and nodes elsewhere in the cluster, by IP.
-    pub remote: HashMap<IpAddr, Remote>,
+    pub remote: FastMap<IpAddr, Remote>,
+    /// Host-network pods' sockets, read when a pass first needs them.
+    pub host_sockets: std::cell::RefCell<super::owner::HostSockets>,
 }
 
 /// The other end of a flow, as labelled.

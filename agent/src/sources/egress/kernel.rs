@@ -4,10 +4,11 @@
 //! own addresses. Paths go through `/proc/thread-self` and `/proc/sys`,
 //! which follow the calling thread's namespace, not the process's.
 
-use std::collections::HashSet;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
+
+use super::hash::FastSet;
 
 /// Whether connections get byte counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -123,8 +124,8 @@ pub fn parse_dropped(text: &str) -> u64 {
 
 /// The namespace's local addresses: IPv4 from `fib_trie` (the `/32 host
 /// LOCAL` leaves), IPv6 from `if_inet6`.
-pub fn local_addresses(paths: &KernelPaths) -> io::Result<HashSet<IpAddr>> {
-    let mut out = HashSet::new();
+pub fn local_addresses(paths: &KernelPaths) -> io::Result<FastSet<IpAddr>> {
+    let mut out = FastSet::default();
     let trie = std::fs::read_to_string(paths.net.join("fib_trie"))?;
     out.extend(parse_fib_trie(&trie).into_iter().map(IpAddr::V4));
     // No IPv6 in the namespace: no file.

@@ -9,26 +9,28 @@
 //! started are not counted again after a restart).
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 
 use tally_schema::identity::ContainerIdentity;
 
 use super::classify::{Destination, Rules, Topology};
 use super::flow::Flow;
+use super::hash::{FastMap, FlowMap, flow_hash};
+use super::owner::SocketKey;
 
-/// One side of a connection that belongs to a local owner.
+/// No owner on this side.
+const NO_SIDE: u32 = u32::MAX;
+
+/// Who on this node each end of a connection is, as indices into the
+/// ledger's keys: `[0]` opened it (sends the original direction), `[1]`
+/// answered (sends the reply); both for traffic between two local pods.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Side {
-    /// Index into the ledger's keys.
-    key: u32,
-    /// The owner sent the original direction (it opened the connection).
-    sends_original: bool,
-}
+struct Route([u32; 2]);
 
-/// Who on this node each end of a connection is (both ends for traffic
-/// between two local pods).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-struct Route {
-    sides: [Option<Side>; 2],
+impl Default for Route {
+    fn default() -> Self {
+        Route([NO_SIDE; 2])
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -136,15 +138,21 @@ const MISSED_DUMPS: u32 = 2;
 /// The ledger.
 #[derive(Debug, Default)]
 pub struct Ledger {
-    flows: HashMap<super::flow::FlowKey, Entry>,
+    /// Live connections by [`flow_hash`].
+    flows: FlowMap<Entry>,
     dump: u32,
     primed: bool,
     topology: u32,
     owners: Vec<ContainerIdentity>,
     addresses: Vec<String>,
     owner_index: HashMap<String, u32>,
-    keys: Vec<(u32, Destination)>,
-    key_index: HashMap<(u32, Destination), u32>,
+    /// (owner, destination id) of each key.
+    keys: Vec<(u32, u32)>,
+    key_index: FastMap<(u32, u32), u32>,
+    destinations: Vec<Destination>,
+    destination_index: HashMap<Destination, u32>,
+    /// Peer address → destination id, for the current topology.
+    peers: FastMap<IpAddr, u32>,
     totals: Vec<[u64; 2]>,
     stats: Stats,
 }
@@ -193,11 +201,22 @@ impl Ledger {
     /// next seen.
     pub fn topology_changed(&mut self) {
         self.topology = self.topology.wrapping_add(1);
+        self.peers.clear();
+    }
+
+    /// Makes room for `connections` (the kernel's table count, read
+    /// before the dump): growing a large table mid-dump rehashes it.
+    pub fn reserve(&mut self, connections: usize) {
+        if connections > self.flows.len() {
+            self.flows.reserve(connections - self.flows.len());
+        }
     }
 
     /// Starts a dump.
     pub fn begin_dump(&mut self) {
         self.dump = self.dump.wrapping_add(1);
+        let expected = self.stats.tracked as usize;
+        self.reserve(expected);
         self.stats.tracked = 0;
         self.stats.uncounted = 0;
         self.stats.unattributed = 0;
@@ -217,54 +236,97 @@ impl Ledger {
         self.stats.vanished += (before - self.flows.len()) as u64;
     }
 
-    fn intern(&mut self, owner: u32, destination: Destination) -> u32 {
+    fn intern(&mut self, owner: u32, destination: u32) -> u32 {
         let key = (owner, destination);
         if let Some(index) = self.key_index.get(&key) {
             return *index;
         }
         let index = self.keys.len() as u32;
-        self.keys.push(key.clone());
+        self.keys.push(key);
         self.key_index.insert(key, index);
         self.totals.push([0; 2]);
         index
+    }
+
+    /// The destination id of `peer`, classified once per topology.
+    fn destination(&mut self, topology: &Topology, rules: &Rules, peer: IpAddr) -> u32 {
+        if let Some(id) = self.peers.get(&peer) {
+            return *id;
+        }
+        let destination = topology.classify(rules, peer);
+        let id = match self.destination_index.get(&destination) {
+            Some(id) => *id,
+            None => {
+                let id = self.destinations.len() as u32;
+                self.destinations.push(destination.clone());
+                self.destination_index.insert(destination, id);
+                id
+            }
+        };
+        self.peers.insert(peer, id);
+        id
     }
 
     fn route(&mut self, flow: &Flow, topology: &Topology, rules: &Rules, node: u32) -> Route {
         let initiator = flow.key.original.src;
         // After DNAT the reply comes from the real peer.
         let responder = flow.reply.src;
-        let owner_of = |address| {
-            topology
-                .local_pods
-                .get(&address)
-                .map(|index| *index as u32)
-                .or_else(|| topology.host_addresses.contains(&address).then_some(node))
+        let protocol = flow.key.protocol;
+        // The node talking to itself (loopback included) is not network
+        // traffic.
+        if topology.host_addresses.contains(&initiator)
+            && topology.host_addresses.contains(&responder)
+        {
+            return Route::default();
+        }
+        // A host address is a host-network pod's when the kernel names
+        // the socket's holder, else the node's.
+        let owner_of = |address: IpAddr, socket: SocketKey| {
+            if let Some(index) = topology.local_pods.get(&address) {
+                return Some(*index as u32);
+            }
+            if !topology.host_addresses.contains(&address) {
+                return None;
+            }
+            let pod = match protocol {
+                6 | 17 => topology.host_sockets.borrow_mut().owner(&socket),
+                _ => None,
+            };
+            Some(pod.map_or(node, |owner| owner as u32))
         };
-        let first = owner_of(initiator);
-        let second = owner_of(responder).or_else(|| {
+        // The initiator's socket is connected to the address it dialled
+        // (before DNAT); the responder's faces the reply tuple.
+        let first = owner_of(
+            initiator,
+            SocketKey {
+                protocol,
+                local: initiator,
+                local_port: flow.key.original.src_port,
+                remote: flow.key.original.dst,
+                remote_port: flow.key.original.dst_port,
+            },
+        );
+        let responder_socket = SocketKey {
+            protocol,
+            local: responder,
+            local_port: flow.reply.src_port,
+            remote: flow.reply.dst,
+            remote_port: flow.reply.dst_port,
+        };
+        let second = owner_of(responder, responder_socket).or_else(|| {
             topology
                 .host_addresses
                 .contains(&flow.key.original.dst)
                 .then_some(node)
         });
-        // The node talking to itself is not network traffic.
-        if first == Some(node) && second == Some(node) {
-            return Route::default();
-        }
         let mut route = Route::default();
         if let Some(owner) = first {
-            let destination = topology.classify(rules, responder);
-            route.sides[0] = Some(Side {
-                key: self.intern(owner, destination),
-                sends_original: true,
-            });
+            let destination = self.destination(topology, rules, responder);
+            route.0[0] = self.intern(owner, destination);
         }
         if let Some(owner) = second {
-            let destination = topology.classify(rules, initiator);
-            route.sides[1] = Some(Side {
-                key: self.intern(owner, destination),
-                sends_original: false,
-            });
+            let destination = self.destination(topology, rules, initiator);
+            route.0[1] = self.intern(owner, destination);
         }
         route
     }
@@ -291,49 +353,60 @@ impl Ledger {
             return;
         };
         let (original, reply) = (original.bytes, reply.bytes);
-        let known = self.flows.get(&flow.key).copied();
-        let (delta, mut route, fresh) = match known {
+        let hash = flow_hash(&flow.key);
+        let (dump, topology_now, primed) = (self.dump, self.topology, self.primed);
+        // One probe for a known connection whose route is current (the
+        // common case); the table is too large for the cache.
+        let (delta, known_route) = match self.flows.get_mut(&hash) {
             // Counters only grow: lower ones are a new connection that
             // reuses the tuple.
-            Some(entry) if original >= entry.original && reply >= entry.reply => (
-                [original - entry.original, reply - entry.reply],
-                entry.route,
-                entry.topology == self.topology,
-            ),
-            Some(_) => ([original, reply], Route::default(), false),
+            Some(entry) if original >= entry.original && reply >= entry.reply => {
+                let delta = [original - entry.original, reply - entry.reply];
+                entry.original = original;
+                entry.reply = reply;
+                entry.seen = dump;
+                let route = (entry.topology == topology_now).then_some(entry.route);
+                (delta, route)
+            }
+            Some(_) => ([original, reply], None),
             // A connection open before the first dump: baseline only.
-            None if !self.primed => ([0, 0], Route::default(), false),
-            None => ([original, reply], Route::default(), false),
+            None if !primed => ([0, 0], None),
+            None => ([original, reply], None),
         };
-        if !fresh {
-            route = self.route(flow, topology, rules, node);
-        }
+        let route = match known_route {
+            Some(route) => route,
+            None => {
+                let route = self.route(flow, topology, rules, node);
+                if !destroyed {
+                    self.flows.insert(
+                        hash,
+                        Entry {
+                            original,
+                            reply,
+                            seen: dump,
+                            topology: topology_now,
+                            route,
+                        },
+                    );
+                }
+                route
+            }
+        };
         if route == Route::default() && !destroyed {
             self.stats.unattributed += 1;
         }
-        for side in route.sides.into_iter().flatten() {
-            let totals = &mut self.totals[side.key as usize];
-            let (sent, received) = if side.sends_original {
-                (delta[0], delta[1])
-            } else {
-                (delta[1], delta[0])
-            };
-            totals[0] += sent;
-            totals[1] += received;
+        if route.0[0] != NO_SIDE {
+            let totals = &mut self.totals[route.0[0] as usize];
+            totals[0] += delta[0];
+            totals[1] += delta[1];
+        }
+        if route.0[1] != NO_SIDE {
+            let totals = &mut self.totals[route.0[1] as usize];
+            totals[0] += delta[1];
+            totals[1] += delta[0];
         }
         if destroyed {
-            self.flows.remove(&flow.key);
-        } else {
-            self.flows.insert(
-                flow.key,
-                Entry {
-                    original,
-                    reply,
-                    seen: self.dump,
-                    topology: self.topology,
-                    route,
-                },
-            );
+            self.flows.remove(&hash);
         }
     }
 
@@ -355,7 +428,7 @@ impl Ledger {
             .filter(|(_, totals)| totals[0] > 0 || totals[1] > 0)
             .map(|((owner, destination), totals)| Traffic {
                 owner: self.owners[*owner as usize].clone(),
-                destination: destination.clone(),
+                destination: self.destinations[*destination as usize].clone(),
                 transmit_bytes: totals[0],
                 receive_bytes: totals[1],
                 address: self.addresses[*owner as usize].clone(),
@@ -380,10 +453,8 @@ impl Ledger {
             let index = self.intern(owner, destination);
             self.totals[index as usize] = totals;
         }
-        // Owner ids stay (the index is cheap); their routes are rebuilt.
-        for entry in self.flows.values_mut() {
-            entry.route = Route::default();
-        }
+        // Owner and destination ids stay (the indices are cheap); routes
+        // are rebuilt.
         self.topology_changed();
     }
 }

@@ -10,9 +10,11 @@
 
 pub mod classify;
 pub mod flow;
+pub mod hash;
 pub mod kernel;
 pub mod ledger;
 pub mod netlink;
+pub mod owner;
 pub mod procfs;
 pub mod topology;
 
@@ -59,7 +61,7 @@ impl Reader {
 
 /// Pods and nodes elsewhere in the cluster, by IP (learnt from the
 /// collector).
-pub type SharedRemote = Arc<RwLock<HashMap<IpAddr, Remote>>>;
+pub type SharedRemote = Arc<RwLock<hash::FastMap<IpAddr, Remote>>>;
 
 /// What the source needs.
 #[derive(Debug, Clone)]
@@ -75,6 +77,9 @@ pub struct EgressSettings {
     pub enable_accounting: bool,
     /// Kernel files (a test may point them elsewhere).
     pub kernel: KernelPaths,
+    /// The proc mount that shows the node's processes (owners of
+    /// host-network sockets).
+    pub proc_root: PathBuf,
     /// Destination maps.
     pub rules: Rules,
     /// This node's name (owner of host processes' traffic).
@@ -98,6 +103,7 @@ pub struct EgressState {
     dropped: Option<u64>,
     events_lost: u64,
     read_seconds: f64,
+    read_cpu_seconds: f64,
 }
 
 /// The state behind its lock.
@@ -145,6 +151,11 @@ impl EgressState {
                 &catalog::AGENT_CONNTRACK_READ_DURATION,
                 Vec::new(),
                 self.read_seconds,
+            ),
+            point(
+                &catalog::AGENT_CONNTRACK_READ_CPU,
+                Vec::new(),
+                self.read_cpu_seconds,
             ),
         ];
         for (state, value) in [
@@ -198,6 +209,13 @@ const FULL_TABLE: f64 = 0.95;
 /// How long an owner may be missing from the pod list before its totals
 /// are forgotten (its last connections' events arrive after it is gone).
 const OWNER_GRACE: Duration = Duration::from_secs(600);
+/// The read interval stretches so a pass costs at most this share of a
+/// core: the kernel's side of a dump is a few microseconds per
+/// connection, whoever reads it (`conntrack -L` included), and DESTROY
+/// events keep short connections counted at any interval.
+const CPU_SHARE: f64 = 0.01;
+/// The longest the interval stretches to.
+const MAX_INTERVAL: Duration = Duration::from_secs(300);
 /// Longest wait for events before the stop flag is checked again.
 const EVENT_WAIT: Duration = Duration::from_millis(200);
 
@@ -211,6 +229,15 @@ pub fn spawn(
     std::thread::Builder::new()
         .name("tally-egress".into())
         .spawn(move || run(settings, shared, health, stop))
+}
+
+/// CPU time of the calling thread, user and kernel.
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        t.tv_sec.max(0) as u64,
+        t.tv_nsec.clamp(0, 999_999_999) as u32,
+    )
 }
 
 /// The node's own identity as an owner.
@@ -267,6 +294,7 @@ fn topology(settings: &EgressSettings, ledger: &mut Ledger, health: &SourceHealt
         place: settings.place.clone(),
         ..Topology::default()
     };
+    let mut host_pods = Vec::new();
     match kernel::local_addresses(&settings.kernel) {
         Ok(addresses) => topology.host_addresses = addresses,
         Err(error) => health.error("addresses", &error),
@@ -299,11 +327,6 @@ fn topology(settings: &EgressSettings, ledger: &mut Ledger, health: &SourceHealt
             let Ok(address) = pod.pod_ip.parse::<IpAddr>() else {
                 continue;
             };
-            // Host-network pods share the node's address: their traffic
-            // is the node's.
-            if topology.host_addresses.contains(&address) {
-                continue;
-            }
             let owner = ledger.owner(&ContainerIdentity {
                 namespace: pod.namespace.clone(),
                 pod: pod.name.clone(),
@@ -312,6 +335,15 @@ fn topology(settings: &EgressSettings, ledger: &mut Ledger, health: &SourceHealt
                 pod_uid: pod.uid.clone(),
                 ..Default::default()
             }) as usize;
+            // Host-network pods share the node's address: their
+            // connections are found by socket owner.
+            if topology.host_addresses.contains(&address) {
+                host_pods.push((pod.uid.clone(), owner));
+                if workloads.len() <= owner {
+                    workloads.resize(owner + 1, Workload::default());
+                }
+                continue;
+            }
             ledger.set_address(owner as u32, &pod.pod_ip);
             if workloads.len() <= owner {
                 workloads.resize(owner + 1, Workload::default());
@@ -328,6 +360,12 @@ fn topology(settings: &EgressSettings, ledger: &mut Ledger, health: &SourceHealt
         }
     }
     topology.local_workloads = workloads;
+    host_pods.sort();
+    topology.host_sockets = std::cell::RefCell::new(owner::HostSockets::new(
+        settings.kernel.net.clone(),
+        settings.proc_root.clone(),
+        host_pods,
+    ));
     topology.remote = match settings.remote.read() {
         Ok(guard) => guard.clone(),
         Err(poisoned) => poisoned.into_inner().clone(),
@@ -341,6 +379,7 @@ fn same_topology(a: &Topology, b: &Topology) -> bool {
         && a.local_pods == b.local_pods
         && a.local_workloads == b.local_workloads
         && a.remote == b.remote
+        && a.host_sockets.borrow().pods == b.host_sockets.borrow().pods
 }
 
 fn run(
@@ -381,15 +420,33 @@ fn run(
     let mut current = Topology::default();
     let mut events_lost = 0u64;
     let mut missing_since: HashMap<String, Instant> = HashMap::new();
+    let mut interval = settings.interval;
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
+        let cpu_started = thread_cpu();
         let next = topology(&settings, &mut ledger, &health);
         if !same_topology(&next, &current) {
             current = next;
             ledger.topology_changed();
         }
+        current.host_sockets.borrow_mut().forget();
         if accounting == Accounting::Off {
             accounting = kernel::accounting(&settings.kernel, false).0;
+        }
+        let entries = match kernel::table_fill(&settings.kernel) {
+            Ok((count, max)) => {
+                if max > 0 && count as f64 >= max as f64 * FULL_TABLE {
+                    health.error("table_full", &format!("{count} of {max} conntrack entries used: the kernel drops new connections"));
+                }
+                Some((count, max))
+            }
+            Err(error) => {
+                health.error("table_fill", &error);
+                None
+            }
+        };
+        if let Some((count, _)) = entries {
+            ledger.reserve(count as usize);
         }
         let mut interrupted = false;
         let mut failed = false;
@@ -425,18 +482,6 @@ fn run(
         }
         // A failed dump saw only part of the table.
         ledger.end_dump(interrupted || failed);
-        let entries = match kernel::table_fill(&settings.kernel) {
-            Ok((count, max)) => {
-                if max > 0 && count as f64 >= max as f64 * FULL_TABLE {
-                    health.error("table_full", &format!("{count} of {max} conntrack entries used: the kernel drops new connections"));
-                }
-                Some((count, max))
-            }
-            Err(error) => {
-                health.error("table_fill", &error);
-                None
-            }
-        };
         let dropped = kernel::dropped(&settings.kernel).ok();
         // Forget pods gone for a while.
         if let Some(pods) = &settings.pods {
@@ -469,6 +514,20 @@ fn run(
             }
         }
         let elapsed = started.elapsed();
+        let cpu = thread_cpu().saturating_sub(cpu_started);
+        let wanted = cpu
+            .div_f64(CPU_SHARE)
+            .clamp(settings.interval, MAX_INTERVAL.max(settings.interval));
+        if wanted > interval + interval / 4 || wanted < interval {
+            if wanted > settings.interval {
+                tracing::info!(
+                    pass_cpu_ms = cpu.as_millis() as u64,
+                    interval_s = wanted.as_secs(),
+                    "egress: conntrack reads spaced out to stay under 1% of a core"
+                );
+            }
+            interval = wanted;
+        }
         {
             let mut state = lock(&shared);
             state.traffic = if accounting == Accounting::Off {
@@ -483,6 +542,7 @@ fn run(
             state.dropped = dropped;
             state.events_lost = events_lost;
             state.read_seconds = elapsed.as_secs_f64();
+            state.read_cpu_seconds = cpu.as_secs_f64();
         }
         if failed || accounting == Accounting::Off {
             health.record_degraded(elapsed);
@@ -490,7 +550,7 @@ fn run(
             health.record_success(elapsed);
         }
         // Between dumps, DESTROY events carry the final counters.
-        let deadline = started + settings.interval;
+        let deadline = started + interval;
         loop {
             let now = Instant::now();
             if now >= deadline || stop.load(Ordering::Relaxed) {

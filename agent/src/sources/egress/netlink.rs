@@ -288,6 +288,88 @@ pub fn dump_request(sequence: u32) -> [u8; 20] {
     out
 }
 
+fn put_attribute(out: &mut Vec<u8>, kind: u16, payload: &[u8]) {
+    let len = 4 + payload.len();
+    out.extend_from_slice(&(len as u16).to_ne_bytes());
+    out.extend_from_slice(&kind.to_ne_bytes());
+    out.extend_from_slice(payload);
+    out.resize(align4(out.len()), 0);
+}
+
+fn put_nested(out: &mut Vec<u8>, kind: u16, fill: impl FnOnce(&mut Vec<u8>)) {
+    const NLA_F_NESTED: u16 = 0x8000;
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    fill(out);
+    let len = (out.len() - start) as u16;
+    out[start..start + 2].copy_from_slice(&len.to_ne_bytes());
+    out[start + 2..start + 4].copy_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
+}
+
+fn put_tuple(out: &mut Vec<u8>, kind: u16, tuple: &Tuple, protocol: u8) {
+    put_nested(out, kind, |out| {
+        put_nested(out, CTA_TUPLE_IP, |out| match (tuple.src, tuple.dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                put_attribute(out, CTA_IP_V4_SRC, &src.octets());
+                put_attribute(out, CTA_IP_V4_DST, &dst.octets());
+            }
+            (src, dst) => {
+                let v6 = |a: IpAddr| match a {
+                    IpAddr::V4(v4) => v4.to_ipv6_mapped().octets(),
+                    IpAddr::V6(v6) => v6.octets(),
+                };
+                put_attribute(out, CTA_IP_V6_SRC, &v6(src));
+                put_attribute(out, CTA_IP_V6_DST, &v6(dst));
+            }
+        });
+        put_nested(out, CTA_TUPLE_PROTO, |out| {
+            put_attribute(out, CTA_PROTO_NUM, &[protocol]);
+            put_attribute(out, CTA_PROTO_SRC_PORT, &tuple.src_port.to_be_bytes());
+            put_attribute(out, CTA_PROTO_DST_PORT, &tuple.dst_port.to_be_bytes());
+        });
+    });
+}
+
+/// Appends `flow` as the kernel writes a dump entry (or, `destroyed`, a
+/// DESTROY event), for tests and the benchmark.
+pub fn encode_entry(flow: &Flow, destroyed: bool, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; NLMSG_HEADER]);
+    let kind = (NFNL_SUBSYS_CTNETLINK << 8)
+        | if destroyed {
+            IPCTNL_MSG_CT_DELETE
+        } else {
+            IPCTNL_MSG_CT_NEW
+        };
+    out[start + 4..start + 6].copy_from_slice(&kind.to_ne_bytes());
+    // nfgenmsg: AF_INET, version 0, res_id 0.
+    out.extend_from_slice(&[2, 0, 0, 0]);
+    put_tuple(out, CTA_TUPLE_ORIG, &flow.key.original, flow.key.protocol);
+    put_tuple(out, CTA_TUPLE_REPLY, &flow.reply, flow.key.protocol);
+    for (kind, counters) in [
+        (CTA_COUNTERS_ORIG, flow.original_counters),
+        (CTA_COUNTERS_REPLY, flow.reply_counters),
+    ] {
+        if let Some(counters) = counters {
+            put_nested(out, kind, |out| {
+                put_attribute(out, CTA_COUNTERS_PACKETS, &counters.packets.to_be_bytes());
+                put_attribute(out, CTA_COUNTERS_BYTES, &counters.bytes.to_be_bytes());
+            });
+        }
+    }
+    put_attribute(out, CTA_ZONE, &flow.key.zone.to_be_bytes());
+    let len = (out.len() - start) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_ne_bytes());
+}
+
+/// Appends the dump's end (`NLMSG_DONE`).
+pub fn encode_done(out: &mut Vec<u8>) {
+    let start = out.len();
+    out.extend_from_slice(&[0; NLMSG_HEADER + 4]);
+    out[start..start + 4].copy_from_slice(&((NLMSG_HEADER + 4) as u32).to_ne_bytes());
+    out[start + 4..start + 6].copy_from_slice(&NLMSG_DONE.to_ne_bytes());
+}
+
 /// Largest datagram the kernel sends (a dump part is at most a page or
 /// two; events are single messages).
 const RECEIVE_BUFFER: usize = 256 * 1024;
@@ -395,5 +477,126 @@ impl Conntrack {
                 Err(error) => return Err(error.into()),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flow(src: &str, dst: &str, counters: bool) -> Flow {
+        let (src, dst): (IpAddr, IpAddr) = (src.parse().unwrap(), dst.parse().unwrap());
+        Flow {
+            key: FlowKey {
+                protocol: 6,
+                zone: 7,
+                original: Tuple {
+                    src,
+                    dst,
+                    src_port: 40000,
+                    dst_port: 443,
+                },
+            },
+            reply: Tuple {
+                src: dst,
+                dst: src,
+                src_port: 443,
+                dst_port: 40000,
+            },
+            original_counters: counters.then_some(Counters {
+                packets: 12,
+                bytes: 1_234_567_890_123,
+            }),
+            reply_counters: counters.then_some(Counters {
+                packets: 9,
+                bytes: 4567,
+            }),
+        }
+    }
+
+    fn parse(bytes: &[u8]) -> Vec<Message> {
+        let mut out = Vec::new();
+        parse_datagram(bytes, &mut |m| out.push(m));
+        out
+    }
+
+    #[test]
+    fn entries_round_trip_in_both_families_with_and_without_counters() {
+        let flows = [
+            flow("10.244.1.5", "52.1.2.3", true),
+            flow("fd00::5", "2001:db8::1", true),
+            flow("10.244.1.5", "10.0.0.1", false),
+        ];
+        let mut bytes = Vec::new();
+        encode_entry(&flows[0], false, &mut bytes);
+        encode_entry(&flows[1], false, &mut bytes);
+        encode_entry(&flows[2], true, &mut bytes);
+        encode_done(&mut bytes);
+        assert_eq!(
+            parse(&bytes),
+            vec![
+                Message::Flow {
+                    flow: flows[0],
+                    destroyed: false
+                },
+                Message::Flow {
+                    flow: flows[1],
+                    destroyed: false
+                },
+                Message::Flow {
+                    flow: flows[2],
+                    destroyed: true
+                },
+                Message::Done,
+            ]
+        );
+    }
+
+    #[test]
+    fn truncated_and_corrupt_messages_are_malformed_never_a_panic() {
+        let mut bytes = Vec::new();
+        encode_entry(&flow("10.244.1.5", "52.1.2.3", true), false, &mut bytes);
+        for cut in 0..bytes.len() {
+            for message in parse(&bytes[..cut]) {
+                assert!(
+                    matches!(message, Message::Malformed(_)),
+                    "cut {cut}: {message:?}"
+                );
+            }
+        }
+        // A nested attribute claiming more than its parent holds.
+        let mut corrupt = bytes.clone();
+        corrupt[NLMSG_HEADER + 4] = 0xff;
+        assert!(matches!(parse(&corrupt)[0], Message::Malformed(_)));
+        // An entry without its reply tuple.
+        let mut short = Vec::new();
+        short.extend_from_slice(&[0; NLMSG_HEADER]);
+        short[4..6].copy_from_slice(&(NFNL_SUBSYS_CTNETLINK << 8).to_ne_bytes());
+        short.extend_from_slice(&[2, 0, 0, 0]);
+        put_tuple(
+            &mut short,
+            CTA_TUPLE_ORIG,
+            &flow("10.0.0.1", "10.0.0.2", false).key.original,
+            6,
+        );
+        let len = short.len() as u32;
+        short[..4].copy_from_slice(&len.to_ne_bytes());
+        assert_eq!(
+            parse(&short),
+            vec![Message::Malformed("entry without both tuples")]
+        );
+    }
+
+    #[test]
+    fn errors_and_interrupted_dumps_are_reported() {
+        let mut bytes = vec![0u8; NLMSG_HEADER + 4];
+        bytes[..4].copy_from_slice(&((NLMSG_HEADER + 4) as u32).to_ne_bytes());
+        bytes[4..6].copy_from_slice(&NLMSG_ERROR.to_ne_bytes());
+        bytes[NLMSG_HEADER..].copy_from_slice(&(-1i32).to_ne_bytes());
+        assert_eq!(parse(&bytes), vec![Message::Error(-1)]);
+        let mut done = Vec::new();
+        encode_done(&mut done);
+        done[6..8].copy_from_slice(&NLM_F_DUMP_INTR.to_ne_bytes());
+        assert_eq!(parse(&done), vec![Message::Interrupted, Message::Done]);
     }
 }

@@ -4,7 +4,6 @@
 //! series, so one node learns where another's pods run without a
 //! cluster-wide watch of its own.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +13,7 @@ use tokio::sync::watch;
 
 use super::SharedRemote;
 use super::classify::{Place, Remote, Workload};
+use super::hash::FastMap;
 use crate::telemetry::SourceHealth;
 
 /// One pod or node of the answer.
@@ -51,8 +51,8 @@ pub struct TopologyAnswer {
 
 /// The answer as the classifier's map; unparsable addresses are skipped
 /// and counted in the return's second value.
-pub fn remote_map(answer: &TopologyAnswer) -> (HashMap<IpAddr, Remote>, usize) {
-    let mut out = HashMap::new();
+pub fn remote_map(answer: &TopologyAnswer) -> (FastMap<IpAddr, Remote>, usize) {
+    let mut out = FastMap::default();
     let mut bad = 0;
     let place = |e: &Endpoint| Place {
         region: Arc::from(e.region.as_str()),

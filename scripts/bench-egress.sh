@@ -39,3 +39,15 @@ for i in range(flows):
 PY
 echo "conntrack entries in the bench namespace: $(ip netns exec "${P}node" cat /proc/sys/net/netfilter/nf_conntrack_count)"
 cargo bench -q -p tally-agent --bench egress -- --netns "/run/netns/${P}node"
+# The peer: conntrack-tools reading the same table the same way (a
+# ctnetlink dump), its own output discarded.
+if command -v conntrack >/dev/null; then
+  for run in 1 2; do
+    /usr/bin/time -f "conntrack -L (conntrack-tools) run $run: %U s user, %S s kernel, %M KiB max RSS" \
+      ip netns exec "${P}node" conntrack -L -o extended >/dev/null 2>/tmp/bench-egress-peer.$$ || true
+    grep -v "flow entries" /tmp/bench-egress-peer.$$ || true
+  done
+  rm -f /tmp/bench-egress-peer.$$
+else
+  echo "peer skipped: apt-get install conntrack for conntrack-tools"
+fi

@@ -675,8 +675,13 @@ fn flows(store: &Store, span: Span, snapshot: &mut FleetSnapshot) {
         let increases = increases(store, &series_of, span.from_ns, span.to_ns);
         for (series, bytes) in series_of.into_iter().zip(increases) {
             let get = |key: &str| series.label(key).unwrap_or_default();
-            let (kind, name) = identity::workload_of(|key| series.label(key))
-                .unwrap_or(("Pod", get("k8s.pod.name")));
+            // Host processes' traffic is the node's (agent's egress source).
+            let (kind, name) = if series.label("tally.workload.kind") == Some("Node") {
+                ("Node", get("k8s.node.name"))
+            } else {
+                identity::workload_of(|key| series.label(key))
+                    .unwrap_or(("Pod", get("k8s.pod.name")))
+            };
             let destination = match (
                 series.label("destination_namespace"),
                 series.label("destination_workload"),

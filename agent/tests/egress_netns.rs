@@ -31,7 +31,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
 use tally_agent::sources::egress::classify::{Class, Place, Rules};
@@ -42,7 +42,7 @@ use tally_agent::telemetry::SourceHealth;
 
 /// The tests share the kernel's global conntrack limit (one lowers it):
 /// one at a time, also under plain `cargo test`.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
+fn serial() -> MutexGuard<'static, ()> {
     static SERIAL: Mutex<()> = Mutex::new(());
     match SERIAL.lock() {
         Ok(guard) => guard,
@@ -542,18 +542,46 @@ fn by_class(source: &Source, pod: &str) -> BTreeMap<Class, (u64, u64)> {
     out
 }
 
+/// The suite's lock and a fresh lab with accounting on or off; `None`
+/// (after a SKIP line) when the test cannot run here.
+fn lab(test: &str, tag: &str, accounting: bool) -> Option<(MutexGuard<'static, ()>, Lab)> {
+    let guard = serial();
+    if !ready(test) {
+        return None;
+    }
+    let lab = Lab::new(tag);
+    lab.sysctl(
+        "node",
+        &format!("net.netfilter.nf_conntrack_acct={}", u8::from(accounting)),
+    );
+    Some((guard, lab))
+}
+
+/// The value of the source's own `family` point carrying `label`, if any.
+fn own_figure(source: &Source, family: &str, label: Option<(&str, &str)>) -> Option<f64> {
+    egress::lock(&source.shared)
+        .points()
+        .iter()
+        .find(|p| {
+            p.def.base == family
+                && label.is_none_or(|(k, v)| p.attributes.iter().any(|(a, b)| *a == k && b == v))
+        })
+        .map(|p| p.value)
+}
+
 fn within(measured: u64, expected: u64, share: f64) -> bool {
     (measured as f64 - expected as f64).abs() <= expected as f64 * share
 }
 
 #[test]
 fn bytes_by_class_match_what_was_sent_and_the_interface_counters() {
-    let _serial = serial();
-    if !ready("bytes_by_class_match_what_was_sent_and_the_interface_counters") {
+    let Some((_serial, mut lab)) = lab(
+        "bytes_by_class_match_what_was_sent_and_the_interface_counters",
+        "a",
+        true,
+    ) else {
         return;
-    }
-    let mut lab = Lab::new("a");
-    lab.sysctl("node", "net.netfilter.nf_conntrack_acct=1");
+    };
     lab.serve("world", WORLD_HOSTS);
     lab.serve("pb", &["10.244.1.11"]);
     let source = start(&lab, Duration::from_secs(1), true);
@@ -639,18 +667,9 @@ fn bytes_by_class_match_what_was_sent_and_the_interface_counters() {
         .find(|t| t.destination.class == Class::Service)
         .expect("service row");
     assert_eq!(&*s3.destination.service, "s3");
+    drop(state);
     // The source's own figures.
-    let points = state.points();
-    let value = |name: &str, label: Option<(&str, &str)>| {
-        points
-            .iter()
-            .find(|p| {
-                p.def.base == name
-                    && label
-                        .is_none_or(|(k, v)| p.attributes.iter().any(|(a, b)| *a == k && b == v))
-            })
-            .map(|p| p.value)
-    };
+    let value = |name: &str, label: Option<(&str, &str)>| own_figure(&source, name, label);
     assert_eq!(
         value("tally_agent_conntrack_accounting", Some(("state", "on"))),
         Some(1.0)
@@ -669,12 +688,13 @@ fn bytes_by_class_match_what_was_sent_and_the_interface_counters() {
 /// only its DESTROY event carries its bytes.
 #[test]
 fn connections_that_start_and_end_between_two_reads_are_counted() {
-    let _serial = serial();
-    if !ready("connections_that_start_and_end_between_two_reads_are_counted") {
+    let Some((_serial, mut lab)) = lab(
+        "connections_that_start_and_end_between_two_reads_are_counted",
+        "b",
+        true,
+    ) else {
         return;
-    }
-    let mut lab = Lab::new("b");
-    lab.sysctl("node", "net.netfilter.nf_conntrack_acct=1");
+    };
     // Closed connections expire a second after their last packet, long
     // before the next read.
     for setting in ["time_wait", "close_wait", "last_ack", "fin_wait", "close"] {
@@ -698,17 +718,11 @@ fn connections_that_start_and_end_between_two_reads_are_counted() {
     );
     let (tx, _) = by_class(&source, "frontend-0")[&Class::CrossZone];
     assert!(within(tx, sent, 0.02), "counted {tx}, sent {sent}");
-    let state = egress::lock(&source.shared);
-    let destroyed = state
-        .points()
-        .iter()
-        .find(|p| {
-            p.def.base == "tally_agent_conntrack_events"
-                && p.attributes
-                    .iter()
-                    .any(|(k, v)| *k == "outcome" && v == "destroyed")
-        })
-        .map(|p| p.value);
+    let destroyed = own_figure(
+        &source,
+        "tally_agent_conntrack_events",
+        Some(("outcome", "destroyed")),
+    );
     assert!(
         destroyed.is_some_and(|d| d >= 5.0),
         "DESTROY events read: {destroyed:?}"
@@ -717,12 +731,13 @@ fn connections_that_start_and_end_between_two_reads_are_counted() {
 
 #[test]
 fn accounting_off_reports_its_state_and_no_numbers() {
-    let _serial = serial();
-    if !ready("accounting_off_reports_its_state_and_no_numbers") {
+    let Some((_serial, mut lab)) = lab(
+        "accounting_off_reports_its_state_and_no_numbers",
+        "c",
+        false,
+    ) else {
         return;
-    }
-    let mut lab = Lab::new("c");
-    lab.sysctl("node", "net.netfilter.nf_conntrack_acct=0");
+    };
     lab.serve("world", WORLD_HOSTS);
     let source = start(&lab, Duration::from_secs(1), false);
     lab.send("pa", &["tcp:10.0.2.20:300000".to_owned()]);
@@ -736,31 +751,32 @@ fn accounting_off_reports_its_state_and_no_numbers() {
         state.traffic().is_empty(),
         "no byte figures without accounting"
     );
-    assert!(state.points().iter().any(|p| {
-        p.def.base == "tally_agent_conntrack_accounting"
-            && p.attributes
-                .iter()
-                .any(|(k, v)| *k == "state" && v == "off")
-    }));
-    assert!(state.points().iter().any(|p| {
-        p.def.base == "tally_agent_conntrack_flows"
-            && p.attributes
-                .iter()
-                .any(|(k, v)| *k == "state" && v == "uncounted")
-            && p.value >= 1.0
-    }));
+    drop(state);
+    assert_eq!(
+        own_figure(
+            &source,
+            "tally_agent_conntrack_accounting",
+            Some(("state", "off"))
+        ),
+        Some(1.0)
+    );
+    assert!(
+        own_figure(
+            &source,
+            "tally_agent_conntrack_flows",
+            Some(("state", "uncounted"))
+        )
+        .is_some_and(|v| v >= 1.0)
+    );
     assert!(source.health.error_count("accounting") >= 1);
     assert!(!source.health.is_up(), "the source says it is degraded");
 }
 
 #[test]
 fn accounting_is_switched_on_when_allowed() {
-    let _serial = serial();
-    if !ready("accounting_is_switched_on_when_allowed") {
+    let Some((_serial, mut lab)) = lab("accounting_is_switched_on_when_allowed", "d", false) else {
         return;
-    }
-    let mut lab = Lab::new("d");
-    lab.sysctl("node", "net.netfilter.nf_conntrack_acct=0");
+    };
     lab.serve("world", WORLD_HOSTS);
     let source = start(&lab, Duration::from_secs(1), true);
     assert_eq!(
@@ -783,12 +799,10 @@ fn accounting_is_switched_on_when_allowed() {
 /// so this test lowers it for a few seconds and puts it back.
 #[test]
 fn a_full_table_is_counted_and_reading_goes_on() {
-    let _serial = serial();
-    if !ready("a_full_table_is_counted_and_reading_goes_on") {
+    let Some((_serial, mut lab)) = lab("a_full_table_is_counted_and_reading_goes_on", "e", true)
+    else {
         return;
-    }
-    let mut lab = Lab::new("e");
-    lab.sysctl("node", "net.netfilter.nf_conntrack_acct=1");
+    };
     lab.serve("world", WORLD_HOSTS);
     let source = start(&lab, Duration::from_secs(1), true);
     let max_path = "/proc/sys/net/netfilter/nf_conntrack_max";
@@ -821,12 +835,7 @@ fn a_full_table_is_counted_and_reading_goes_on() {
     wait_for("reading to go on", Duration::from_secs(5), || {
         source.health.collections() > reads
     });
-    let state = egress::lock(&source.shared);
-    let dropped = state
-        .points()
-        .iter()
-        .find(|p| p.def.base == "tally_agent_conntrack_dropped")
-        .map(|p| p.value);
+    let dropped = own_figure(&source, "tally_agent_conntrack_dropped", None);
     assert!(
         dropped.is_some_and(|d| d > 0.0),
         "kernel drops counted: {dropped:?}"
@@ -984,12 +993,11 @@ fn host_network_pods_are_attributed_by_socket_owner() {
 /// connection that lives across reads just as the netlink reader does.
 #[test]
 fn the_procfs_reader_counts_long_lived_connections() {
-    let _serial = serial();
-    if !ready("the_procfs_reader_counts_long_lived_connections") {
+    let Some((_serial, mut lab)) =
+        lab("the_procfs_reader_counts_long_lived_connections", "g", true)
+    else {
         return;
-    }
-    let mut lab = Lab::new("g");
-    lab.sysctl("node", "net.netfilter.nf_conntrack_acct=1");
+    };
     lab.serve("world", WORLD_HOSTS);
     let source = start_reader(&lab, Duration::from_secs(1), true, pods(), Reader::Procfs);
     let client = "import socket, time\ns = socket.create_connection(('10.50.0.20', 9000))\ns.sendall(b'p' * 7000000)\ntime.sleep(3)\ns.close()\n";
@@ -1007,12 +1015,13 @@ fn the_procfs_reader_counts_long_lived_connections() {
         .copied()
         .unwrap_or_default();
     assert!(within(tx, 7_000_000, 0.02), "counted {tx}");
-    let state = egress::lock(&source.shared);
-    assert!(state.points().iter().any(|p| {
-        p.def.base == "tally_agent_conntrack_accounting"
-            && p.attributes
-                .iter()
-                .any(|(k, v)| *k == "reader" && v == "procfs")
-    }));
+    assert_eq!(
+        own_figure(
+            &source,
+            "tally_agent_conntrack_accounting",
+            Some(("reader", "procfs"))
+        ),
+        Some(1.0)
+    );
     assert_eq!(source.health.error_count("malformed"), 0);
 }

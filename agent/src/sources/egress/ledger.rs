@@ -511,6 +511,15 @@ mod tests {
         }
     }
 
+    /// One dump holding `flows`.
+    fn dump(ledger: &mut Ledger, flows: &[Flow], topology: &Topology, rules: &Rules, node: u32) {
+        ledger.begin_dump();
+        for flow in flows {
+            ledger.observe(flow, false, topology, rules, node);
+        }
+        ledger.end_dump(false);
+    }
+
     fn setup() -> (Ledger, Topology, u32) {
         let mut ledger = Ledger::default();
         let node = ledger.owner(&ContainerIdentity {
@@ -547,25 +556,35 @@ mod tests {
         let (mut ledger, topology, node) = setup();
         let rules = Rules::default();
         // Open before the agent: baseline only.
-        ledger.begin_dump();
-        ledger.observe(
-            &flow("10.244.0.5", "93.184.216.34", "93.184.216.34", 1, 1000, 50),
-            false,
+        dump(
+            &mut ledger,
+            &[flow(
+                "10.244.0.5",
+                "93.184.216.34",
+                "93.184.216.34",
+                1,
+                1000,
+                50,
+            )],
             &topology,
             &rules,
             node,
         );
-        ledger.end_dump(false);
         assert_eq!(bytes(&ledger, "cart", Class::Internet), (0, 0));
-        ledger.begin_dump();
-        ledger.observe(
-            &flow("10.244.0.5", "93.184.216.34", "93.184.216.34", 1, 1500, 80),
-            false,
+        dump(
+            &mut ledger,
+            &[flow(
+                "10.244.0.5",
+                "93.184.216.34",
+                "93.184.216.34",
+                1,
+                1500,
+                80,
+            )],
             &topology,
             &rules,
             node,
         );
-        ledger.end_dump(false);
         assert_eq!(bytes(&ledger, "cart", Class::Internet), (500, 30));
         // Started and ended between two dumps: only the event sees it.
         ledger.observe(
@@ -595,18 +614,15 @@ mod tests {
     fn both_local_ends_are_counted_and_dnat_is_followed() {
         let (mut ledger, topology, node) = setup();
         let rules = Rules::default();
-        ledger.begin_dump();
-        ledger.end_dump(false);
+        dump(&mut ledger, &[], &topology, &rules, node);
         // cart → a ClusterIP, DNAT'ed to db on this node.
-        ledger.begin_dump();
-        ledger.observe(
-            &flow("10.244.0.5", "10.96.0.10", "10.244.0.6", 3, 400, 9000),
-            false,
+        dump(
+            &mut ledger,
+            &[flow("10.244.0.5", "10.96.0.10", "10.244.0.6", 3, 400, 9000)],
             &topology,
             &rules,
             node,
         );
-        ledger.end_dump(false);
         assert_eq!(bytes(&ledger, "cart", Class::SameNode), (400, 9000));
         assert_eq!(bytes(&ledger, "db", Class::SameNode), (9000, 400));
         let cart = ledger
@@ -621,31 +637,18 @@ mod tests {
     fn host_traffic_goes_to_the_node_and_forwarded_traffic_to_no_one() {
         let (mut ledger, topology, node) = setup();
         let rules = Rules::default();
-        ledger.begin_dump();
-        ledger.end_dump(false);
-        ledger.begin_dump();
-        ledger.observe(
-            &flow("10.0.0.10", "93.184.216.34", "93.184.216.34", 4, 300, 20),
-            false,
+        dump(&mut ledger, &[], &topology, &rules, node);
+        dump(
+            &mut ledger,
+            &[
+                flow("10.0.0.10", "93.184.216.34", "93.184.216.34", 4, 300, 20),
+                flow("10.9.0.1", "10.9.0.2", "10.9.0.2", 5, 300, 20),
+                flow("10.0.0.10", "10.0.0.10", "10.0.0.10", 6, 300, 20),
+            ],
             &topology,
             &rules,
             node,
         );
-        ledger.observe(
-            &flow("10.9.0.1", "10.9.0.2", "10.9.0.2", 5, 300, 20),
-            false,
-            &topology,
-            &rules,
-            node,
-        );
-        ledger.observe(
-            &flow("10.0.0.10", "10.0.0.10", "10.0.0.10", 6, 300, 20),
-            false,
-            &topology,
-            &rules,
-            node,
-        );
-        ledger.end_dump(false);
         let node_traffic: Vec<_> = ledger
             .traffic()
             .into_iter()
@@ -660,28 +663,19 @@ mod tests {
     fn a_reused_tuple_and_a_missed_dump_do_not_double_count() {
         let (mut ledger, topology, node) = setup();
         let rules = Rules::default();
-        ledger.begin_dump();
-        ledger.end_dump(false);
+        dump(&mut ledger, &[], &topology, &rules, node);
         let f = |sent| flow("10.244.0.5", "93.184.216.34", "93.184.216.34", 7, sent, 0);
-        ledger.begin_dump();
-        ledger.observe(&f(1000), false, &topology, &rules, node);
-        ledger.end_dump(false);
+        dump(&mut ledger, &[f(1000)], &topology, &rules, node);
         // Missing from one dump (a race): kept.
-        ledger.begin_dump();
-        ledger.end_dump(false);
-        ledger.begin_dump();
-        ledger.observe(&f(1200), false, &topology, &rules, node);
-        ledger.end_dump(false);
+        dump(&mut ledger, &[], &topology, &rules, node);
+        dump(&mut ledger, &[f(1200)], &topology, &rules, node);
         assert_eq!(bytes(&ledger, "cart", Class::Internet).0, 1200);
         // A new connection on the same tuple starts below the old counters.
-        ledger.begin_dump();
-        ledger.observe(&f(100), false, &topology, &rules, node);
-        ledger.end_dump(false);
+        dump(&mut ledger, &[f(100)], &topology, &rules, node);
         assert_eq!(bytes(&ledger, "cart", Class::Internet).0, 1300);
         // Gone from two dumps without an event: forgotten and counted.
         for _ in 0..2 {
-            ledger.begin_dump();
-            ledger.end_dump(false);
+            dump(&mut ledger, &[], &topology, &rules, node);
         }
         assert_eq!(ledger.flows(), 0);
         assert_eq!(ledger.stats().vanished, 1);
@@ -694,11 +688,8 @@ mod tests {
         let mut f = flow("10.244.0.5", "93.184.216.34", "93.184.216.34", 8, 0, 0);
         f.original_counters = None;
         f.reply_counters = None;
-        ledger.begin_dump();
-        ledger.end_dump(false);
-        ledger.begin_dump();
-        ledger.observe(&f, false, &topology, &rules, node);
-        ledger.end_dump(false);
+        dump(&mut ledger, &[], &topology, &rules, node);
+        dump(&mut ledger, &[f], &topology, &rules, node);
         assert!(ledger.traffic().is_empty());
         assert_eq!(ledger.stats().uncounted, 1);
     }
@@ -707,29 +698,24 @@ mod tests {
     fn owners_gone_are_forgotten() {
         let (mut ledger, topology, node) = setup();
         let rules = Rules::default();
-        ledger.begin_dump();
-        ledger.end_dump(false);
-        ledger.begin_dump();
-        ledger.observe(
-            &flow("10.244.0.5", "10.96.0.10", "10.244.0.6", 3, 400, 9000),
-            false,
+        dump(&mut ledger, &[], &topology, &rules, node);
+        dump(
+            &mut ledger,
+            &[flow("10.244.0.5", "10.96.0.10", "10.244.0.6", 3, 400, 9000)],
             &topology,
             &rules,
             node,
         );
-        ledger.end_dump(false);
         ledger.retain_owners(|o| o.pod != "db");
         assert!(ledger.traffic().iter().all(|t| t.owner.pod != "db"));
         assert_eq!(bytes(&ledger, "cart", Class::SameNode), (400, 9000));
-        ledger.begin_dump();
-        ledger.observe(
-            &flow("10.244.0.5", "10.96.0.10", "10.244.0.6", 3, 500, 9000),
-            false,
+        dump(
+            &mut ledger,
+            &[flow("10.244.0.5", "10.96.0.10", "10.244.0.6", 3, 500, 9000)],
             &topology,
             &rules,
             node,
         );
-        ledger.end_dump(false);
         assert_eq!(bytes(&ledger, "cart", Class::SameNode), (500, 9000));
     }
 }

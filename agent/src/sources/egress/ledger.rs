@@ -192,6 +192,14 @@ impl Ledger {
         }
     }
 
+    /// The owners that have counted bytes (one per destination they
+    /// have), without copying the totals out.
+    pub fn counted_owners(&self) -> impl Iterator<Item = &ContainerIdentity> {
+        self.keys
+            .iter()
+            .map(|(owner, _)| &self.owners[*owner as usize])
+    }
+
     /// Owners so far (the index is the owner id).
     pub fn owners(&self) -> usize {
         self.owners.len()

@@ -327,14 +327,7 @@ fn topology(settings: &EgressSettings, ledger: &mut Ledger, health: &SourceHealt
             let Ok(address) = pod.pod_ip.parse::<IpAddr>() else {
                 continue;
             };
-            let owner = ledger.owner(&ContainerIdentity {
-                namespace: pod.namespace.clone(),
-                pod: pod.name.clone(),
-                workload_kind: pod.workload_kind.clone(),
-                workload_name: pod.workload_name.clone(),
-                pod_uid: pod.uid.clone(),
-                ..Default::default()
-            }) as usize;
+            let owner = ledger.owner(&pod.identity()) as usize;
             // Host-network pods share the node's address: their
             // connections are found by socket owner.
             if topology.host_addresses.contains(&address) {
@@ -495,8 +488,8 @@ fn run(
             };
             let now = Instant::now();
             let mut expired = HashSet::new();
-            for traffic in ledger.traffic() {
-                let uid = &traffic.owner.pod_uid;
+            for owner in ledger.counted_owners() {
+                let uid = &owner.pod_uid;
                 if uid.is_empty() || live.contains(uid) {
                     missing_since.remove(uid);
                     continue;

@@ -420,11 +420,6 @@ impl Conntrack {
         })
     }
 
-    /// Whether DESTROY events are subscribed.
-    pub fn has_events(&self) -> bool {
-        self.events.is_some()
-    }
-
     /// Dumps the table, handing each message to `each`, until the dump's
     /// end or an error.
     pub fn dump(&mut self, each: &mut impl FnMut(Message)) -> io::Result<()> {

@@ -61,6 +61,20 @@ pub struct PodInfo {
 
 /// Pods on this node keyed by UID, plus the node's own identity and what
 /// the API says about the pods' controllers, disruption budgets and
+impl PodInfo {
+    /// The pod's identity (container fields empty).
+    pub fn identity(&self) -> ContainerIdentity {
+        ContainerIdentity {
+            namespace: self.namespace.clone(),
+            pod: self.name.clone(),
+            workload_kind: self.workload_kind.clone(),
+            workload_name: self.workload_name.clone(),
+            pod_uid: self.uid.clone(),
+            ..Default::default()
+        }
+    }
+}
+
 /// autoscalers.
 #[derive(Debug, Default)]
 pub struct PodStore {
@@ -187,14 +201,7 @@ impl PodStore {
                 .find(|a| a.scales(kind, name))
         });
         PodFacts {
-            identity: ContainerIdentity {
-                namespace: pod.namespace.clone(),
-                pod: pod.name.clone(),
-                workload_kind: pod.workload_kind.clone(),
-                workload_name: pod.workload_name.clone(),
-                pod_uid: pod.uid.clone(),
-                ..Default::default()
-            },
+            identity: pod.identity(),
             startup_seconds: pod.startup_seconds,
             replicas,
             rollout_max_unavailable: controller.and_then(|c| c.rollout_max_unavailable),

@@ -6,7 +6,8 @@
 #   curl and bc (the agent bench script; curl is also the HTTPS client of
 #   the collector TLS test), openssl (makes that test's certificates),
 #   iproute2 and nftables (the egress suite builds network namespaces and
-#   switches connection tracking on in them, as kube-proxy's rules do).
+#   switches connection tracking on in them, as kube-proxy's rules do),
+#   tmux (the real terminal `tally top` is driven in, end to end).
 # Debian packages only; needs root. Safe to run repeatedly.
 set -euo pipefail
 
@@ -20,6 +21,7 @@ command -v bc >/dev/null || need+=(bc)
 command -v openssl >/dev/null || need+=(openssl)
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || need+=(iproute2)
 command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
+command -v tmux >/dev/null || need+=(tmux)
 
 # Python peers from PyPI, in a venv of the project's own: the real
 # OpenTelemetry SDK (an OTLP/HTTP client of the collector), schemathesis

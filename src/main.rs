@@ -35,6 +35,9 @@ enum Command {
     Up(UpArgs),
     /// Push a deterministic simulated fleet to a collector (real time or backfill).
     Simulate(SimulateArgs),
+    /// The terminal dashboard over a collector: costs, GPUs, workloads,
+    /// recommendations, models, egress and logs.
+    Top(TopArgs),
     /// Print the collector's recommendations: what to change, what it saves, how sure, how risky.
     Recommend(RecommendArgs),
     /// Replay the right-sizing quality bench: Tally, KRR-simple and VPA on simulated traces.
@@ -122,6 +125,35 @@ struct UpArgs {
     /// http://127.0.0.1:8000/metrics. Repeatable.
     #[arg(long, value_name = "URL")]
     scrape: Vec<String>,
+    /// Do not open `tally top` even when run in a terminal.
+    #[arg(long)]
+    no_top: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct TopArgs {
+    /// Collector base URL (default http://127.0.0.1:4318).
+    #[arg(long, value_name = "URL", env = "TALLY_COLLECTOR_URL")]
+    collector: Option<String>,
+    /// File holding the collector's read token (else TALLY_COLLECTOR_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// YAML config file (version: 1): thresholds, refresh, colours. The
+    /// environment and flags override it.
+    #[arg(long, value_name = "FILE", env = "TALLY_TOP_CONFIG")]
+    config: Option<PathBuf>,
+    /// Seconds between refreshes (at least 2).
+    #[arg(long, value_name = "SECONDS", env = "TALLY_TOP_REFRESH")]
+    refresh: Option<f64>,
+    /// No colours (NO_COLOR does the same).
+    #[arg(long)]
+    no_color: bool,
+    /// ASCII only: no block or box-drawing characters.
+    #[arg(long)]
+    ascii: bool,
+    /// Test hook: panic after this many frames, to check the terminal is restored.
+    #[arg(long, hide = true, value_name = "N")]
+    panic_after_frames: Option<u64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -224,6 +256,7 @@ fn main() -> ExitCode {
         Command::Collector(args) => finish("collector", collector(args)),
         Command::Up(args) => finish("up", up(args)),
         Command::Simulate(args) => finish("simulate", simulate(args)),
+        Command::Top(args) => finish("top", top(args)),
         Command::Recommend(args) => match recommend(args) {
             Ok(code) => code,
             Err(error) => {
@@ -516,7 +549,18 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     };
     agent_config.spool.dir = data_dir.join("spool");
     agent_config.logs.checkpoint_file = data_dir.join("logs-checkpoints.json");
-    init_logging(&agent_config.log);
+    // In a terminal, `tally up` opens the dashboard; its logs go to a
+    // file so they do not draw over it, and quitting it stops Tally.
+    let with_top =
+        !args.no_top && std::io::stdout().is_terminal() && std::io::stdin().is_terminal();
+    let log_file = data_dir.join("tally-up.log");
+    if with_top {
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("cannot create {}", data_dir.display()))?;
+        init_file_logging(&agent_config.log, &log_file)?;
+    } else {
+        init_logging(&agent_config.log);
+    }
     let options = tally_collector::server::CollectorOptions {
         listen: args.listen.clone(),
         data_dir: data_dir.join("collector"),
@@ -531,17 +575,41 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     };
     let node_name = agent_config.resolved_node_name(&env);
     let runtime = single_thread_runtime()?;
+    let (stop, shutdown) = watch::channel(false);
+    let stop = std::sync::Arc::new(stop);
+    let dashboard = if with_top {
+        let options = tally_tui::TopOptions {
+            collector: format!("http://{}", args.listen),
+            token: None,
+            refresh: std::time::Duration::from_secs(tally_tui::MIN_REFRESH_SECS),
+            palette: tally_tui::theme::Palette::detect(false, false),
+            thresholds: tally_tui::theme::Thresholds::default(),
+            panic_after_frames: None,
+        };
+        let stop = std::sync::Arc::clone(&stop);
+        Some(std::thread::spawn(move || {
+            let result = tally_tui::run(options);
+            let _ = stop.send(true);
+            result
+        }))
+    } else {
+        None
+    };
+    let listen = args.listen.clone();
+    let data_dir_shown = data_dir.clone();
     runtime.block_on(async move {
-        let (stop, shutdown) = watch::channel(false);
+        let signal_stop = std::sync::Arc::clone(&stop);
         tokio::spawn(async move {
             wait_for_signal().await;
-            let _ = stop.send(true);
+            let _ = signal_stop.send(true);
         });
         let collector_task = tokio::spawn(tally_collector::server::serve(collector, shutdown.clone()));
-        eprintln!("tally up: data in {}", data_dir.display());
-        eprintln!("  collector  http://{}  (OTLP /v1/metrics, API /api/v1/containers, /api/v1/openapi.json)", args.listen);
-        eprintln!("  agent      http://{}/metrics", args.agent_listen);
-        eprintln!("  press Ctrl-C to stop");
+        if !with_top {
+            eprintln!("tally up: data in {}", data_dir_shown.display());
+            eprintln!("  collector  http://{listen}  (OTLP /v1/metrics, API /api/v1/containers, /api/v1/openapi.json)");
+            eprintln!("  agent      http://{}/metrics", args.agent_listen);
+            eprintln!("  press Ctrl-C to stop");
+        }
         let agent = tally_agent::runtime::run(agent_config, node_name, shutdown).await;
         let collector = collector_task.await;
         agent?;
@@ -550,6 +618,61 @@ fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
             Err(error) => Err(anyhow::anyhow!("collector task failed: {error}")),
         }
     })?;
+    if let Some(dashboard) = dashboard {
+        match dashboard.join() {
+            Ok(result) => result?,
+            Err(_) => anyhow::bail!("the dashboard panicked"),
+        }
+        eprintln!(
+            "tally up: stopped; data in {}, logs in {}",
+            data_dir.display(),
+            log_file.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The dashboard's settings: file, then environment, then flags.
+fn top_options(args: TopArgs) -> anyhow::Result<tally_tui::TopOptions> {
+    let file = match &args.config {
+        Some(path) => tally_tui::config::TopConfig::load(path)?,
+        None => tally_tui::config::TopConfig::default(),
+    };
+    let token = match &args.token_file {
+        Some(path) => Some(read_token(path)?),
+        None => std::env::var("TALLY_COLLECTOR_TOKEN")
+            .ok()
+            .filter(|t| !t.is_empty()),
+    };
+    let refresh = args.refresh.unwrap_or(file.refresh_seconds);
+    anyhow::ensure!(
+        refresh.is_finite() && refresh > 0.0,
+        "--refresh must be a positive number of seconds"
+    );
+    Ok(tally_tui::TopOptions {
+        collector: args
+            .collector
+            .or(file.collector)
+            .unwrap_or_else(|| "http://127.0.0.1:4318".to_owned()),
+        token,
+        refresh: std::time::Duration::from_secs_f64(refresh),
+        palette: tally_tui::theme::Palette::detect(
+            args.no_color || file.no_color,
+            args.ascii || file.ascii,
+        ),
+        thresholds: file.thresholds,
+        panic_after_frames: args.panic_after_frames,
+    })
+}
+
+fn top(args: TopArgs) -> anyhow::Result<ExitCode> {
+    let options = top_options(args)?;
+    // Logs would draw over the screen: they go to the file
+    // TALLY_TOP_LOG names, or nowhere.
+    if let Some(path) = std::env::var_os("TALLY_TOP_LOG") {
+        init_file_logging(&LogConfig::default(), std::path::Path::new(&path))?;
+    }
+    tally_tui::run(options)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -629,6 +752,27 @@ async fn wait_for_signal() {
             let _ = tokio::signal::ctrl_c().await;
         }
     }
+}
+
+/// JSON logs to a file, for while a dashboard owns the terminal.
+fn init_file_logging(config: &LogConfig, path: &std::path::Path) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open the log file {}", path.display()))?;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::sync::Mutex::new(file))
+        .with_ansi(false)
+        .json()
+        .flatten_event(true)
+        .try_init();
+    Ok(())
 }
 
 /// JSON logs in containers (stderr not a terminal), pretty on a terminal.

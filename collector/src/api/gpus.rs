@@ -37,6 +37,7 @@ struct Row {
     power: Option<f64>,
     power_limit: Option<f64>,
     temperature: Option<f64>,
+    energy_increase: Option<f64>,
     pods: BTreeMap<String, Value>,
 }
 
@@ -73,6 +74,9 @@ pub fn view(store: &Store, window: Window) -> Value {
     });
     rows.fill(&catalog::GPU_POWER_LIMIT, |row, series| {
         row.power_limit = series.latest();
+    });
+    rows.fill(&catalog::GPU_ENERGY, |row, series| {
+        row.energy_increase = window.stat(store, series, Stat::Increase);
     });
     rows.fill(&catalog::GPU_TEMPERATURE, |row, series| {
         row.temperature = series.latest();
@@ -114,6 +118,7 @@ pub fn view(store: &Store, window: Window) -> Value {
                 "power_watts": row.power,
                 "power_limit_watts": row.power_limit,
                 "temperature_celsius": row.temperature,
+                "energy_joules": row.energy_increase,
                 "pods": row.pods.into_values().collect::<Vec<_>>(),
             })
         })

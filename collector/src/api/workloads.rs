@@ -3,8 +3,10 @@
 //! extended resources (GPUs, MIG slices) requested.
 //!
 //! Usage figures are sums over the workload's containers seen in the
-//! window: `_p95` sums each container's p95 (an upper bound on the p95 of
-//! the workload's total), `_max` sums each container's peak.
+//! window: `_p50` and `_p95` sum each container's quantile (for `_p95`
+//! an upper bound on the p95 of the workload's total), `_max` sums each
+//! container's peak. `cpu_throttled_seconds` is the time throttled by
+//! the CPU limit over the window.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -25,14 +27,18 @@ struct Row {
     cpu_request: Option<f64>,
     cpu_limit: Option<f64>,
     cpu_usage: Option<f64>,
+    cpu_p50: Option<f64>,
     cpu_p95: Option<f64>,
     cpu_max: Option<f64>,
     memory_request: Option<f64>,
     memory_limit: Option<f64>,
     working_set: Option<f64>,
+    working_set_p50: Option<f64>,
     working_set_p95: Option<f64>,
     working_set_max: Option<f64>,
     oom_kills: Option<f64>,
+    /// Seconds throttled by the CPU limit over the window.
+    cpu_throttled_seconds: Option<f64>,
     devices: BTreeMap<String, f64>,
 }
 
@@ -71,6 +77,10 @@ pub fn view(store: &Store, window: Window) -> Value {
     });
     rows.fill(&catalog::CONTAINER_CPU_USAGE_SAMPLED, |row, series| {
         add(
+            &mut row.cpu_p50,
+            window.stat(store, series, Stat::Quantile(0.5)),
+        );
+        add(
             &mut row.cpu_p95,
             window.stat(store, series, Stat::Quantile(0.95)),
         );
@@ -80,6 +90,10 @@ pub fn view(store: &Store, window: Window) -> Value {
         &catalog::CONTAINER_MEMORY_WORKING_SET_SAMPLED,
         |row, series| {
             add(
+                &mut row.working_set_p50,
+                window.stat(store, series, Stat::Quantile(0.5)),
+            );
+            add(
                 &mut row.working_set_p95,
                 window.stat(store, series, Stat::Quantile(0.95)),
             );
@@ -88,6 +102,12 @@ pub fn view(store: &Store, window: Window) -> Value {
     rows.fill(&catalog::CONTAINER_MEMORY_OOM_KILLS, |row, series| {
         add(
             &mut row.oom_kills,
+            window.stat(store, series, Stat::Increase),
+        );
+    });
+    rows.fill(&catalog::CONTAINER_CPU_THROTTLED, |row, series| {
+        add(
+            &mut row.cpu_throttled_seconds,
             window.stat(store, series, Stat::Increase),
         );
     });
@@ -122,14 +142,17 @@ pub fn view(store: &Store, window: Window) -> Value {
                 "cpu_request_cores": row.cpu_request,
                 "cpu_limit_cores": row.cpu_limit,
                 "cpu_cores": row.cpu_usage,
+                "cpu_cores_p50": row.cpu_p50,
                 "cpu_cores_p95": row.cpu_p95,
                 "cpu_cores_max": row.cpu_max,
                 "memory_request_bytes": row.memory_request,
                 "memory_limit_bytes": row.memory_limit,
                 "working_set_bytes": row.working_set,
+                "working_set_bytes_p50": row.working_set_p50,
                 "working_set_bytes_p95": row.working_set_p95,
                 "working_set_bytes_max": row.working_set_max,
                 "oom_kills": row.oom_kills,
+                "cpu_throttled_seconds": row.cpu_throttled_seconds,
                 "device_requests": row.devices,
             });
             workload_json(key, row.simulated, fields)

@@ -25,20 +25,21 @@ command -v tmux >/dev/null || need+=(tmux)
 
 # Python peers from PyPI, in a venv of the project's own: the real
 # OpenTelemetry SDK (an OTLP/HTTP client of the collector), schemathesis
-# (fuzzes the collector's API from its OpenAPI document), pyarrow (reads
-# `tally recommend --format parquet` back) and prometheus-client (the
-# reference exposition parser the agent's parser is checked against).
+# (fuzzes the collector's API from its OpenAPI document), pyarrow and
+# polars (read `tally recommend --format parquet` back), PyYAML (its YAML)
+# and prometheus-client (the reference exposition parser the agent's
+# parser is checked against).
 VENV="$(cd "$(dirname "$0")/.." && pwd)/.venv-peers"
 install_otel_sdk() {
   if [ -x "$VENV/bin/python" ] && [ -x "$VENV/bin/schemathesis" ] \
-    && "$VENV/bin/python" -c 'import opentelemetry.exporter.otlp.proto.http, pyarrow, prometheus_client.parser' 2>/dev/null; then
+    && "$VENV/bin/python" -c 'import opentelemetry.exporter.otlp.proto.http, pyarrow, prometheus_client.parser, polars, yaml' 2>/dev/null; then
     return 0
   fi
-  echo "test peers: installing the OpenTelemetry Python SDK, schemathesis, pyarrow and prometheus-client into $VENV"
+  echo "test peers: installing the OpenTelemetry Python SDK, schemathesis, pyarrow, polars, PyYAML and prometheus-client into $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check \
     'opentelemetry-sdk==1.45.2' 'opentelemetry-exporter-otlp-proto-http==1.45.2' 'schemathesis==4.32.5' 'pyarrow==26.0.1' \
-    'prometheus-client==0.26.0'
+    'prometheus-client==0.26.0' 'polars==2.1.0' 'PyYAML==6.0.3'
 }
 
 if [ ${#need[@]} -eq 0 ]; then

@@ -211,6 +211,17 @@ struct RecommendArgs {
     /// File holding the collector's read (or ingest) bearer token.
     #[arg(long, value_name = "FILE")]
     token_file: Option<PathBuf>,
+    /// Print the kubectl patch (or the step, where no patch applies) for
+    /// each selected card instead of the report.
+    #[arg(long)]
+    patch: bool,
+    /// Exit with code 4 when the selected cards save more than this much
+    /// a month (overlapping cards counted once): a CI gate.
+    #[arg(long, value_name = "AMOUNT")]
+    fail_above: Option<f64>,
+    /// Read again every SECONDS (default 60) until interrupted.
+    #[arg(long, value_name = "SECONDS", num_args = 0..=1, default_missing_value = "60")]
+    watch: Option<f64>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -239,6 +250,9 @@ struct GpuCheckArgs {
 
 /// Exit code when the collector has no analysis or cannot be reached.
 const EXIT_UNAVAILABLE: u8 = 3;
+
+/// Exit code of `tally recommend --fail-above` when the savings are above it.
+const EXIT_SAVINGS_ABOVE: u8 = 4;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -367,24 +381,21 @@ fn read_token(path: &std::path::Path) -> anyhow::Result<String> {
     Ok(token)
 }
 
-fn recommend(args: RecommendArgs) -> anyhow::Result<ExitCode> {
-    use tally_analyzer::output::{self, Format};
-    use tally_analyzer::recommendation::Recommendation;
-    let Some(format) = Format::parse(&args.format) else {
-        eprintln!(
-            "tally recommend: unknown format {:?}; use table, json, yaml, csv or parquet",
-            args.format
-        );
-        return Ok(ExitCode::from(EXIT_BAD_CONFIG));
-    };
-    if format.is_binary() && args.output.is_none() && std::io::stdout().is_terminal() {
-        eprintln!(
-            "tally recommend: {} is binary; pass --output FILE or redirect standard output",
-            args.format
-        );
-        return Ok(ExitCode::from(EXIT_BAD_CONFIG));
-    }
-    let token = args.token_file.as_deref().map(read_token).transpose()?;
+/// One read of the collector's recommendations, or the exit code of why not.
+struct Selection {
+    cards: Vec<tally_analyzer::recommendation::Recommendation>,
+    /// The same cards as the API's JSON (for `--patch`).
+    items: Vec<tally_tui::api::Recommendation>,
+    currency: String,
+    /// Savings of these cards, overlapping ones counted once.
+    savings: f64,
+}
+
+/// Reads (after a fresh analysis with `--refresh`) the filtered cards.
+async fn read_recommendations(
+    args: &RecommendArgs,
+    token: Option<&str>,
+) -> anyhow::Result<Result<Selection, ExitCode>> {
     let base = args.collector.trim_end_matches('/').to_owned();
     let mut query: Vec<(&str, String)> = Vec::new();
     if let Some(ns) = &args.namespace {
@@ -396,40 +407,36 @@ fn recommend(args: RecommendArgs) -> anyhow::Result<ExitCode> {
     if let Some(min) = args.min_savings {
         query.push(("min_savings", min.to_string()));
     }
-    let runtime = single_thread_runtime()?;
-    let (status, body) = runtime.block_on(async {
-        let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(120))
-            .build()
-            .context("cannot build the HTTP client")?;
-        let authorized = |request: reqwest::RequestBuilder| match &token {
-            Some(token) => request.bearer_auth(token),
-            None => request,
-        };
-        if args.refresh {
-            let response = authorized(client.post(format!("{base}/api/v1/analyze")))
-                .send()
-                .await
-                .with_context(|| format!("cannot reach the collector at {base}"))?;
-            anyhow::ensure!(
-                response.status().is_success(),
-                "the analysis failed: {} {}",
-                response.status(),
-                response.text().await.unwrap_or_default()
-            );
-        }
-        let response = authorized(
-            client
-                .get(format!("{base}/api/v1/recommendations"))
-                .query(&query),
-        )
-        .send()
-        .await
-        .with_context(|| format!("cannot reach the collector at {base}"))?;
-        let status = response.status();
-        let body = response.text().await.context("cannot read the answer")?;
-        anyhow::Ok((status, body))
-    })?;
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(120))
+        .build()
+        .context("cannot build the HTTP client")?;
+    let authorized = |request: reqwest::RequestBuilder| match token {
+        Some(token) => request.bearer_auth(token),
+        None => request,
+    };
+    if args.refresh {
+        let response = authorized(client.post(format!("{base}/api/v1/analyze")))
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the collector at {base}"))?;
+        anyhow::ensure!(
+            response.status().is_success(),
+            "the analysis failed: {} {}",
+            response.status(),
+            response.text().await.unwrap_or_default()
+        );
+    }
+    let response = authorized(
+        client
+            .get(format!("{base}/api/v1/recommendations"))
+            .query(&query),
+    )
+    .send()
+    .await
+    .with_context(|| format!("cannot reach the collector at {base}"))?;
+    let status = response.status();
+    let body = response.text().await.context("cannot read the answer")?;
     let value: serde_json::Value = serde_json::from_str(&body)
         .with_context(|| format!("the collector answered {status} with no JSON: {body}"))?;
     if !status.is_success() {
@@ -438,35 +445,176 @@ fn recommend(args: RecommendArgs) -> anyhow::Result<ExitCode> {
             .or_else(|| value["error"].as_str())
             .unwrap_or("no reason given");
         eprintln!("tally recommend: the collector answered {status}: {reason}");
-        return Ok(ExitCode::from(if status.as_u16() == 400 {
+        return Ok(Err(ExitCode::from(if status.as_u16() == 400 {
             EXIT_BAD_CONFIG
         } else {
             EXIT_UNAVAILABLE
-        }));
+        })));
     }
-    let cards: Vec<Recommendation> = serde_json::from_value(value["items"].clone())
+    let cards: Vec<tally_analyzer::recommendation::Recommendation> =
+        serde_json::from_value(value["items"].clone())
+            .context("the collector's recommendations do not parse")?;
+    let items: Vec<tally_tui::api::Recommendation> = serde_json::from_value(value["items"].clone())
         .context("the collector's recommendations do not parse")?;
-    let currency = value["currency"].as_str().unwrap_or("USD");
-    let total = value["totals"]["monthly_savings"].as_f64();
-    let rendered = output::render(&cards, format, total, currency)?;
-    match &args.output {
-        // Written whole to a temporary file and renamed, so a failed run
-        // never leaves half a file where the last good one was.
+    let (savings, _) = tally_analyzer::recommend::deduplicated(&cards);
+    Ok(Ok(Selection {
+        cards,
+        items,
+        currency: value["currency"].as_str().unwrap_or("USD").to_owned(),
+        savings,
+    }))
+}
+
+/// The kubectl patches (or the steps) for the selected cards.
+fn patches(selection: &Selection) -> Vec<u8> {
+    let mut out = String::new();
+    for card in &selection.items {
+        let workload = tally_tui::views::recommendations::workload_text(card);
+        out.push_str(&format!(
+            "# {} {workload} ({}): saves {:.2} {}/month, risk {}, confidence {:.0}%\n",
+            card.kind,
+            card.target,
+            card.monthly_savings,
+            selection.currency,
+            card.risk.level,
+            card.confidence * 100.0
+        ));
+        out.push_str(&tally_tui::patch::instructions(card));
+        out.push_str("\n\n");
+    }
+    out.into_bytes()
+}
+
+/// Writes the output whole (a file via a temporary and a rename, so a
+/// failed run never leaves half a file where the last good one was).
+fn write_output(path: Option<&std::path::Path>, rendered: &[u8]) -> anyhow::Result<()> {
+    match path {
         Some(path) => {
             let partial = path.with_extension("partial");
-            std::fs::write(&partial, &rendered)
+            std::fs::write(&partial, rendered)
                 .and_then(|()| std::fs::rename(&partial, path))
-                .with_context(|| format!("cannot write {}", path.display()))?;
+                .with_context(|| format!("cannot write {}", path.display()))
         }
         None => {
             let mut stdout = std::io::stdout().lock();
             stdout
-                .write_all(&rendered)
+                .write_all(rendered)
                 .and_then(|()| stdout.flush())
-                .context("cannot write to standard output")?;
+                .context("cannot write to standard output")
         }
     }
+}
+
+fn recommend(args: RecommendArgs) -> anyhow::Result<ExitCode> {
+    use tally_analyzer::output::{self, Format};
+    let Some(format) = Format::parse(&args.format) else {
+        eprintln!(
+            "tally recommend: unknown format {:?}; use table, json, yaml, csv or parquet",
+            args.format
+        );
+        return Ok(ExitCode::from(EXIT_BAD_CONFIG));
+    };
+    if format.is_binary() && !args.patch && args.output.is_none() && std::io::stdout().is_terminal()
+    {
+        eprintln!(
+            "tally recommend: {} is binary; pass --output FILE or redirect standard output",
+            args.format
+        );
+        return Ok(ExitCode::from(EXIT_BAD_CONFIG));
+    }
+    if let Some(limit) = args.fail_above
+        && !(limit.is_finite() && limit >= 0.0)
+    {
+        eprintln!("tally recommend: --fail-above must be an amount of 0 or more");
+        return Ok(ExitCode::from(EXIT_BAD_CONFIG));
+    }
+    let token = args.token_file.as_deref().map(read_token).transpose()?;
+    let runtime = single_thread_runtime()?;
+    let render = |selection: &Selection| -> anyhow::Result<Vec<u8>> {
+        if args.patch {
+            return Ok(patches(selection));
+        }
+        Ok(output::render(
+            &selection.cards,
+            format,
+            Some(selection.savings),
+            &selection.currency,
+        )?)
+    };
+    let above = |selection: &Selection| {
+        args.fail_above
+            .filter(|limit| selection.savings > *limit)
+            .map(|limit| {
+                format!(
+                    "the selected cards save {:.2} {}/month, above --fail-above {limit}",
+                    selection.savings, selection.currency
+                )
+            })
+    };
+    let Some(seconds) = args.watch else {
+        let selection = match runtime.block_on(read_recommendations(&args, token.as_deref()))? {
+            Ok(selection) => selection,
+            Err(code) => return Ok(code),
+        };
+        write_output(args.output.as_deref(), &render(&selection)?)?;
+        if let Some(message) = above(&selection) {
+            eprintln!("tally recommend: {message}");
+            return Ok(ExitCode::from(EXIT_SAVINGS_ABOVE));
+        }
+        return Ok(ExitCode::SUCCESS);
+    };
+    // --watch: read again every interval until interrupted; errors are
+    // shown and retried, as `watch` does.
+    anyhow::ensure!(
+        seconds.is_finite() && seconds >= 1.0,
+        "--watch needs an interval of at least 1 second"
+    );
+    let interval = std::time::Duration::from_secs_f64(seconds);
+    let on_terminal = args.output.is_none() && std::io::stdout().is_terminal();
+    runtime.block_on(async {
+        loop {
+            let read = read_recommendations(&args, token.as_deref()).await;
+            let header = format!("Every {seconds}s: tally recommend, {}\n\n", httpdate_now());
+            let body = match read {
+                Ok(Ok(selection)) => {
+                    let mut body = render(&selection)?;
+                    if let Some(message) = above(&selection) {
+                        body.extend_from_slice(format!("\n{message}\n").as_bytes());
+                    }
+                    body
+                }
+                Ok(Err(_)) => b"(the collector has no answer yet; retrying)\n".to_vec(),
+                Err(error) => format!("{error:#}\n").into_bytes(),
+            };
+            let mut frame = Vec::new();
+            if on_terminal {
+                // Clear and home, as watch(1) does.
+                frame.extend_from_slice(b"\x1b[2J\x1b[H");
+                frame.extend_from_slice(header.as_bytes());
+            }
+            frame.extend_from_slice(&body);
+            write_output(args.output.as_deref(), &frame)?;
+            tokio::select! {
+                () = tokio::time::sleep(interval) => {}
+                () = wait_for_signal() => return anyhow::Ok(()),
+            }
+        }
+    })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Now, as an HTTP date (UTC), for the watch header.
+fn httpdate_now() -> String {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let day = seconds % 86_400;
+    format!(
+        "{:02}:{:02}:{:02} UTC",
+        day / 3600,
+        day % 3600 / 60,
+        day % 60
+    )
 }
 
 fn single_thread_runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -708,6 +856,16 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         ticks: args.ticks,
         token,
         dump_prometheus: args.dump_prometheus,
+        // A progress bar while backfilling, on a terminal only.
+        progress: backfill.map(|_| {
+            let bar = std::sync::Arc::new(tally_tui::progress::Bar::new("backfill"));
+            tally_collector::simulate::Progress(std::sync::Arc::new(move |done, total, points| {
+                bar.update(done, total, points, "points");
+                if done == total {
+                    bar.finish();
+                }
+            }))
+        }),
     };
     let runtime = single_thread_runtime()?;
     let started = std::time::Instant::now();

@@ -97,6 +97,8 @@ fn recommend_prints_the_planted_problems() {
         "{text}"
     );
     parquet_reads_back_in_pyarrow(&url, dir.path(), &cards);
+    every_format_parses_with_its_standard_parser(&url, dir.path(), &cards);
+    patches_gates_and_watch(&url, dir.path());
     let yaml = tally(&["recommend", "--collector", &url, "--format", "yaml"]);
     assert!(String::from_utf8_lossy(&yaml.stdout).contains("kind: "));
     // Bad input: a clear message and exit code 2.
@@ -196,4 +198,178 @@ fn an_unreachable_collector_is_a_clear_error() {
     assert_eq!(output.status.code(), Some(3));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("cannot reach the collector"), "{stderr}");
+}
+
+/// JSON, YAML, CSV and Parquet outputs, each read by its format's
+/// standard parser (json, PyYAML, csv, polars), hold the same cards.
+fn every_format_parses_with_its_standard_parser(url: &str, dir: &std::path::Path, cards: &[Value]) {
+    let Some(python) = common::venv_peer("python", "every_format_parses") else {
+        return;
+    };
+    let expected: Vec<&str> = cards.iter().filter_map(|c| c["id"].as_str()).collect();
+    for format in ["json", "yaml", "csv", "parquet"] {
+        let path = dir.join(format!("cards.{format}"));
+        let output = tally(&[
+            "recommend",
+            "--collector",
+            url,
+            "--format",
+            format,
+            "--output",
+            path.to_str().expect("UTF-8 path"),
+        ]);
+        assert!(
+            output.status.success(),
+            "{format}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let read = Command::new(&python)
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/peers/read_formats.py"
+            ))
+            .arg(format)
+            .arg(&path)
+            .output()
+            .expect("run python");
+        assert!(
+            read.status.success(),
+            "{format} does not parse: {}",
+            String::from_utf8_lossy(&read.stderr)
+        );
+        let rows: Vec<Value> = serde_json::from_slice(&read.stdout).expect("json");
+        let ids: Vec<&str> = rows.iter().filter_map(|r| r["id"].as_str()).collect();
+        assert_eq!(ids, expected, "{format}");
+        // CSV carries cents; the others the full figure.
+        for (row, card) in rows.iter().zip(cards) {
+            let (a, b) = (
+                row["monthly_savings"].as_f64(),
+                card["monthly_savings"].as_f64(),
+            );
+            assert!(
+                a.zip(b)
+                    .is_some_and(|(a, b)| (a - b).abs() <= 0.005 + 1e-9 * b),
+                "{format}: {row} vs {card}"
+            );
+        }
+    }
+}
+
+/// `--patch` prints a valid strategic-merge patch per patchable card,
+/// `--fail-above` gates on the de-duplicated savings with exit code 4,
+/// and `--watch` rewrites its output every interval until stopped.
+fn patches_gates_and_watch(url: &str, dir: &std::path::Path) {
+    let output = tally(&[
+        "recommend",
+        "--collector",
+        url,
+        "--kind",
+        "cpu_request",
+        "--patch",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    let commands: Vec<&str> = text.lines().filter(|l| l.starts_with("kubectl ")).collect();
+    assert!(!commands.is_empty(), "{text}");
+    for command in &commands {
+        assert!(
+            command.contains(" patch ") && command.contains("--type=strategic"),
+            "{command}"
+        );
+        let start = command.find("-p '").expect("patch") + 4;
+        let patch: Value =
+            serde_json::from_str(&command[start..command.len() - 1]).expect("patch JSON");
+        let containers = patch["spec"]["template"]["spec"]["containers"]
+            .as_array()
+            .or_else(|| {
+                patch["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"].as_array()
+            })
+            .expect("containers");
+        assert!(
+            containers[0]["resources"]["requests"]["cpu"].is_string(),
+            "{command}"
+        );
+    }
+    // Every card is introduced by a comment with its savings.
+    let comments = text
+        .lines()
+        .filter(|l| l.starts_with("# cpu_request "))
+        .count();
+    assert!(comments >= commands.len(), "{text}");
+
+    let json = tally(&["recommend", "--collector", url, "--format", "json"]);
+    let cards: Vec<Value> = serde_json::from_slice(&json.stdout).expect("json");
+    let largest = cards
+        .iter()
+        .filter_map(|c| c["monthly_savings"].as_f64())
+        .fold(0.0, f64::max);
+    assert!(largest > 1.0);
+    let gate = tally(&[
+        "recommend",
+        "--collector",
+        url,
+        "--fail-above",
+        "1",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(
+        gate.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&gate.stderr)
+    );
+    assert!(String::from_utf8_lossy(&gate.stderr).contains("above --fail-above 1"));
+    // The report is still printed when the gate fails.
+    assert!(serde_json::from_slice::<Vec<Value>>(&gate.stdout).is_ok());
+    let pass = tally(&["recommend", "--collector", url, "--fail-above", "100000000"]);
+    assert_eq!(pass.status.code(), Some(0));
+    let bad = tally(&["recommend", "--collector", url, "--fail-above", "-3"]);
+    assert_eq!(bad.status.code(), Some(2));
+
+    let path = dir.join("watched.json");
+    let mut watch = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args([
+            "recommend",
+            "--collector",
+            url,
+            "--format",
+            "json",
+            "--watch",
+            "1",
+            "--output",
+        ])
+        .arg(&path)
+        .spawn()
+        .expect("watch");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut versions = std::collections::HashSet::new();
+    while versions.len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "--watch wrote {} versions",
+            versions.len()
+        );
+        if let Ok(meta) = std::fs::metadata(&path) {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            assert!(
+                serde_json::from_str::<Vec<Value>>(&text).is_ok(),
+                "half-written: {text}"
+            );
+            versions.insert(meta.modified().expect("mtime"));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // SIGTERM ends the watch cleanly.
+    let status = Command::new("kill")
+        .arg(watch.id().to_string())
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = watch.wait().expect("wait");
+    assert_eq!(exit.code(), Some(0), "{exit:?}");
 }

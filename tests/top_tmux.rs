@@ -242,3 +242,37 @@ fn an_unreachable_collector_gets_a_clear_screen() {
     assert_eq!(exit.trim(), "exit=0");
     assert_restored(&tmux, &stty);
 }
+
+#[test]
+fn a_backfill_shows_a_progress_bar_on_a_terminal_only() {
+    let Some(tmux) = tmux("progress") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let (_collector, port) = common::ready_collector(dir.path());
+    let url = format!("http://127.0.0.1:{port}");
+    tmux.start(&format!(
+        "{bin} simulate --collector {url} --nodes 3 --backfill 2h --step 5m; sleep 600",
+        bin = env!("CARGO_BIN_EXE_tally")
+    ));
+    let screen = tmux.wait_for("24/24");
+    assert!(screen.contains("backfill ["), "{screen}");
+    assert!(screen.contains("100%"), "{screen}");
+    // Off a terminal: no bar and no escape codes in the log.
+    let out = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args([
+            "simulate",
+            "--collector",
+            &url,
+            "--nodes",
+            "3",
+            "--backfill",
+            "1h",
+        ])
+        .output()
+        .expect("simulate");
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("backfill ["), "{stderr}");
+    assert!(!stderr.contains('\r'), "{stderr}");
+}

@@ -17,6 +17,7 @@ pub mod fetch;
 pub mod format;
 pub mod keymap;
 pub mod patch;
+pub mod progress;
 pub mod state;
 pub mod table;
 pub mod terminal;

@@ -76,6 +76,10 @@ fn kubectl_patch(workload: &WorkloadRef, resource: &str, patch: &Value) -> Strin
 pub fn kubectl(card: &Recommendation) -> Option<String> {
     let workload = card.workload.as_ref()?;
     let resource = resource(&workload.kind)?;
+    // A Job's pod template is immutable; its manifest changes instead.
+    if resource == "job" {
+        return None;
+    }
     let container = card.target.as_str();
     let patch = match card.kind.as_str() {
         "cpu_request" => {
@@ -131,6 +135,9 @@ pub fn instructions(card: &Recommendation) -> String {
     if let Some(command) = kubectl(card) {
         return command;
     }
+    if let Some(snippet) = resources_snippet(card) {
+        return snippet;
+    }
     let step = match card.kind.as_str() {
         "gpu_mig_profile" => {
             "Request the MIG profile named in the explanation instead of nvidia.com/gpu \
@@ -159,6 +166,32 @@ pub fn instructions(card: &Recommendation) -> String {
         _ => "Apply the change described in the explanation.",
     };
     format!("# {step}")
+}
+
+/// A request change that cannot be patched (a Job, a bare Pod), as the
+/// YAML to put in the manifest that creates it.
+fn resources_snippet(card: &Recommendation) -> Option<String> {
+    let (resource, quantity) = match card.kind.as_str() {
+        "cpu_request" => (
+            "cpu",
+            cpu_quantity(*card.proposed.get("cpu_request_cores")?),
+        ),
+        "memory_request" => (
+            "memory",
+            memory_quantity(*card.proposed.get("memory_request_bytes")?),
+        ),
+        _ => return None,
+    };
+    let kind = card
+        .workload
+        .as_ref()
+        .map_or("workload", |w| w.kind.as_str());
+    Some(format!(
+        "# A {kind}'s pod template cannot be patched; in the manifest that creates it:\n\
+         containers:\n\
+         - name: {}\n  resources:\n    requests:\n      {resource}: {quantity}",
+        card.target
+    ))
 }
 
 #[cfg(test)]
@@ -244,5 +277,18 @@ mod tests {
         // A Job cannot be scaled: the step is described instead.
         assert!(kubectl(&card("gpu_idle", "Job", &[])).is_none());
         assert!(instructions(&card("gpu_idle", "Job", &[])).starts_with('#'));
+    }
+
+    #[test]
+    fn jobs_get_the_manifest_snippet() {
+        let job = card("cpu_request", "Job", &[("cpu_request_cores", 2.108)]);
+        assert!(kubectl(&job).is_none());
+        let text = instructions(&job);
+        let yaml: Value = serde_yaml_ng::from_str(&text).expect("yaml");
+        assert_eq!(yaml["containers"][0]["name"], "main");
+        assert_eq!(
+            yaml["containers"][0]["resources"]["requests"]["cpu"],
+            "2108m"
+        );
     }
 }

@@ -236,6 +236,26 @@ fn overlap_group(card: &Recommendation) -> String {
     format!("{resource}|{}|{}", card.workload, card.target)
 }
 
+/// The savings of `cards` with overlapping cards counted once (the
+/// largest of each overlap group), in total and by kind. Any selection of
+/// cards (a namespace, a kind) gets its own de-duplicated total.
+pub fn deduplicated<'a>(
+    cards: impl IntoIterator<Item = &'a Recommendation>,
+) -> (f64, BTreeMap<String, f64>) {
+    let mut best: BTreeMap<String, (Kind, f64)> = BTreeMap::new();
+    for card in cards {
+        let entry = best.entry(overlap_group(card)).or_insert((card.kind, 0.0));
+        if card.monthly_savings > entry.1 {
+            *entry = (card.kind, card.monthly_savings);
+        }
+    }
+    let mut by_kind = BTreeMap::new();
+    for (kind, savings) in best.values() {
+        *by_kind.entry(kind.as_str().to_owned()).or_insert(0.0) += savings;
+    }
+    (best.values().map(|(_, s)| s).sum(), by_kind)
+}
+
 /// Runs every analysis over `snapshot`.
 pub fn analyze(
     snapshot: &FleetSnapshot,
@@ -264,22 +284,12 @@ pub fn analyze(
             .total_cmp(&a.monthly_savings)
             .then_with(|| a.id.cmp(&b.id))
     });
-    let mut best: BTreeMap<String, (Kind, f64)> = BTreeMap::new();
-    for card in &recommendations {
-        let entry = best.entry(overlap_group(card)).or_insert((card.kind, 0.0));
-        if card.monthly_savings > entry.1 {
-            *entry = (card.kind, card.monthly_savings);
-        }
-    }
-    let mut by_kind = BTreeMap::new();
-    for (kind, savings) in best.values() {
-        *by_kind.entry(kind.as_str().to_owned()).or_insert(0.0) += savings;
-    }
+    let (monthly_savings, by_kind) = deduplicated(&recommendations);
     let factor = allocation.monthly_factor();
     let totals = Totals {
         monthly_cost: allocation.total() * factor,
         monthly_idle: allocation.nodes.iter().map(|n| n.idle()).sum::<f64>() * factor,
-        monthly_savings: best.values().map(|(_, s)| s).sum(),
+        monthly_savings,
         monthly_savings_sum: recommendations.iter().map(|r| r.monthly_savings).sum(),
         realizable_monthly_savings: packing.iter().map(|p| p.monthly_savings).sum(),
         by_kind,

@@ -61,6 +61,19 @@ pub struct SimulateOptions {
     /// Write the batches as Prometheus text (with timestamps) to this file
     /// instead of sending them: the same points for a peer's import API.
     pub dump_prometheus: Option<std::path::PathBuf>,
+    /// Told `(batches done, batches in all, points so far)` after each
+    /// backfill batch (a progress bar on a terminal).
+    pub progress: Option<Progress>,
+}
+
+/// A backfill progress callback.
+#[derive(Clone)]
+pub struct Progress(pub std::sync::Arc<dyn Fn(u64, u64, u64) + Send + Sync>);
+
+impl std::fmt::Debug for Progress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Progress")
+    }
 }
 
 /// Why a simulation stopped.
@@ -382,6 +395,7 @@ pub async fn run(
         };
         let mut text = String::new();
         let mut t = start;
+        let total = (now.saturating_sub(start)) / step_ns + 1;
         while t <= now {
             if *shutdown.borrow() {
                 break;
@@ -403,6 +417,9 @@ pub async fn run(
                 }
             }
             report.batches += 1;
+            if let Some(progress) = &options.progress {
+                (progress.0)(report.batches, total, report.points);
+            }
             t += step_ns;
         }
         return Ok(report);

@@ -212,4 +212,33 @@ fn two_nodes_egress_lands_in_the_topology_and_egress_views() {
             .any(|w| w["workload_kind"] == "Node" && w["workload_name"] == "node-a"),
         "host traffic is the node's: {egress}"
     );
+
+    // The analysis prices it: the costs API carries the egress bill by
+    // class (free classes at 0) and by sending workload.
+    let (status, body) = common::http_post(port, "/api/v1/analyze", &[], b"");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let costs = api(port, "/api/v1/costs?by=workload");
+    let bill = &costs["egress"];
+    let cost = |class: &str| bill["by_class"][class].as_f64();
+    assert!(cost("cross_zone").is_some_and(|c| c > 0.0), "{bill}");
+    assert!(cost("internet").is_some_and(|c| c > 0.0), "{bill}");
+    for free in ["same_zone", "same_node"] {
+        assert!(cost(free).is_none_or(|c| c == 0.0), "{free}: {bill}");
+    }
+    let total: f64 = bill["by_class"]
+        .as_object()
+        .expect("classes")
+        .values()
+        .filter_map(Value::as_f64)
+        .sum();
+    assert!(
+        (bill["monthly_cost"].as_f64().unwrap_or(0.0) - total).abs() < 1e-9,
+        "{bill}"
+    );
+    assert!(
+        bill["by_workload"]
+            .as_array()
+            .is_some_and(|w| w.iter().any(|w| w["workload"]["name"] == "frontend")),
+        "{bill}"
+    );
 }

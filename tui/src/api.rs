@@ -254,6 +254,24 @@ pub struct Costs {
     pub currency: String,
     pub lines: Vec<CostLine>,
     pub inference: Option<Vec<InferenceCost>>,
+    pub egress: EgressCosts,
+}
+
+/// The month's egress bill.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct EgressCosts {
+    pub monthly_cost: f64,
+    pub by_class: BTreeMap<String, f64>,
+    pub by_workload: Vec<WorkloadEgressCost>,
+}
+
+/// One workload's egress bill.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct WorkloadEgressCost {
+    pub workload: WorkloadRef,
+    pub monthly_cost: f64,
 }
 
 /// One allocation line; `key` follows the `by` grouping.

@@ -138,7 +138,12 @@ fn compare(a: &Row, b: &Row, sort: Sort) -> Ordering {
         (Some(p), Some(q)) => p.total_cmp(&q),
         (Some(_), None) => return Ordering::Less,
         (None, Some(_)) => return Ordering::Greater,
-        (None, None) => x.text.to_lowercase().cmp(&y.text.to_lowercase()),
+        // Case-insensitive without allocating: sorts run on every key.
+        (None, None) => x
+            .text
+            .chars()
+            .flat_map(char::to_lowercase)
+            .cmp(y.text.chars().flat_map(char::to_lowercase)),
     };
     let order = if sort.descending {
         order.reverse()

@@ -45,7 +45,7 @@ fn monthly(context: &Context<'_>) -> f64 {
 }
 
 /// Egress cost a month of one flow (both directions, each side priced
-/// once), for the cost view.
+/// once), for the report's egress bill.
 pub fn flow_cost(context: &Context<'_>, flow: &Flow) -> f64 {
     let provider = context.provider(&flow.node);
     let factor = monthly(context);

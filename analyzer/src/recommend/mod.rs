@@ -176,6 +176,57 @@ pub struct Totals {
     pub by_kind: BTreeMap<String, f64>,
 }
 
+/// What egress costs a month, by destination class and by workload,
+/// priced by [`egress::flow_cost`] (cross-zone on both sides, internet
+/// plus NAT processing, services through NAT).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct EgressCosts {
+    /// Monthly cost by destination class (every class seen, 0 when free).
+    pub by_class: BTreeMap<String, f64>,
+    /// Monthly cost by sending workload, dearest first (free ones left out).
+    pub by_workload: Vec<WorkloadEgressCost>,
+    /// The whole bill.
+    pub monthly_cost: f64,
+}
+
+/// One workload's egress bill.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WorkloadEgressCost {
+    /// The sending workload.
+    pub workload: crate::input::WorkloadKey,
+    /// Its egress a month.
+    pub monthly_cost: f64,
+}
+
+/// Prices every flow of the window.
+fn egress_costs(context: &Context<'_>) -> EgressCosts {
+    let mut by_class: BTreeMap<String, f64> = BTreeMap::new();
+    let mut by_workload: BTreeMap<&crate::input::WorkloadKey, f64> = BTreeMap::new();
+    for flow in &context.snapshot.flows {
+        let cost = egress::flow_cost(context, flow);
+        *by_class.entry(flow.class.clone()).or_insert(0.0) += cost;
+        *by_workload.entry(&flow.workload).or_insert(0.0) += cost;
+    }
+    let mut by_workload: Vec<WorkloadEgressCost> = by_workload
+        .into_iter()
+        .filter(|(_, cost)| *cost > 0.0)
+        .map(|(workload, monthly_cost)| WorkloadEgressCost {
+            workload: workload.clone(),
+            monthly_cost,
+        })
+        .collect();
+    by_workload.sort_by(|a, b| {
+        b.monthly_cost
+            .total_cmp(&a.monthly_cost)
+            .then_with(|| a.workload.cmp(&b.workload))
+    });
+    EgressCosts {
+        monthly_cost: by_class.values().sum(),
+        by_class,
+        by_workload,
+    }
+}
+
 /// One analysis.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -201,6 +252,8 @@ pub struct Report {
     /// Model services: cost a month and per 1M tokens, latency against
     /// the objective.
     pub inference: Vec<inference::InferenceCost>,
+    /// Egress a month, by destination class and workload.
+    pub egress: EgressCosts,
     /// The cards, largest saving first.
     pub recommendations: Vec<Recommendation>,
     /// CPU node pools packed again with the proposed requests.
@@ -266,6 +319,7 @@ pub fn analyze(
     let context = Context::new(snapshot, config, prices, &allocation);
     let mut recommendations = Vec::new();
     let inference = inference::analyze(&context, &mut recommendations);
+    let egress = egress_costs(&context);
     containers::recommend(&context, &mut recommendations);
     gpu::recommend(&context, &mut recommendations);
     storage::recommend(&context, &mut recommendations);
@@ -305,6 +359,7 @@ pub fn analyze(
         nodes: allocation.rollup_frame(&frame, Level::Node)?,
         models: allocation.rollup_frame(&frame, Level::Model)?,
         inference,
+        egress,
         allocation,
         recommendations,
         packing,

@@ -148,6 +148,8 @@ pub async fn costs(
         "monthly_cost": report.totals.monthly_cost,
         "monthly_idle": report.totals.monthly_idle,
         "lines": lines,
+        // Egress a month by destination class and by sending workload.
+        "egress": report.egress,
         // Unit costs of the model services, with their latency.
         "inference": if level == Level::Model { json!(report.inference) } else { Value::Null },
         "packing": if level == Level::Node { json!(report.packing) } else { Value::Null },

@@ -1,5 +1,7 @@
-//! Egress: bytes by destination class, the top talkers and the chattiest
-//! pairs between workloads.
+//! Egress: the month's bill and bytes by destination class, the top
+//! talkers (by cost) and the chattiest pairs between workloads.
+
+use std::collections::HashMap;
 
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -16,6 +18,7 @@ use crate::theme::Tone;
 pub const COLUMNS: &[Column] = &[
     Column::text("NAMESPACE", 12, 0),
     Column::text("WORKLOAD", 26, 0),
+    Column::number("$/MONTH", 8, 0),
     Column::number("SENT", 9, 0),
     Column::number("RECEIVED", 9, 1),
     Column::number("X-ZONE", 9, 0),
@@ -33,8 +36,27 @@ fn class_tone(class: &str) -> Tone {
     }
 }
 
+/// The `$/MONTH` column, the default sort.
+pub const COST_COLUMN: usize = 2;
+
 /// One row per workload that sent or received bytes.
-pub fn rows(snapshot: &Snapshot, _state: &State) -> Vec<Row> {
+pub fn rows(snapshot: &Snapshot, state: &State) -> Vec<Row> {
+    let costs: HashMap<(&str, &str, &str), f64> = snapshot
+        .workload_costs
+        .egress
+        .by_workload
+        .iter()
+        .map(|c| {
+            (
+                (
+                    c.workload.namespace.as_str(),
+                    c.workload.kind.as_str(),
+                    c.workload.name.as_str(),
+                ),
+                c.monthly_cost,
+            )
+        })
+        .collect();
     snapshot
         .egress
         .workloads
@@ -54,6 +76,15 @@ pub fn rows(snapshot: &Snapshot, _state: &State) -> Vec<Row> {
                 };
                 Cell::number(format::bytes(value), value).tone(tone)
             };
+            // Free traffic (same zone) has no cost line: $0, not unknown.
+            let cost = costs
+                .get(&(
+                    w.namespace.as_str(),
+                    w.workload_kind.as_str(),
+                    w.workload_name.as_str(),
+                ))
+                .copied()
+                .or(Some(0.0));
             Row {
                 key: format!("{}/{}/{}", w.namespace, w.workload_kind, w.workload_name),
                 cells: vec![
@@ -63,6 +94,8 @@ pub fn rows(snapshot: &Snapshot, _state: &State) -> Vec<Row> {
                         super::workloads::short_kind(&w.workload_kind),
                         w.workload_name
                     )),
+                    Cell::number(format::dollars(cost), cost)
+                        .tone(state.thresholds.monthly_cost(cost)),
                     Cell::number(
                         format::bytes(Some(w.transmit_bytes)),
                         Some(w.transmit_bytes),
@@ -87,12 +120,13 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect) {
     let egress = &snapshot.egress;
     let classes = egress.by_class.len() as u16;
     let [top, talkers] =
-        Layout::vertical([Constraint::Length(classes.max(1) + 3), Constraint::Min(5)]).areas(area);
+        Layout::vertical([Constraint::Length(classes.max(1) + 4), Constraint::Min(5)]).areas(area);
     let [classes_area, pairs_area] =
-        Layout::horizontal([Constraint::Length(39), Constraint::Min(20)]).areas(top);
+        Layout::horizontal([Constraint::Length(46), Constraint::Min(20)]).areas(top);
 
+    let prices = &snapshot.workload_costs.egress.by_class;
     let mut lines = vec![Line::from(Span::styled(
-        format!("{:<17}{:>10}{:>10}", "CLASS", "SENT", "RECEIVED"),
+        format!("{:<17}{:>9}{:>9}{:>9}", "CLASS", "$/MONTH", "SENT", "RECV"),
         p.style(Tone::Accent),
     ))];
     let mut classes: Vec<_> = egress.by_class.iter().collect();
@@ -106,20 +140,30 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect) {
         } else {
             Tone::Dim
         };
+        let cost = prices.get(class.as_str()).copied();
         lines.push(Line::from(Span::styled(
             format!(
-                "{:<17}{:>10}{:>10}",
-                class,
+                "{:<17}{:>9}{:>9}{:>9}",
+                format::truncate(class, 16, p.unicode),
+                format::dollars(cost),
                 format::bytes(Some(bytes.transmit_bytes)),
                 format::bytes(Some(bytes.receive_bytes))
             ),
             p.style(tone),
         )));
     }
+    lines.push(Line::from(Span::styled(
+        format!(
+            "{:<17}{:>9}",
+            "total",
+            format::dollars(Some(snapshot.workload_costs.egress.monthly_cost))
+        ),
+        p.style(Tone::Accent),
+    )));
     frame.render_widget(
         Paragraph::new(lines).block(super::block(
             state,
-            format!(" By destination class, last {} ", egress.window),
+            format!(" By class: $ a month, bytes in {} ", egress.window),
         )),
         classes_area,
     );

@@ -75,7 +75,7 @@ pub fn default_sort(id: TableId) -> Option<Sort> {
         TableId::GpuProcesses => by(5, true),
         TableId::View(ViewId::Workloads) => by(workloads::COST_COLUMN, true),
         TableId::View(ViewId::Models) => by(models::COST_COLUMN, true),
-        TableId::View(ViewId::Egress) => by(2, true),
+        TableId::View(ViewId::Egress) => by(egress::COST_COLUMN, true),
         TableId::View(ViewId::Logs) | TableId::View(ViewId::Overview) => None,
     }
 }

@@ -276,3 +276,44 @@ fn a_backfill_shows_a_progress_bar_on_a_terminal_only() {
     assert!(!stderr.contains("backfill ["), "{stderr}");
     assert!(!stderr.contains('\r'), "{stderr}");
 }
+
+#[test]
+fn tally_up_opens_the_dashboard_in_a_terminal_and_q_stops_it() {
+    let Some(tmux) = tmux("up") else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let (port, agent_port) = (common::free_port(), common::free_port());
+    tmux.start(&format!(
+        "env NO_COLOR=1 {bin} up --listen 127.0.0.1:{port} --agent-listen 127.0.0.1:{agent_port} \
+         --data-dir {data}; echo \"exit=$?\" > {dir}/exit; stty -a > {dir}/stty; sleep 600",
+        bin = env!("CARGO_BIN_EXE_tally"),
+        data = dir.path().join("data").display(),
+        dir = dir.path().display()
+    ));
+    // The dashboard shows this machine's collector (its first analysis
+    // may still be pending: that is not an outage).
+    let screen = tmux.wait_for("connected");
+    assert!(
+        screen.contains(&format!("http://127.0.0.1:{port}")),
+        "{screen}"
+    );
+    let screen = tmux.wait_for("Analyzer");
+    assert!(!screen.to_lowercase().contains("unreachable"), "{screen}");
+    // The collector and the agent serve while it is open.
+    let ready = |p: u16| {
+        common::wait_ready(
+            &format!("http://127.0.0.1:{p}/readyz"),
+            Duration::from_secs(10),
+        )
+    };
+    assert!(ready(port) && ready(agent_port));
+    tmux.keys(&["q"]);
+    let (exit, stty) = after_exit(dir.path());
+    assert_eq!(exit.trim(), "exit=0");
+    assert_restored(&tmux, &stty);
+    // Quitting the dashboard stopped Tally, and its logs went to a file.
+    assert!(common::http_get(&format!("http://127.0.0.1:{port}/readyz")).is_err());
+    let log = std::fs::read_to_string(dir.path().join("data/tally-up.log")).unwrap_or_default();
+    assert!(!log.is_empty(), "no log file");
+}

@@ -1218,6 +1218,24 @@ async fn api_nodes(State(collector): State<Arc<Collector>>, headers: HeaderMap) 
                     .map(|n| (n.to_owned(), series.latest()))
             })
             .collect();
+        // What the node's containers use now: the CPU rate between the
+        // last two points and the newest working set, summed per node.
+        let mut used: std::collections::HashMap<String, (f64, f64)> =
+            std::collections::HashMap::new();
+        for series in s.select(&tally_schema::catalog::CONTAINER_CPU_USAGE.full_name(), &[]) {
+            if let (Some(node), Some(rate)) = (series.label("k8s.node.name"), series.latest_rate())
+            {
+                used.entry(node.to_owned()).or_default().0 += rate;
+            }
+        }
+        for series in s.select(
+            &tally_schema::catalog::CONTAINER_MEMORY_WORKING_SET.full_name(),
+            &[],
+        ) {
+            if let (Some(node), Some(bytes)) = (series.label("k8s.node.name"), series.latest()) {
+                used.entry(node.to_owned()).or_default().1 += bytes;
+            }
+        }
         s.select("tally_node_memory_total_bytes", &[])
             .filter_map(|series| {
                 let node = series.label("k8s.node.name")?;
@@ -1231,6 +1249,8 @@ async fn api_nodes(State(collector): State<Arc<Collector>>, headers: HeaderMap) 
                     "simulated": series.label("tally.simulated") == Some("true"),
                     "memory_bytes": series.latest(),
                     "cpus": cpus.get(node).copied().flatten(),
+                    "cpu_cores_used": used.get(node).map(|u| u.0),
+                    "working_set_bytes": used.get(node).map(|u| u.1),
                     "last_seen_seconds_ago": now_ns().saturating_sub(series.last_ns) as f64 / 1e9,
                 }))
             })

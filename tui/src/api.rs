@@ -72,28 +72,12 @@ pub struct Node {
     pub region: Option<String>,
     pub cpus: Option<f64>,
     pub memory_bytes: Option<f64>,
+    /// CPU its containers use now, cores.
+    pub cpu_cores_used: Option<f64>,
+    /// Its containers' working set now, bytes.
+    pub working_set_bytes: Option<f64>,
     pub last_seen_seconds_ago: Option<f64>,
     pub simulated: bool,
-}
-
-/// `/api/v1/containers`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct Containers {
-    pub containers: Vec<Container>,
-}
-
-/// One container's usage over the window.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(default)]
-pub struct Container {
-    pub node: String,
-    pub namespace: String,
-    pub pod: String,
-    pub container: String,
-    pub container_id: String,
-    pub cpu_cores: Option<f64>,
-    pub working_set_bytes: Option<f64>,
 }
 
 /// `/api/v1/workloads`.
@@ -398,13 +382,29 @@ pub struct SeriesPoints {
     pub points: Vec<(f64, f64)>,
 }
 
-/// Everything one refresh reads.
+/// One endpoint's answer: a refresh arrives part by part, so the first
+/// screen does not wait for the slowest view.
+#[derive(Debug, Clone)]
+pub enum Part {
+    Status(Status),
+    Agents(Agents),
+    Nodes(Nodes),
+    Workloads(Workloads),
+    WorkloadCosts(Costs),
+    Gpus(Gpus),
+    Models(Models),
+    ModelCosts(Costs),
+    Egress(Egress),
+    Recommendations(Recommendations),
+    Logs(Logs),
+}
+
+/// Everything the views draw from.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub status: Status,
     pub agents: Agents,
     pub nodes: Nodes,
-    pub containers: Containers,
     pub workloads: Workloads,
     pub workload_costs: Costs,
     pub gpus: Gpus,
@@ -416,6 +416,23 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Takes one endpoint's answer in.
+    pub fn apply(&mut self, part: Part) {
+        match part {
+            Part::Status(v) => self.status = v,
+            Part::Agents(v) => self.agents = v,
+            Part::Nodes(v) => self.nodes = v,
+            Part::Workloads(v) => self.workloads = v,
+            Part::WorkloadCosts(v) => self.workload_costs = v,
+            Part::Gpus(v) => self.gpus = v,
+            Part::Models(v) => self.models = v,
+            Part::ModelCosts(v) => self.model_costs = v,
+            Part::Egress(v) => self.egress = v,
+            Part::Recommendations(v) => self.recommendations = v,
+            Part::Logs(v) => self.logs = v,
+        }
+    }
+
     /// Whether any of the data comes from `tally simulate`.
     pub fn simulated(&self) -> bool {
         self.workloads.simulated

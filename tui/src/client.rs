@@ -5,13 +5,65 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use crate::api::{self, Snapshot, WorkloadRef};
+use crate::api::{self, Part, Snapshot, WorkloadRef};
 use crate::error::TuiError;
-use crate::state::{LogQuery, WorkloadHistory};
+use crate::state::{LogQuery, ViewId, WorkloadHistory};
 use crate::update::FetchError;
 
 /// How many log records a refresh reads.
 pub const LOG_LIMIT: usize = 500;
+
+/// One endpoint of the collector's API the dashboard reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    Status,
+    Agents,
+    Nodes,
+    Workloads,
+    WorkloadCosts,
+    Gpus,
+    Models,
+    ModelCosts,
+    Egress,
+    Recommendations,
+    Logs,
+}
+
+impl Endpoint {
+    /// Every endpoint.
+    pub const ALL: [Endpoint; 11] = [
+        Endpoint::Status,
+        Endpoint::Agents,
+        Endpoint::Nodes,
+        Endpoint::Workloads,
+        Endpoint::WorkloadCosts,
+        Endpoint::Gpus,
+        Endpoint::Models,
+        Endpoint::ModelCosts,
+        Endpoint::Egress,
+        Endpoint::Recommendations,
+        Endpoint::Logs,
+    ];
+
+    /// Read on every refresh: the header, the banners and the overview's
+    /// fleet line need them, and they are cheap.
+    pub const ALWAYS: [Endpoint; 3] = [Endpoint::Status, Endpoint::Agents, Endpoint::Nodes];
+
+    /// What a view needs besides [`Endpoint::ALWAYS`]. Only the visible
+    /// view's endpoints are read (bottom harvests only what its widgets
+    /// show): on a 1,000-node fleet the workloads, GPU and egress views
+    /// cost the collector seconds each.
+    pub fn for_view(view: ViewId) -> &'static [Endpoint] {
+        match view {
+            ViewId::Overview | ViewId::Recommendations => &[Endpoint::Recommendations],
+            ViewId::Gpus => &[Endpoint::Gpus],
+            ViewId::Workloads => &[Endpoint::Workloads, Endpoint::WorkloadCosts],
+            ViewId::Models => &[Endpoint::Models, Endpoint::ModelCosts],
+            ViewId::Egress => &[Endpoint::Egress, Endpoint::WorkloadCosts],
+            ViewId::Logs => &[Endpoint::Logs],
+        }
+    }
+}
 
 /// A client of one collector.
 #[derive(Debug, Clone)]
@@ -27,7 +79,7 @@ impl Client {
     pub fn new(base: &str, token: Option<String>, timeout: Duration) -> Result<Self, TuiError> {
         let http = reqwest::Client::builder()
             .timeout(timeout)
-            .connect_timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
             .build()
             .map_err(|e| TuiError::Client(e.to_string()))?;
         Ok(Self {
@@ -57,6 +109,21 @@ impl Client {
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Err(FetchError::Unauthorized(format!("HTTP {status} on {path}")));
         }
+        if status == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            // The analysis endpoints answer 503 `pending` until the first
+            // analysis finishes: an empty answer, not an outage.
+            let body = response.text().await.unwrap_or_default();
+            if let Ok(value) = serde_json::from_str::<serde_json::Value>(&body)
+                && value["status"] == "pending"
+                && let Ok(pending) = serde_json::from_value(value)
+            {
+                return Ok(pending);
+            }
+            let first = body.lines().next().unwrap_or("").trim();
+            return Err(FetchError::Unreachable(format!(
+                "HTTP {status} on {path}: {first}"
+            )));
+        }
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
             let first = body.lines().next().unwrap_or("").trim();
@@ -72,45 +139,43 @@ impl Client {
             .map_err(|e| FetchError::Unreachable(format!("{path} is not the expected JSON: {e}")))
     }
 
-    /// Everything one refresh shows.
-    pub async fn snapshot(&self, logs: &LogQuery) -> Result<Snapshot, FetchError> {
-        let mut logs_path = format!("/api/v1/logs?limit={LOG_LIMIT}");
-        for (key, value) in &logs.params {
-            logs_path.push('&');
-            logs_path.push_str(key);
-            logs_path.push('=');
-            logs_path.push_str(&encode(value));
-        }
-        let (status, agents, nodes, containers, workloads, workload_costs) = tokio::try_join!(
-            self.get::<api::Status>("/api/v1/status"),
-            self.get::<api::Agents>("/api/v1/agents"),
-            self.get::<api::Nodes>("/api/v1/nodes"),
-            self.get::<api::Containers>("/api/v1/containers"),
-            self.get::<api::Workloads>("/api/v1/workloads"),
-            self.get::<api::Costs>("/api/v1/costs?by=workload"),
-        )?;
-        let (gpus, models, model_costs, egress, recommendations, logs) = tokio::try_join!(
-            self.get::<api::Gpus>("/api/v1/gpus"),
-            self.get::<api::Models>("/api/v1/models"),
-            self.get::<api::Costs>("/api/v1/costs?by=model"),
-            self.get::<api::Egress>("/api/v1/egress"),
-            self.get::<api::Recommendations>("/api/v1/recommendations"),
-            self.get::<api::Logs>(&logs_path),
-        )?;
-        Ok(Snapshot {
-            status,
-            agents,
-            nodes,
-            containers,
-            workloads,
-            workload_costs,
-            gpus,
-            models,
-            model_costs,
-            egress,
-            recommendations,
-            logs,
+    /// One endpoint's answer.
+    pub async fn part(&self, endpoint: Endpoint, logs: &LogQuery) -> Result<Part, FetchError> {
+        Ok(match endpoint {
+            Endpoint::Status => Part::Status(self.get("/api/v1/status").await?),
+            Endpoint::Agents => Part::Agents(self.get("/api/v1/agents").await?),
+            Endpoint::Nodes => Part::Nodes(self.get("/api/v1/nodes").await?),
+            Endpoint::Workloads => Part::Workloads(self.get("/api/v1/workloads").await?),
+            Endpoint::WorkloadCosts => {
+                Part::WorkloadCosts(self.get("/api/v1/costs?by=workload").await?)
+            }
+            Endpoint::Gpus => Part::Gpus(self.get("/api/v1/gpus").await?),
+            Endpoint::Models => Part::Models(self.get("/api/v1/models").await?),
+            Endpoint::ModelCosts => Part::ModelCosts(self.get("/api/v1/costs?by=model").await?),
+            Endpoint::Egress => Part::Egress(self.get("/api/v1/egress").await?),
+            Endpoint::Recommendations => {
+                Part::Recommendations(self.get("/api/v1/recommendations").await?)
+            }
+            Endpoint::Logs => {
+                let mut path = format!("/api/v1/logs?limit={LOG_LIMIT}");
+                for (key, value) in &logs.params {
+                    path.push('&');
+                    path.push_str(key);
+                    path.push('=');
+                    path.push_str(&encode(value));
+                }
+                Part::Logs(self.get(&path).await?)
+            }
         })
+    }
+
+    /// Every endpoint, for tests and one-shot reads.
+    pub async fn snapshot(&self, logs: &LogQuery) -> Result<Snapshot, FetchError> {
+        let mut snapshot = Snapshot::default();
+        for endpoint in Endpoint::ALL {
+            snapshot.apply(self.part(endpoint, logs).await?);
+        }
+        Ok(snapshot)
     }
 
     /// A workload's containers' recent CPU and working set.

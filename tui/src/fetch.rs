@@ -1,15 +1,17 @@
-//! The data task: refreshes on a timer, backs off while the collector is
-//! away, and serves the drill-downs' requests. It talks to the UI only
-//! through messages.
+//! The data task: refreshes on a timer what the visible view needs, sends
+//! each endpoint's answer as it arrives (the first screen does not wait
+//! for the slowest), backs off while the collector is away, and serves
+//! the drill-downs' requests. It talks to the UI only through messages.
 
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedReceiver;
+use tokio::task::JoinSet;
 
 use crate::api::WorkloadRef;
-use crate::client::Client;
-use crate::state::LogQuery;
+use crate::client::{Client, Endpoint};
+use crate::state::{LogQuery, ViewId};
 use crate::update::{FetchError, Msg};
 
 /// What the UI asks of the data task.
@@ -17,6 +19,8 @@ use crate::update::{FetchError, Msg};
 pub enum Request {
     /// Refresh now (ctrl-r).
     Refresh,
+    /// The visible view changed: read what it needs now.
+    View(ViewId),
     /// A workload's history.
     History(WorkloadRef),
     /// New server-side log filters.
@@ -39,6 +43,38 @@ pub fn unix_now() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// Reads `endpoints` concurrently, sending each answer as it arrives.
+/// `Err(None)` when the UI is gone; `Err(Some(_))` with the first error.
+async fn read(
+    client: &Client,
+    endpoints: &[Endpoint],
+    logs: &LogQuery,
+    ui: &Sender<Msg>,
+) -> Result<(), Option<FetchError>> {
+    let mut reads = JoinSet::new();
+    for endpoint in endpoints {
+        let (client, logs, endpoint) = (client.clone(), logs.clone(), *endpoint);
+        reads.spawn(async move { client.part(endpoint, &logs).await });
+    }
+    let mut failure = None;
+    while let Some(joined) = reads.join_next().await {
+        match joined {
+            Ok(Ok(part)) => {
+                if ui.send(Msg::Part(Box::new(part), unix_now())).is_err() {
+                    return Err(None);
+                }
+            }
+            Ok(Err(error)) => {
+                failure.get_or_insert(error);
+            }
+            Err(join) => {
+                failure.get_or_insert(FetchError::Unreachable(join.to_string()));
+            }
+        }
+    }
+    failure.map_or(Ok(()), |f| Err(Some(f)))
+}
+
 /// Runs until the UI goes away (its channel closes).
 pub async fn run(
     client: Client,
@@ -47,17 +83,25 @@ pub async fn run(
     ui: Sender<Msg>,
 ) {
     let mut logs = LogQuery::default();
+    let mut view = ViewId::Overview;
     let mut attempt: u32 = 0;
     loop {
-        let wait = match client.snapshot(&logs).await {
-            Ok(snapshot) => {
+        // The cheap endpoints first (header, banners, the overview's
+        // fleet line), then the view's.
+        let mut result = read(&client, &Endpoint::ALWAYS, &logs, &ui).await;
+        if result.is_ok() {
+            result = read(&client, Endpoint::for_view(view), &logs, &ui).await;
+        }
+        let wait = match result {
+            Ok(()) => {
                 attempt = 0;
-                if ui.send(Msg::Data(Box::new(snapshot), unix_now())).is_err() {
+                if ui.send(Msg::Refreshed(unix_now())).is_err() {
                     return;
                 }
                 refresh
             }
-            Err(error) => {
+            Err(None) => return,
+            Err(Some(error)) => {
                 attempt = attempt.saturating_add(1);
                 let wait = match error {
                     // A wrong token stays wrong: no fast retries.
@@ -85,6 +129,13 @@ pub async fn run(
             match request {
                 None => return,
                 Some(Request::Refresh) => break,
+                Some(Request::View(next)) => {
+                    let changed = next != view;
+                    view = next;
+                    if changed {
+                        break;
+                    }
+                }
                 Some(Request::Logs(query)) => logs = query,
                 Some(Request::History(workload)) => match client.history(&workload).await {
                     Ok(history) => {

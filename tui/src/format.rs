@@ -5,6 +5,8 @@ pub const NONE: &str = "–";
 
 /// Dollars: `$1.2k`, `$35.10`, `$0.27`.
 pub fn dollars(value: Option<f64>) -> String {
+    // No "$-0.00": amounts under a cent are 0.
+    let value = value.map(|v| if v.abs() < 0.005 { 0.0 } else { v });
     match value {
         None => NONE.to_owned(),
         Some(v) if !v.is_finite() => NONE.to_owned(),
@@ -122,6 +124,7 @@ mod tests {
         assert_eq!(dollars(Some(12_345.0)), "$12.3k");
         assert_eq!(dollars(Some(0.27)), "$0.27");
         assert_eq!(dollars(None), "–");
+        assert_eq!(dollars(Some(-0.0001)), "$0.00");
         assert_eq!(bytes(Some(1536.0 * 1024.0 * 1024.0)), "1.5 GiB");
         assert_eq!(bytes(Some(100.0)), "100 B");
         assert_eq!(percent(Some(0.425)), "42%");

@@ -43,6 +43,10 @@ use crate::update::{Effect, Msg};
 /// The slowest refresh the dashboard allows, as k9s does.
 pub const MIN_REFRESH_SECS: u64 = 2;
 
+/// How long one API read may take: a 1,000-node fleet's workloads view
+/// takes the collector seconds.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How often the screen is redrawn without news (ages move on).
 const TICK: Duration = Duration::from_secs(1);
 
@@ -93,7 +97,7 @@ pub fn map_key(event: KeyEvent) -> Option<Key> {
 /// Runs the dashboard until `q`; the terminal is restored on every path.
 pub fn run(options: TopOptions) -> Result<(), TuiError> {
     let refresh = options.refresh.max(Duration::from_secs(MIN_REFRESH_SECS));
-    let client = client::Client::new(&options.collector, options.token.clone(), refresh)?;
+    let client = client::Client::new(&options.collector, options.token.clone(), REQUEST_TIMEOUT)?;
     let (terminal, guard) = terminal::init()?;
     let result = run_loop(terminal, client, &options, refresh);
     drop(guard);
@@ -173,6 +177,7 @@ fn run_loop(
         for effect in update::update(&mut state, msg) {
             let request = match effect {
                 Effect::Refresh => Request::Refresh,
+                Effect::View(view) => Request::View(view),
                 Effect::FetchHistory(workload) => Request::History(workload),
                 Effect::Logs(query) => Request::Logs(query),
             };

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use crate::api::{Snapshot, WorkloadRef};
+use crate::api::{Part, Snapshot, WorkloadRef};
 use crate::table::{self, Filter, Row, Sort};
 use crate::theme::{Palette, Thresholds};
 use crate::views;
@@ -321,8 +321,10 @@ pub struct State {
     pub snapshot: Option<Box<Snapshot>>,
     /// Unix seconds the data on screen arrived.
     pub data_at: Option<f64>,
-    /// Newer data held back while frozen.
-    pub held: Option<(Box<Snapshot>, f64)>,
+    /// Newer answers held back while frozen.
+    pub held: Vec<(Part, f64)>,
+    /// A newer whole snapshot held back while frozen.
+    pub held_snapshot: Option<(Box<Snapshot>, f64)>,
     pub frozen: bool,
     pub connection: Connection,
     /// Unix seconds, advanced by ticks (injected so tests are exact).
@@ -371,7 +373,8 @@ impl State {
             refresh_seconds: refresh,
             snapshot: None,
             data_at: None,
-            held: None,
+            held: Vec::new(),
+            held_snapshot: None,
             frozen: false,
             connection: Connection::Connecting,
             now: 0.0,
@@ -411,50 +414,83 @@ impl State {
         self.tables.entry(id).or_default()
     }
 
-    /// Takes new data: trends advance, rows are rebuilt.
+    /// Advances the sparklines from new node or GPU figures.
+    fn trends(&mut self, snapshot: &Snapshot, nodes: bool, gpus: bool) {
+        if gpus {
+            for gpu in &snapshot.gpus.gpus {
+                self.gpu_utilization
+                    .push(&views::gpus::gpu_key(gpu), gpu.utilization);
+            }
+            let keys: std::collections::HashSet<String> = snapshot
+                .gpus
+                .gpus
+                .iter()
+                .map(views::gpus::gpu_key)
+                .collect();
+            self.gpu_utilization.retain(|k| keys.contains(k));
+        }
+        if nodes {
+            for node in &snapshot.nodes.nodes {
+                self.node_cpu
+                    .push(&node.node, views::gpus::node_cpu_ratio(node));
+            }
+            let names: std::collections::HashSet<&str> = snapshot
+                .nodes
+                .nodes
+                .iter()
+                .map(|n| n.node.as_str())
+                .collect();
+            self.node_cpu.retain(|k| names.contains(k));
+        }
+    }
+
+    /// Takes a whole snapshot: trends advance, every table is rebuilt.
     pub fn accept(&mut self, snapshot: Box<Snapshot>, at: f64) {
-        for gpu in &snapshot.gpus.gpus {
-            self.gpu_utilization
-                .push(&views::gpus::gpu_key(gpu), gpu.utilization);
-        }
-        for (node, ratio) in views::gpus::node_cpu_ratios(&snapshot) {
-            self.node_cpu.push(&node, ratio);
-        }
-        let gpus: std::collections::HashSet<String> = snapshot
-            .gpus
-            .gpus
-            .iter()
-            .map(views::gpus::gpu_key)
-            .collect();
-        self.gpu_utilization.retain(|k| gpus.contains(k));
-        let nodes: std::collections::HashSet<&str> = snapshot
-            .nodes
-            .nodes
-            .iter()
-            .map(|n| n.node.as_str())
-            .chain(
-                snapshot
-                    .containers
-                    .containers
-                    .iter()
-                    .map(|c| c.node.as_str()),
-            )
-            .collect();
-        self.node_cpu.retain(|k| nodes.contains(k));
+        self.trends(&snapshot, true, true);
         self.snapshot = Some(snapshot);
         self.data_at = Some(at);
         self.rebuild();
     }
 
+    /// Takes one endpoint's answer: only the tables drawn from it are
+    /// rebuilt.
+    pub fn accept_part(&mut self, part: Part, at: f64) {
+        let tables = views::tables_of(&part);
+        let (nodes, gpus) = (
+            matches!(part, Part::Nodes(_)),
+            matches!(part, Part::Gpus(_)),
+        );
+        let mut snapshot = self.snapshot.take().unwrap_or_default();
+        snapshot.apply(part);
+        self.trends(&snapshot, nodes, gpus);
+        self.snapshot = Some(snapshot);
+        self.data_at = Some(at);
+        self.rebuild_tables(tables);
+    }
+
+    /// Applies what freezing held back.
+    pub fn release_held(&mut self) {
+        if let Some((snapshot, at)) = self.held_snapshot.take() {
+            self.accept(snapshot, at);
+        }
+        for (part, at) in std::mem::take(&mut self.held) {
+            self.accept_part(part, at);
+        }
+    }
+
     /// Rebuilds every table's rows from the data on screen.
     pub fn rebuild(&mut self) {
+        let ids: Vec<TableId> = self.tables.keys().copied().collect();
+        self.rebuild_tables(&ids);
+    }
+
+    fn rebuild_tables(&mut self, ids: &[TableId]) {
         let Some(snapshot) = self.snapshot.take() else {
             return;
         };
-        let ids: Vec<TableId> = self.tables.keys().copied().collect();
         for id in ids {
-            let rows = views::rows(id, &snapshot, self);
-            self.table_mut(id).set_rows(rows);
+            let rows = views::rows(*id, &snapshot, self);
+            self.table_mut(*id).set_rows(rows);
         }
         self.snapshot = Some(snapshot);
     }
@@ -464,10 +500,11 @@ impl State {
         self.data_at.map(|at| (self.now - at).max(0.0))
     }
 
-    /// Whether the data on screen is older than three refreshes.
+    /// Whether the data on screen is older than three refreshes (and
+    /// half a minute: a large fleet's views take seconds to compute).
     pub fn stale(&self) -> bool {
         self.data_age()
-            .is_some_and(|age| age > 3.0 * self.refresh_seconds.max(1.0))
+            .is_some_and(|age| age > (3.0 * self.refresh_seconds).max(30.0))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Messages and `update`: the only place the state changes. Keys are
 //! dispatched on the input mode first, then through the key table.
 
-use crate::api::{Snapshot, WorkloadRef};
+use crate::api::{Part, Snapshot, WorkloadRef};
 use crate::keymap::{self, Action, Key};
 use crate::state::{Connection, Detail, LogQuery, Mode, State, TableId, ViewId, WorkloadHistory};
 use crate::table::{Filter, Sort};
@@ -20,8 +20,12 @@ pub enum FetchError {
 #[derive(Debug)]
 pub enum Msg {
     Key(Key),
-    /// A refresh's data, with the unix seconds it arrived.
+    /// A whole snapshot at once, with the unix seconds it arrived.
     Data(Box<Snapshot>, f64),
+    /// One endpoint's answer, with the unix seconds it arrived.
+    Part(Box<Part>, f64),
+    /// A refresh finished without error.
+    Refreshed(f64),
     /// A refresh failed; the next try is in `retry_in_seconds`.
     Failed {
         error: FetchError,
@@ -39,6 +43,8 @@ pub enum Msg {
 pub enum Effect {
     /// Read everything again now.
     Refresh,
+    /// The visible view changed: read what it shows.
+    View(ViewId),
     /// Read a workload's history for the drill-down.
     FetchHistory(WorkloadRef),
     /// Use these server-side log filters from now on.
@@ -54,14 +60,26 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             on_key(state, key)
         }
         Msg::Data(snapshot, at) => {
-            if !matches!(state.connection, Connection::Connected { .. }) {
-                state.connection = Connection::Connected { since: at };
-            }
+            connected(state, at);
             if state.frozen {
-                state.held = Some((snapshot, at));
+                state.held.clear();
+                state.held_snapshot = Some((snapshot, at));
             } else {
                 state.accept(snapshot, at);
             }
+            Vec::new()
+        }
+        Msg::Part(part, at) => {
+            connected(state, at);
+            if state.frozen {
+                state.held.push((*part, at));
+            } else {
+                state.accept_part(*part, at);
+            }
+            Vec::new()
+        }
+        Msg::Refreshed(at) => {
+            connected(state, at);
             Vec::new()
         }
         Msg::Failed {
@@ -92,6 +110,13 @@ pub fn update(state: &mut State, msg: Msg) -> Vec<Effect> {
             state.now = now;
             Vec::new()
         }
+    }
+}
+
+/// Any answer means the collector is there.
+fn connected(state: &mut State, at: f64) {
+    if !matches!(state.connection, Connection::Connected { .. }) {
+        state.connection = Connection::Connected { since: at };
     }
 }
 
@@ -192,6 +217,10 @@ fn run_command(state: &mut State, text: &str) -> Vec<Effect> {
         state.message = Some(format!("unknown command :{text}"));
         return Vec::new();
     };
+    let mut effects = Vec::new();
+    if view != state.view {
+        effects.push(Effect::View(view));
+    }
     state.view = view;
     state.details.clear();
     // `:logs ns=web severity=error` filters on the server; `:logs` alone
@@ -200,13 +229,14 @@ fn run_command(state: &mut State, text: &str) -> Vec<Effect> {
         match LogQuery::parse(rest) {
             Ok(query) if query != state.log_query => {
                 state.log_query = query.clone();
-                return vec![Effect::Logs(query), Effect::Refresh];
+                effects.push(Effect::Logs(query));
+                effects.push(Effect::Refresh);
             }
             Ok(_) => {}
             Err(error) => state.message = Some(error),
         }
     }
-    Vec::new()
+    effects
 }
 
 fn sort_key(state: &mut State, cursor: usize, key: Key) -> Vec<Effect> {
@@ -266,13 +296,12 @@ fn act(state: &mut State, action: Action) -> Vec<Effect> {
                 state.view.previous()
             };
             state.details.clear();
+            return vec![Effect::View(state.view)];
         }
         Action::Freeze => {
             state.frozen = !state.frozen;
-            if !state.frozen
-                && let Some((snapshot, at)) = state.held.take()
-            {
-                state.accept(snapshot, at);
+            if !state.frozen {
+                state.release_held();
             }
         }
         Action::Refresh => return vec![Effect::Refresh],

@@ -25,8 +25,13 @@ fn state() -> State {
 fn tab_and_commands_switch_views() {
     let mut s = state();
     assert_eq!(s.view, ViewId::Overview);
-    press(&mut s, &[Key::Tab, Key::Tab]);
+    // Every switch asks the data task for the new view's endpoints.
+    let effects = press(&mut s, &[Key::Tab, Key::Tab]);
     assert_eq!(s.view, ViewId::Workloads);
+    assert_eq!(
+        effects,
+        vec![Effect::View(ViewId::Gpus), Effect::View(ViewId::Workloads)]
+    );
     press(&mut s, &[Key::BackTab]);
     assert_eq!(s.view, ViewId::Gpus);
     press(&mut s, &[Key::Char(':')]);
@@ -202,7 +207,7 @@ fn freeze_holds_new_data_until_released() {
         Msg::Data(Box::new(newer), before.unwrap_or(0.0) + 10.0),
     );
     assert_eq!(s.data_at, before);
-    assert!(s.held.is_some());
+    assert!(s.held_snapshot.is_some());
     assert!(s.table(TableId::OverviewTop).rows.len() > 1);
     press(&mut s, &[Key::Char('f')]);
     assert!(!s.frozen);
@@ -246,7 +251,7 @@ fn log_commands_filter_on_the_collector() {
     assert_eq!(s.log_query.params["namespace"], "web");
     assert!(matches!(
         effects.as_slice(),
-        [Effect::Logs(_), Effect::Refresh]
+        [Effect::View(ViewId::Logs), Effect::Logs(_), Effect::Refresh]
     ));
     press(&mut s, &typed(":logs colour=red"));
     press(&mut s, &[Key::Enter]);
@@ -262,4 +267,31 @@ fn ctrl_r_refreshes_and_ctrl_c_quits_from_anywhere() {
     assert_eq!(press(&mut s, &[Key::Ctrl('r')]), vec![Effect::Refresh]);
     press(&mut s, &[Key::Char('?'), Key::Ctrl('c')]);
     assert!(s.quit);
+}
+
+#[test]
+fn parts_rebuild_only_their_tables_and_freeze_holds_them() {
+    use tally_tui::api::Part;
+    let mut s = state();
+    let before = s.table(TableId::View(ViewId::Workloads)).rows.len();
+    let mut recommendations = common::snapshot().recommendations;
+    recommendations.items.truncate(2);
+    update(
+        &mut s,
+        Msg::Part(Box::new(Part::Recommendations(recommendations)), 1.0),
+    );
+    assert_eq!(s.table(TableId::OverviewTop).rows.len(), 2);
+    assert_eq!(
+        s.table(TableId::View(ViewId::Recommendations)).rows.len(),
+        2
+    );
+    assert_eq!(s.table(TableId::View(ViewId::Workloads)).rows.len(), before);
+    press(&mut s, &[Key::Char('f')]);
+    let mut workloads = common::snapshot().workloads;
+    workloads.workloads.truncate(3);
+    update(&mut s, Msg::Part(Box::new(Part::Workloads(workloads)), 2.0));
+    assert_eq!(s.table(TableId::View(ViewId::Workloads)).rows.len(), before);
+    press(&mut s, &[Key::Char('f')]);
+    assert_eq!(s.table(TableId::View(ViewId::Workloads)).rows.len(), 3);
+    assert_eq!(s.data_at, Some(2.0));
 }

@@ -141,6 +141,48 @@ fn drill_downs_help_and_sort_menu() {
     command(&mut state, "workloads");
     keys(&mut state, &[Key::Char('s')]);
     golden("sort-menu", &state, 80, 24);
+
+    // A workload's history: two containers' CPU and memory against the
+    // request, as the collector's series API answers.
+    let mut state = common::state_with_data(common::COLOUR, 1.0);
+    command(&mut state, "workloads");
+    keys(&mut state, &[Key::Enter]);
+    golden("workload-history-loading", &state, 80, 24);
+    let Some(tally_tui::state::Detail::Workload { workload }) = state.details.last().cloned()
+    else {
+        panic!("no workload drill-down");
+    };
+    let line = |base: f64, scale: f64| -> Vec<(f64, f64)> {
+        (0..60)
+            .map(|i| {
+                let t = f64::from(i);
+                (
+                    state.now - 600.0 + t * 10.0,
+                    base + scale * (t / 6.0).sin().abs(),
+                )
+            })
+            .collect()
+    };
+    let history = tally_tui::state::WorkloadHistory {
+        workload: workload.clone(),
+        cpu: vec![
+            ("pod-a/main".to_owned(), line(1.0, 1.5)),
+            ("pod-b/main".to_owned(), line(0.5, 1.0)),
+        ],
+        memory: vec![
+            ("pod-a/main".to_owned(), line(2e9, 1e9)),
+            ("pod-b/main".to_owned(), line(1e9, 5e8)),
+        ],
+    };
+    update(&mut state, Msg::History(Box::new(history)));
+    assert!(state.workload_history.is_some());
+    golden("workload-history", &state, 160, 48);
+    // A history for another workload (the user moved on) is dropped.
+    let mut stale = state.workload_history.clone().expect("history");
+    stale.workload.name = "other".to_owned();
+    keys(&mut state, &[Key::Esc]);
+    update(&mut state, Msg::History(Box::new(stale)));
+    assert!(state.workload_history.is_none());
 }
 
 /// A state without data after one failed read.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 
-use crate::api::{Gpu, Snapshot};
+use crate::api::{Gpu, Node, Snapshot};
 use crate::format;
 use crate::state::{State, TableId, ViewId};
 use crate::table::{Cell, Column, Row};
@@ -61,32 +61,9 @@ pub fn gpu_key(gpu: &Gpu) -> String {
     )
 }
 
-/// Per node: CPU in use over capacity (sum of its containers).
-pub fn node_cpu_ratios(snapshot: &Snapshot) -> Vec<(String, Option<f64>)> {
-    let used = usage_by_node(snapshot);
-    snapshot
-        .nodes
-        .nodes
-        .iter()
-        .map(|n| {
-            let ratio = match (used.get(n.node.as_str()), n.cpus) {
-                (Some((cpu, _)), Some(cpus)) if cpus > 0.0 => Some(cpu / cpus),
-                _ => None,
-            };
-            (n.node.clone(), ratio)
-        })
-        .collect()
-}
-
-/// CPU cores and working-set bytes in use per node.
-fn usage_by_node(snapshot: &Snapshot) -> BTreeMap<&str, (f64, f64)> {
-    let mut used: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
-    for c in &snapshot.containers.containers {
-        let entry = used.entry(c.node.as_str()).or_default();
-        entry.0 += c.cpu_cores.unwrap_or(0.0);
-        entry.1 += c.working_set_bytes.unwrap_or(0.0);
-    }
-    used
+/// A node's CPU in use over its capacity.
+pub fn node_cpu_ratio(node: &Node) -> Option<f64> {
+    ratio(node.cpu_cores_used, node.cpus)
 }
 
 fn ratio(part: Option<f64>, whole: Option<f64>) -> Option<f64> {
@@ -98,7 +75,6 @@ fn ratio(part: Option<f64>, whole: Option<f64>) -> Option<f64> {
 
 /// The nodes panel's rows.
 pub fn node_rows(snapshot: &Snapshot, state: &State) -> Vec<Row> {
-    let used = usage_by_node(snapshot);
     let mut gpus: BTreeMap<&str, (usize, f64, usize)> = BTreeMap::new();
     for gpu in snapshot
         .gpus
@@ -119,9 +95,8 @@ pub fn node_rows(snapshot: &Snapshot, state: &State) -> Vec<Row> {
         .nodes
         .iter()
         .map(|n| {
-            let (cpu, memory) = used.get(n.node.as_str()).copied().unwrap_or_default();
-            let cpu_ratio = ratio(Some(cpu), n.cpus);
-            let memory_ratio = ratio(Some(memory), n.memory_bytes);
+            let cpu_ratio = node_cpu_ratio(n);
+            let memory_ratio = ratio(n.working_set_bytes, n.memory_bytes);
             let (count, sum, measured) = gpus.get(n.node.as_str()).copied().unwrap_or_default();
             let gpu_util = (measured > 0).then(|| sum / measured as f64);
             let node_type = format!(

@@ -80,6 +80,29 @@ pub fn default_sort(id: TableId) -> Option<Sort> {
     }
 }
 
+/// The tables drawn from one endpoint's answer.
+pub fn tables_of(part: &crate::api::Part) -> &'static [TableId] {
+    use crate::api::Part;
+    match part {
+        Part::Status(_) | Part::Agents(_) => &[],
+        Part::Nodes(_) => &[TableId::Nodes],
+        Part::Gpus(_) => &[
+            TableId::Nodes,
+            TableId::View(ViewId::Gpus),
+            TableId::GpuProcesses,
+        ],
+        Part::Workloads(_) => &[TableId::View(ViewId::Workloads)],
+        Part::WorkloadCosts(_) => &[
+            TableId::View(ViewId::Workloads),
+            TableId::View(ViewId::Egress),
+        ],
+        Part::Models(_) | Part::ModelCosts(_) => &[TableId::View(ViewId::Models)],
+        Part::Egress(_) => &[TableId::View(ViewId::Egress)],
+        Part::Recommendations(_) => &[TableId::OverviewTop, TableId::View(ViewId::Recommendations)],
+        Part::Logs(_) => &[TableId::View(ViewId::Logs)],
+    }
+}
+
 /// A table's rows from the data.
 pub fn rows(id: TableId, snapshot: &Snapshot, state: &State) -> Vec<Row> {
     match id {

@@ -49,6 +49,11 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect) {
         .unwrap_or(totals.monthly_cost);
     let idle_share = (monthly > 0.0).then(|| totals.monthly_idle / monthly);
     let analyzer = match &snapshot.status.analyzer {
+        _ if snapshot.recommendations.status == "pending" => (
+            "pending: the first analysis has not finished (every 5 min; POST /api/v1/analyze runs one)"
+                .to_owned(),
+            Tone::Warn,
+        ),
         Some(a) => {
             let age = a
                 .last_run_ns

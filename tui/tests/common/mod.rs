@@ -24,7 +24,6 @@ pub fn snapshot() -> Snapshot {
         status: fixture("status"),
         agents: fixture("agents"),
         nodes: fixture("nodes"),
-        containers: fixture("containers"),
         workloads: fixture("workloads"),
         workload_costs: fixture("costs-workload"),
         gpus: fixture("gpus"),

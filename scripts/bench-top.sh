@@ -25,7 +25,10 @@ url="http://127.0.0.1:$port"
 socket="tally-bench-top-$$"
 cleanup() {
   tmux -L "$socket" kill-server 2>/dev/null || true
-  [ -n "${collector:-}" ] && kill "$collector" 2>/dev/null || true
+  if [ -n "${collector:-}" ]; then
+    kill "$collector" 2>/dev/null || true
+    wait "$collector" 2>/dev/null || true
+  fi
   rm -rf "$dir"
 }
 trap cleanup EXIT

@@ -184,7 +184,16 @@ pub struct Collector {
     analysis: crate::analysis::Analysis,
     /// Forwards accepted log requests, when `logs_forward` is set.
     forwarder: Option<Arc<Forwarder>>,
+    /// The store's size estimate and when it was taken: it walks every
+    /// series (0.1 s at 440,000), too much for each status read.
+    bytes_estimate: Mutex<Option<(std::time::Instant, usize)>>,
+    /// Set while a background estimate runs.
+    bytes_estimating: AtomicBool,
 }
+
+/// How old the store's size estimate on `/api/v1/status` and `/metrics`
+/// may be.
+const BYTES_ESTIMATE_AGE: Duration = Duration::from_secs(10);
 
 /// A write to the store (log append and apply) for the store's thread.
 type StoreJob = Box<dyn FnOnce() + Send>;
@@ -358,7 +367,44 @@ impl Collector {
             tls_handshake_failures: Arc::new(AtomicU64::new(0)),
             analysis,
             forwarder,
+            bytes_estimate: Mutex::new(None),
+            bytes_estimating: AtomicBool::new(false),
         }))
+    }
+
+    /// The store's size estimate. Only the first is computed while the
+    /// caller waits; after that the cached one is served and, once older
+    /// than [`BYTES_ESTIMATE_AGE`], recomputed in the background, so a
+    /// status read never waits for a walk of every series.
+    fn store_bytes_estimate(self: &Arc<Self>) -> usize {
+        let cached = *self
+            .bytes_estimate
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let measure = |collector: &Collector| {
+            let bytes = collector.with_store(|s| s.estimated_bytes());
+            *collector
+                .bytes_estimate
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                Some((std::time::Instant::now(), bytes));
+            bytes
+        };
+        match cached {
+            None => measure(self),
+            Some((at, bytes)) => {
+                if at.elapsed() >= BYTES_ESTIMATE_AGE
+                    && !self.bytes_estimating.swap(true, Ordering::AcqRel)
+                {
+                    let collector = Arc::clone(self);
+                    tokio::task::spawn_blocking(move || {
+                        measure(&collector);
+                        collector.bytes_estimating.store(false, Ordering::Release);
+                    });
+                }
+                bytes
+            }
+        }
     }
 
     /// The analyzer.
@@ -1028,8 +1074,8 @@ fn matchers(params: &std::collections::HashMap<String, String>) -> Vec<(String, 
 
 async fn api_status(State(collector): State<Arc<Collector>>, headers: HeaderMap) -> Response {
     guard_read!(collector, headers);
-    let (series, stats, bytes) =
-        collector.with_store(|s| (s.series_count(), s.stats(), s.estimated_bytes()));
+    let bytes = collector.store_bytes_estimate();
+    let (series, stats) = collector.with_store(|s| (s.series_count(), s.stats()));
     axum::Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "series": series,
@@ -1222,16 +1268,13 @@ async fn api_nodes(State(collector): State<Arc<Collector>>, headers: HeaderMap) 
         // last two points and the newest working set, summed per node.
         let mut used: std::collections::HashMap<String, (f64, f64)> =
             std::collections::HashMap::new();
-        for series in s.select(&tally_schema::catalog::CONTAINER_CPU_USAGE.full_name(), &[]) {
+        for series in s.family(&tally_schema::catalog::CONTAINER_CPU_USAGE.full_name()) {
             if let (Some(node), Some(rate)) = (series.label("k8s.node.name"), series.latest_rate())
             {
                 used.entry(node.to_owned()).or_default().0 += rate;
             }
         }
-        for series in s.select(
-            &tally_schema::catalog::CONTAINER_MEMORY_WORKING_SET.full_name(),
-            &[],
-        ) {
+        for series in s.family(&tally_schema::catalog::CONTAINER_MEMORY_WORKING_SET.full_name()) {
             if let (Some(node), Some(bytes)) = (series.label("k8s.node.name"), series.latest()) {
                 used.entry(node.to_owned()).or_default().1 += bytes;
             }
@@ -1329,11 +1372,11 @@ async fn readyz(State(collector): State<Arc<Collector>>) -> Response {
 
 async fn own_metrics(State(collector): State<Arc<Collector>>) -> Response {
     let c = &collector.counters;
-    let (series, stats, bytes, hot_bytes, log_disk) = collector.with_store(|s| {
+    let bytes = collector.store_bytes_estimate();
+    let (series, stats, hot_bytes, log_disk) = collector.with_store(|s| {
         (
             s.series_count(),
             s.stats(),
-            s.estimated_bytes(),
             s.hot().carved_bytes(),
             s.log_segments().map(|l| {
                 (

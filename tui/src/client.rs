@@ -47,7 +47,7 @@ impl Endpoint {
 
     /// Read on every refresh: the header, the banners and the overview's
     /// fleet line need them, and they are cheap.
-    pub const ALWAYS: [Endpoint; 3] = [Endpoint::Status, Endpoint::Agents, Endpoint::Nodes];
+    pub const ALWAYS: [Endpoint; 2] = [Endpoint::Status, Endpoint::Agents];
 
     /// What a view needs besides [`Endpoint::ALWAYS`]. Only the visible
     /// view's endpoints are read (bottom harvests only what its widgets
@@ -56,7 +56,7 @@ impl Endpoint {
     pub fn for_view(view: ViewId) -> &'static [Endpoint] {
         match view {
             ViewId::Overview | ViewId::Recommendations => &[Endpoint::Recommendations],
-            ViewId::Gpus => &[Endpoint::Gpus],
+            ViewId::Gpus => &[Endpoint::Nodes, Endpoint::Gpus],
             ViewId::Workloads => &[Endpoint::Workloads, Endpoint::WorkloadCosts],
             ViewId::Models => &[Endpoint::Models, Endpoint::ModelCosts],
             ViewId::Egress => &[Endpoint::Egress, Endpoint::WorkloadCosts],

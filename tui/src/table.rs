@@ -138,12 +138,13 @@ fn compare(a: &Row, b: &Row, sort: Sort) -> Ordering {
         (Some(p), Some(q)) => p.total_cmp(&q),
         (Some(_), None) => return Ordering::Less,
         (None, Some(_)) => return Ordering::Greater,
-        // Case-insensitive without allocating: sorts run on every key.
+        // Case-insensitive without allocating (Kubernetes names are
+        // ASCII): sorts run on every key.
         (None, None) => x
             .text
-            .chars()
-            .flat_map(char::to_lowercase)
-            .cmp(y.text.chars().flat_map(char::to_lowercase)),
+            .bytes()
+            .map(|b| b.to_ascii_lowercase())
+            .cmp(y.text.bytes().map(|b| b.to_ascii_lowercase())),
     };
     let order = if sort.descending {
         order.reverse()

@@ -113,10 +113,9 @@ pub fn draw(state: &State, frame: &mut Frame, area: Rect) {
             Span::styled(analyzer.0, p.style(analyzer.1)),
             Span::styled(
                 format!(
-                    "  series {}  nodes {}  GPUs {}",
+                    "  series {}  agents {}",
                     snapshot.status.series,
-                    snapshot.nodes.nodes.len(),
-                    snapshot.gpus.gpus.len()
+                    snapshot.agents.agents.len()
                 ),
                 p.style(Tone::Dim),
             ),

@@ -335,6 +335,9 @@ pub struct State {
     pub mode: Mode,
     pub tables: BTreeMap<TableId, TableState>,
     pub node_cpu: Trend,
+    pub node_memory: Trend,
+    /// Mean GPU utilization per node.
+    pub node_gpu: Trend,
     pub gpu_utilization: Trend,
     pub workload_history: Option<WorkloadHistory>,
     pub log_query: LogQuery,
@@ -383,6 +386,8 @@ impl State {
             mode: Mode::Normal,
             tables,
             node_cpu: Trend::default(),
+            node_memory: Trend::default(),
+            node_gpu: Trend::default(),
             gpu_utilization: Trend::default(),
             workload_history: None,
             log_query: LogQuery::default(),
@@ -428,11 +433,18 @@ impl State {
                 .map(views::gpus::gpu_key)
                 .collect();
             self.gpu_utilization.retain(|k| keys.contains(k));
+            let by_node = views::gpus::gpus_by_node(snapshot);
+            for (node, gpus) in &by_node {
+                self.node_gpu.push(node, gpus.utilization());
+            }
+            self.node_gpu.retain(|k| by_node.contains_key(k));
         }
         if nodes {
             for node in &snapshot.nodes.nodes {
                 self.node_cpu
                     .push(&node.node, views::gpus::node_cpu_ratio(node));
+                self.node_memory
+                    .push(&node.node, views::gpus::node_memory_ratio(node));
             }
             let names: std::collections::HashSet<&str> = snapshot
                 .nodes
@@ -441,6 +453,7 @@ impl State {
                 .map(|n| n.node.as_str())
                 .collect();
             self.node_cpu.retain(|k| names.contains(k));
+            self.node_memory.retain(|k| names.contains(k));
         }
     }
 

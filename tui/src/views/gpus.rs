@@ -1,5 +1,5 @@
-//! Nodes and GPUs: per node CPU, memory and GPU utilization with
-//! sparklines; per GPU (and MIG instance) its use, power and energy,
+//! Nodes and GPUs: per node CPU, memory, GPU utilization and GPU memory,
+//! with sparklines; per GPU (and MIG instance) its use, power and energy,
 //! and, on Enter, its processes joined to pods and workloads.
 
 use std::collections::BTreeMap;
@@ -17,13 +17,59 @@ use crate::theme::Tone;
 pub const NODE_COLUMNS: &[Column] = &[
     Column::text("NODE", 18, 0),
     Column::text("TYPE", 13, 2),
-    Column::text("ZONE", 11, 4),
+    Column::text("ZONE", 11, 5),
     Column::number("CPU", 5, 0),
     Column::text("CPU TREND", 12, 3),
     Column::number("MEM", 5, 1),
+    Column::text("MEM TREND", 12, 4),
     Column::number("GPUS", 4, 1),
     Column::number("GPU UTIL", 8, 0),
+    Column::text("GPU TREND", 12, 3),
+    Column::number("GPU MEM", 7, 1),
 ];
+
+/// A node's GPUs (whole GPUs and MIG-enabled parents, not instances).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NodeGpus {
+    pub count: usize,
+    utilization_sum: f64,
+    measured: usize,
+    memory_used: f64,
+    memory_total: f64,
+}
+
+impl NodeGpus {
+    /// Mean utilization of the GPUs that report one.
+    pub fn utilization(&self) -> Option<f64> {
+        (self.measured > 0).then(|| self.utilization_sum / self.measured as f64)
+    }
+
+    /// GPU memory used over the total.
+    pub fn memory(&self) -> Option<f64> {
+        (self.memory_total > 0.0).then(|| self.memory_used / self.memory_total)
+    }
+}
+
+/// Per node, its GPUs summed.
+pub fn gpus_by_node(snapshot: &Snapshot) -> BTreeMap<&str, NodeGpus> {
+    let mut by_node: BTreeMap<&str, NodeGpus> = BTreeMap::new();
+    for gpu in snapshot
+        .gpus
+        .gpus
+        .iter()
+        .filter(|g| g.mig_instance.is_none())
+    {
+        let entry = by_node.entry(gpu.node.as_str()).or_default();
+        entry.count += 1;
+        if let Some(u) = gpu.utilization {
+            entry.utilization_sum += u;
+            entry.measured += 1;
+        }
+        entry.memory_used += gpu.memory_used_bytes.unwrap_or(0.0);
+        entry.memory_total += gpu.memory_total_bytes.unwrap_or(0.0);
+    }
+    by_node
+}
 
 /// The GPU table.
 pub const GPU_COLUMNS: &[Column] = &[
@@ -66,6 +112,11 @@ pub fn node_cpu_ratio(node: &Node) -> Option<f64> {
     ratio(node.cpu_cores_used, node.cpus)
 }
 
+/// A node's working set over its memory.
+pub fn node_memory_ratio(node: &Node) -> Option<f64> {
+    ratio(node.working_set_bytes, node.memory_bytes)
+}
+
 fn ratio(part: Option<f64>, whole: Option<f64>) -> Option<f64> {
     match (part, whole) {
         (Some(p), Some(w)) if w > 0.0 => Some(p / w),
@@ -75,30 +126,22 @@ fn ratio(part: Option<f64>, whole: Option<f64>) -> Option<f64> {
 
 /// The nodes panel's rows.
 pub fn node_rows(snapshot: &Snapshot, state: &State) -> Vec<Row> {
-    let mut gpus: BTreeMap<&str, (usize, f64, usize)> = BTreeMap::new();
-    for gpu in snapshot
-        .gpus
-        .gpus
-        .iter()
-        .filter(|g| g.mig_instance.is_none())
-    {
-        let entry = gpus.entry(gpu.node.as_str()).or_default();
-        entry.0 += 1;
-        if let Some(u) = gpu.utilization {
-            entry.1 += u;
-            entry.2 += 1;
-        }
-    }
+    let gpus = gpus_by_node(snapshot);
     let t = &state.thresholds;
+    let unicode = state.palette.unicode;
+    let trend = |values: &crate::state::Trend, node: &str| {
+        Cell::text(format::sparkline(values.get(node), unicode)).tone(Tone::Accent)
+    };
     snapshot
         .nodes
         .nodes
         .iter()
         .map(|n| {
             let cpu_ratio = node_cpu_ratio(n);
-            let memory_ratio = ratio(n.working_set_bytes, n.memory_bytes);
-            let (count, sum, measured) = gpus.get(n.node.as_str()).copied().unwrap_or_default();
-            let gpu_util = (measured > 0).then(|| sum / measured as f64);
+            let memory_ratio = node_memory_ratio(n);
+            let node_gpus = gpus.get(n.node.as_str()).copied().unwrap_or_default();
+            let (count, gpu_util, gpu_memory) =
+                (node_gpus.count, node_gpus.utilization(), node_gpus.memory());
             let node_type = format!(
                 "{}{}",
                 n.instance_type.as_deref().unwrap_or("–"),
@@ -115,19 +158,23 @@ pub fn node_rows(snapshot: &Snapshot, state: &State) -> Vec<Row> {
                     Cell::text(node_type),
                     Cell::text(n.zone.clone().unwrap_or_default()),
                     Cell::number(format::percent(cpu_ratio), cpu_ratio),
-                    Cell::text(format::sparkline(
-                        state.node_cpu.get(&n.node),
-                        state.palette.unicode,
-                    ))
-                    .tone(Tone::Accent),
+                    trend(&state.node_cpu, &n.node),
                     Cell::number(format::percent(memory_ratio), memory_ratio)
                         .tone(t.memory(memory_ratio)),
+                    trend(&state.node_memory, &n.node),
                     Cell::number(count.to_string(), Some(count as f64)),
                     if count == 0 {
                         Cell::number(String::new(), None)
                     } else {
                         Cell::number(format::percent(gpu_util), gpu_util)
                             .tone(t.gpu_utilization(gpu_util))
+                    },
+                    trend(&state.node_gpu, &n.node),
+                    if count == 0 {
+                        Cell::number(String::new(), None)
+                    } else {
+                        Cell::number(format::percent(gpu_memory), gpu_memory)
+                            .tone(t.memory(gpu_memory))
                     },
                 ],
             }

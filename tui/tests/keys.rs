@@ -295,3 +295,23 @@ fn parts_rebuild_only_their_tables_and_freeze_holds_them() {
     assert_eq!(s.table(TableId::View(ViewId::Workloads)).rows.len(), 3);
     assert_eq!(s.data_at, Some(2.0));
 }
+
+/// The configuration example in docs/tui.md is a valid file and shows
+/// the defaults, so the page cannot drift from the code.
+#[test]
+fn the_documented_config_example_is_valid_and_shows_the_defaults() {
+    let page = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../docs/tui.md"))
+        .expect("docs/tui.md");
+    let start = page.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let end = start + page[start..].find("```").expect("its end");
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("top.yaml");
+    std::fs::write(&path, &page[start..end]).expect("write");
+    let config = tally_tui::config::TopConfig::load(&path).expect("the example loads");
+    let defaults = tally_tui::config::TopConfig {
+        collector: config.collector.clone(),
+        ..Default::default()
+    };
+    assert_eq!(config, defaults);
+    assert_eq!(config.collector.as_deref(), Some("http://127.0.0.1:4318"));
+}

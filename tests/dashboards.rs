@@ -1,0 +1,91 @@
+//! The dashboards and alert rules (issue #10, in progress), checked with
+//! the real tools: the generator regenerates every dashboard and lints it
+//! (descriptions, units, templated datasource, unique ids, known
+//! metrics); promtool parses every panel query, checks the rule file and
+//! runs its unit tests.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+#[test]
+fn dashboards_are_generated_and_lint_clean() {
+    let Some(python) = common::peer("python3", "dashboards_are_generated") else {
+        return;
+    };
+    let out = Command::new(python)
+        .arg(root().join("dashboards/generate.py"))
+        .arg("--check")
+        .output()
+        .expect("run generate.py");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn every_panel_query_parses_and_the_rules_pass_their_unit_tests() {
+    let Some(promtool) = common::peer("promtool", "every_panel_query_parses") else {
+        return;
+    };
+    // Each panel query as a recording rule, the variables matching all.
+    let dir = tempfile::tempdir().expect("dir");
+    let mut rules = String::from("groups:\n  - name: panels\n    rules:\n");
+    let mut count = 0;
+    for entry in std::fs::read_dir(root().join("dashboards")).expect("dashboards") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let board: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
+        for panel in board["panels"].as_array().expect("panels") {
+            for target in panel["targets"].as_array().expect("targets") {
+                let mut expr = target["expr"].as_str().expect("expr").to_owned();
+                for var in ["$cluster", "$namespace", "$node", "$model"] {
+                    expr = expr.replace(var, ".*");
+                }
+                rules.push_str(&format!(
+                    "      - record: panel:query_{count}\n        expr: {}\n",
+                    serde_json::to_string(&expr).expect("quote")
+                ));
+                count += 1;
+            }
+        }
+    }
+    assert!(count > 50, "only {count} queries");
+    let file = dir.path().join("panels.yml");
+    std::fs::write(&file, rules).expect("write");
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new(&promtool)
+            .args(args)
+            .output()
+            .expect("promtool");
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&["check".as_ref(), "rules".as_ref(), file.as_os_str()]);
+    let alerts = root().join("dashboards/alerts");
+    run(&[
+        "check".as_ref(),
+        "rules".as_ref(),
+        alerts.join("tally.rules.yml").as_os_str(),
+    ]);
+    run(&[
+        "test".as_ref(),
+        "rules".as_ref(),
+        alerts.join("tally.rules.test.yml").as_os_str(),
+    ]);
+}

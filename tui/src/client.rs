@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 
-use crate::api::{self, Part, Snapshot, WorkloadRef};
+use crate::api::{self, Part, WorkloadRef};
 use crate::error::TuiError;
 use crate::state::{LogQuery, ViewId, WorkloadHistory};
 use crate::update::FetchError;
@@ -30,21 +30,6 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    /// Every endpoint.
-    pub const ALL: [Endpoint; 11] = [
-        Endpoint::Status,
-        Endpoint::Agents,
-        Endpoint::Nodes,
-        Endpoint::Workloads,
-        Endpoint::WorkloadCosts,
-        Endpoint::Gpus,
-        Endpoint::Models,
-        Endpoint::ModelCosts,
-        Endpoint::Egress,
-        Endpoint::Recommendations,
-        Endpoint::Logs,
-    ];
-
     /// Read on every refresh: the header, the banners and the overview's
     /// fleet line need them, and they are cheap.
     pub const ALWAYS: [Endpoint; 2] = [Endpoint::Status, Endpoint::Agents];
@@ -167,15 +152,6 @@ impl Client {
                 Part::Logs(self.get(&path).await?)
             }
         })
-    }
-
-    /// Every endpoint, for tests and one-shot reads.
-    pub async fn snapshot(&self, logs: &LogQuery) -> Result<Snapshot, FetchError> {
-        let mut snapshot = Snapshot::default();
-        for endpoint in Endpoint::ALL {
-            snapshot.apply(self.part(endpoint, logs).await?);
-        }
-        Ok(snapshot)
     }
 
     /// A workload's containers' recent CPU and working set.

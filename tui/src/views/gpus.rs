@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use ratatui::Frame;
 use ratatui::layout::{Constraint, Layout, Rect};
 
+use super::ratio;
 use crate::api::{Gpu, Node, Snapshot};
 use crate::format;
 use crate::state::{State, TableId, ViewId};
@@ -115,13 +116,6 @@ pub fn node_cpu_ratio(node: &Node) -> Option<f64> {
 /// A node's working set over its memory.
 pub fn node_memory_ratio(node: &Node) -> Option<f64> {
     ratio(node.working_set_bytes, node.memory_bytes)
-}
-
-fn ratio(part: Option<f64>, whole: Option<f64>) -> Option<f64> {
-    match (part, whole) {
-        (Some(p), Some(w)) if w > 0.0 => Some(p / w),
-        _ => None,
-    }
 }
 
 /// The nodes panel's rows.

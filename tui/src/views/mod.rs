@@ -273,6 +273,14 @@ pub fn draw_table(state: &State, frame: &mut Frame, area: Rect, id: TableId, tit
     );
 }
 
+/// `part / whole`, absent when either is absent or the whole is 0.
+pub fn ratio(part: Option<f64>, whole: Option<f64>) -> Option<f64> {
+    match (part, whole) {
+        (Some(p), Some(w)) if w > 0.0 => Some(p / w),
+        _ => None,
+    }
+}
+
 /// A `label value` line with the value in a tone.
 pub fn pair<'a>(state: &State, label: &'a str, value: String, tone: Tone) -> Line<'a> {
     Line::from(vec![

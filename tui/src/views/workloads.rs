@@ -10,6 +10,7 @@ use ratatui::symbols::Marker;
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Axis, Chart, Dataset, GraphType, Paragraph};
 
+use super::ratio;
 use crate::api::{Snapshot, Workload, WorkloadRef};
 use crate::format;
 use crate::state::{State, TableId, ViewId};
@@ -53,13 +54,6 @@ pub fn parse_key(key: &str) -> Option<WorkloadRef> {
     })
 }
 
-fn efficiency(usage: Option<f64>, request: Option<f64>) -> Option<f64> {
-    match (usage, request) {
-        (Some(u), Some(r)) if r > 0.0 => Some(u / r),
-        _ => None,
-    }
-}
-
 /// One row per workload.
 pub fn rows(snapshot: &Snapshot, state: &State) -> Vec<Row> {
     let costs: HashMap<(&str, &str, &str), f64> = snapshot
@@ -87,8 +81,8 @@ pub fn rows(snapshot: &Snapshot, state: &State) -> Vec<Row> {
                     w.workload_name.as_str(),
                 ))
                 .copied();
-            let cpu_efficiency = efficiency(w.cpu_cores_p95, w.cpu_request_cores);
-            let memory_efficiency = efficiency(w.working_set_bytes_p95, w.memory_request_bytes);
+            let cpu_efficiency = ratio(w.cpu_cores_p95, w.cpu_request_cores);
+            let memory_efficiency = ratio(w.working_set_bytes_p95, w.memory_request_bytes);
             let oom = w.oom_kills.unwrap_or(0.0);
             Row {
                 key: key(w),

@@ -31,7 +31,6 @@ def variable_datasource():
         "label": "Data source",
         "type": "datasource",
         "query": "prometheus",
-        "current": {},
         "hide": 0,
     }
 
@@ -44,7 +43,7 @@ def variable(name, label, query):
         "type": "query",
         "datasource": DATASOURCE,
         "query": {"query": query, "refId": f"{name}-values"},
-        "definition": query,
+        "description": f"{label} to show; All matches every value, and series without the label.",
         "refresh": 2,
         "includeAll": True,
         "multi": True,

@@ -7,7 +7,10 @@
 #   the collector TLS test), openssl (makes that test's certificates),
 #   iproute2 and nftables (the egress suite builds network namespaces and
 #   switches connection tracking on in them, as kube-proxy's rules do),
-#   tmux (the real terminal `tally top` is driven in, end to end).
+#   tmux (the real terminal `tally top` is driven in, end to end),
+#   prometheus-alertmanager (receives the dashboards' alerts end to end),
+#   nodejs and npm (the TypeScript compiler checks the Grafana dashboards
+#   against Grafana's published `@grafana/schema` types).
 # Debian packages only; needs root. Safe to run repeatedly.
 set -euo pipefail
 
@@ -22,6 +25,9 @@ command -v openssl >/dev/null || need+=(openssl)
 command -v ip >/dev/null || [ -x /usr/sbin/ip ] || need+=(iproute2)
 command -v nft >/dev/null || [ -x /usr/sbin/nft ] || need+=(nftables)
 command -v tmux >/dev/null || need+=(tmux)
+command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
+command -v node >/dev/null || need+=(nodejs)
+command -v npm >/dev/null || need+=(npm)
 
 # Python peers from PyPI, in a venv of the project's own: the real
 # OpenTelemetry SDK (an OTLP/HTTP client of the collector), schemathesis
@@ -42,8 +48,25 @@ install_otel_sdk() {
     'prometheus-client==0.26.0' 'polars==2.1.0' 'PyYAML==6.0.3'
 }
 
+# npm peers, pinned, in the project's own folder: Grafana's dashboard
+# types and the TypeScript compiler that checks the dashboards against them.
+NPM_DIR="$(cd "$(dirname "$0")/.." && pwd)/.peers/npm"
+install_npm_peers() {
+  if [ -x "$NPM_DIR/node_modules/.bin/tsc" ] && [ -f "$NPM_DIR/node_modules/@grafana/schema/package.json" ]; then
+    return 0
+  fi
+  echo "test peers: installing @grafana/schema and typescript into $NPM_DIR"
+  mkdir -p "$NPM_DIR"
+  cat > "$NPM_DIR/package.json" <<'JSON'
+{"name": "tally-dashboard-check", "private": true,
+ "dependencies": {"@grafana/schema": "13.2.3", "typescript": "7.0.2"}}
+JSON
+  (cd "$NPM_DIR" && npm install --no-audit --no-fund --loglevel=error >/dev/null)
+}
+
 if [ ${#need[@]} -eq 0 ]; then
   install_otel_sdk
+  install_npm_peers
   echo "test peers: all present"
   exit 0
 fi
@@ -56,4 +79,5 @@ apt-get update -qq
 # apt starts no services here (policy-rc.d); the tests start what they need.
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 install_otel_sdk
+install_npm_peers
 echo "test peers: installed"

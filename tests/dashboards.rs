@@ -31,6 +31,91 @@ fn dashboards_are_generated_and_lint_clean() {
     );
 }
 
+/// The real TypeScript compiler checks each dashboard against the
+/// `Dashboard` type Grafana publishes in `@grafana/schema` (installed by
+/// `scripts/install-test-peers.sh` into `.peers/npm`); a planted typo must
+/// fail the same check, so the check itself is proven to bite.
+#[test]
+fn dashboards_match_grafanas_published_schema() {
+    let npm = root().join(".peers/npm");
+    let tsc = npm.join("node_modules/.bin/tsc");
+    if !tsc.is_file() {
+        if std::env::var("TALLY_REQUIRE_PEERS").as_deref() == Ok("1") {
+            panic!("tsc and @grafana/schema are not installed (run scripts/install-test-peers.sh)");
+        }
+        eprintln!(
+            "SKIP dashboards_match_grafanas_published_schema: run scripts/install-test-peers.sh to install @grafana/schema and typescript"
+        );
+        return;
+    }
+    // Inside the npm folder, so `@grafana/schema` resolves.
+    let dir = tempfile::Builder::new()
+        .prefix("check-")
+        .tempdir_in(&npm)
+        .expect("dir");
+    let as_typescript = |json: &str| {
+        format!(
+            "import type {{ Dashboard }} from '@grafana/schema';\nexport const dashboard = ({json}) satisfies Dashboard;\n"
+        )
+    };
+    let tsc_on = |files: &[std::path::PathBuf]| {
+        Command::new(&tsc)
+            .args([
+                "--noEmit",
+                "--strict",
+                "--skipLibCheck",
+                "--target",
+                "es2022",
+                "--module",
+                "nodenext",
+                "--moduleResolution",
+                "nodenext",
+            ])
+            .args(files)
+            .current_dir(&npm)
+            .output()
+            .expect("run tsc")
+    };
+    let mut files = Vec::new();
+    let mut first = None;
+    for entry in std::fs::read_dir(root().join("dashboards")).expect("dashboards") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let json = std::fs::read_to_string(&path).expect("read");
+        let stem = path
+            .file_stem()
+            .expect("stem")
+            .to_string_lossy()
+            .into_owned();
+        let file = dir.path().join(format!("{stem}.ts"));
+        std::fs::write(&file, as_typescript(&json)).expect("write");
+        first.get_or_insert(json);
+        files.push(file);
+    }
+    assert_eq!(files.len(), 6, "six dashboards");
+    let out = tsc_on(&files);
+    assert!(
+        out.status.success(),
+        "dashboards do not match @grafana/schema:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let broken = first
+        .expect("a dashboard")
+        .replacen("\"title\"", "\"titel\"", 1);
+    let file = dir.path().join("broken.ts");
+    std::fs::write(&file, as_typescript(&broken)).expect("write");
+    let out = tsc_on(&[file]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && text.contains("titel"),
+        "a misspelt key passed the schema check: {text}"
+    );
+}
+
 #[test]
 fn every_panel_query_parses_and_the_rules_pass_their_unit_tests() {
     let Some(promtool) = common::peer("promtool", "every_panel_query_parses") else {

@@ -246,9 +246,22 @@ def serving():
     m = 'cluster=~"$cluster", namespace=~"$namespace", model=~"$model"'
     return dashboard(
         "tally-serving", "Tally / Model serving",
-        "Per model service: throughput, queue, KV cache, errors and $ per 1M tokens. Latency percentiles (TTFT, ITL, e2e) need the histograms on a Prometheus page: see dashboards/README.md.",
+        "Per model service: time to first token, inter-token and end-to-end latency against the objective, throughput, queue, KV cache, errors and $ per 1M tokens.",
         [CLUSTER, NAMESPACE, MODEL],
         [
+            series("Time to first token p95 vs objective",
+                   "The worst replica's p95 time to first token over the last 5 minutes (the collector merges the agents' histograms), and the service's objective.", "s", [
+                (f'max by (namespace, workload_name, model) (tally_model_latency_seconds{{{m}, latency="ttft", quantile="0.95"}})', "{{namespace}}/{{workload_name}} p95"),
+                (f'max by (namespace, workload_name, model) (tally_model_latency_objective_seconds{{{m}, latency="ttft"}})', "{{namespace}}/{{workload_name}} objective"),
+            ]),
+            series("Inter-token latency p95 vs objective",
+                   "The worst replica's p95 time between output tokens over the last 5 minutes, and the service's objective.", "s", [
+                (f'max by (namespace, workload_name, model) (tally_model_latency_seconds{{{m}, latency="itl", quantile="0.95"}})', "{{namespace}}/{{workload_name}} p95"),
+                (f'max by (namespace, workload_name, model) (tally_model_latency_objective_seconds{{{m}, latency="itl"}})', "{{namespace}}/{{workload_name}} objective"),
+            ]),
+            series("End-to-end latency", "p50 and p95 request latency from arrival to the last token, per service.", "s", [
+                (f'max by (namespace, workload_name, model, quantile) (tally_model_latency_seconds{{{m}, latency="e2e"}})', "{{namespace}}/{{workload_name}} p{{quantile}}"),
+            ]),
             series("Generated tokens per second", "Output tokens a second per model.", "none", [
                 (f"sum by (namespace, model) (rate(tally_model_generation_tokens_total{{{m}}}[5m]))", "{{namespace}} {{model}}"),
             ]),
@@ -276,9 +289,13 @@ def egress():
     e = 'cluster=~"$cluster", namespace=~"$namespace"'
     return dashboard(
         "tally-egress", "Tally / Egress",
-        "Bytes by destination class, the top talkers to billable destinations and the cross-zone pairs. Dollars by class are on /api/v1/costs (egress) and in tally top.",
+        "Dollars and bytes by destination class, the top talkers to billable destinations and the cross-zone pairs.",
         [CLUSTER, NAMESPACE],
         [
+            bars("Egress $ a month by destination class", "The analyzer's monthly egress bill by destination class, each flow priced by its class and region.", "currencyUSD",
+                 f'sum by (class) (tally_egress_cost_monthly{{cluster=~"$cluster"}})', "{{class}}"),
+            bars("Egress $ a month by workload", "The ten sending workloads with the largest egress bill.", "currencyUSD",
+                 f"topk(10, tally_workload_egress_cost_monthly{{{e}}})", "{{namespace}}/{{workload_name}}"),
             series("Sent by destination class", "Bytes a second pods send, by destination class.", "Bps", [
                 (f"sum by (destination_class) (rate(tally_pod_network_transmit_bytes_total{{{e}}}[5m]))", "{{destination_class}}"),
             ]),
@@ -317,8 +334,9 @@ def itself():
             series("Exports by outcome", "OTLP exports a second by outcome.", "none", [
                 ('sum by (outcome) (rate(tally_agent_otlp_exports_total{cluster=~"$cluster", node=~"$node"}[5m]))', "{{outcome}}"),
             ]),
-            series("Spool", "Bytes waiting in each agent's disk spool.", "bytes", [
+            series("Spool", "Bytes waiting in each agent's disk spool, against its bound.", "bytes", [
                 ('tally_agent_spool_size_bytes{cluster=~"$cluster", node=~"$node"}', "{{node}}"),
+                ('max(tally_agent_spool_limit_bytes{cluster=~"$cluster", node=~"$node"})', "bound"),
             ]),
             series("Collector rejections", "Points the collector rejected a second, and write-ahead log errors.", "none", [
                 ("rate(tally_collector_rejected_points_total[5m])", "rejected points"),

@@ -456,6 +456,7 @@ impl Collector for SnapshotCollector {
                 ),
                 (&catalog::AGENT_SPOOL_BATCHES, export.spool.batches),
                 (&catalog::AGENT_SPOOL_SIZE, export.spool.bytes),
+                (&catalog::AGENT_SPOOL_LIMIT, export.spool.limit_bytes),
                 (&catalog::AGENT_SPOOL_EVICTED, export.spool.evicted_total),
                 (&catalog::AGENT_SPOOL_CORRUPT, export.spool.corrupt_total),
             ] {

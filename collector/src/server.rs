@@ -1488,6 +1488,18 @@ async fn own_metrics(State(collector): State<Arc<Collector>>) -> Response {
     render_log_metrics(&collector, stats.log_records, log_disk, &mut body);
     crate::forward::render(collector.forwarder.as_deref(), &mut body);
     crate::analysis::metrics::render(&collector.analysis, &mut body);
+    collector.with_store(|store| {
+        let config = collector.analysis.config();
+        crate::api::model_latency::render(
+            store,
+            now_ns(),
+            |service| {
+                let slo = config.slo_for(service);
+                (slo.ttft_p95_seconds, slo.itl_p95_seconds)
+            },
+            &mut body,
+        );
+    });
     (
         [(
             header::CONTENT_TYPE,

@@ -1264,6 +1264,14 @@ def!(
     "Bytes held by the disk spool."
 );
 def!(
+    AGENT_SPOOL_LIMIT,
+    "tally_agent_spool_limit",
+    Gauge,
+    Bytes,
+    NODE,
+    "The disk spool's bound (spool.max_bytes); past it the oldest batches are evicted."
+);
+def!(
     AGENT_SPOOL_EVICTED,
     "tally_agent_spool_evicted_batches",
     Counter,
@@ -1502,6 +1510,7 @@ pub const CATALOG: &[MetricDef] = &[
     AGENT_OTLP_REJECTED_POINTS,
     AGENT_SPOOL_BATCHES,
     AGENT_SPOOL_SIZE,
+    AGENT_SPOOL_LIMIT,
     AGENT_SPOOL_EVICTED,
     AGENT_SPOOL_CORRUPT,
     AGENT_SCRAPE_UP,

@@ -105,6 +105,8 @@ pub struct SpoolStats {
     pub batches: u64,
     /// Bytes on disk of those batches, headers included.
     pub bytes: u64,
+    /// The bound on those bytes; the oldest batches go beyond it.
+    pub limit_bytes: u64,
     /// Batches evicted to respect the bound since open.
     pub evicted_total: u64,
     /// Segments set aside into `corrupt/` since open.
@@ -336,6 +338,7 @@ impl Spool {
         SpoolStats {
             batches: self.index.len() as u64,
             bytes: self.bytes,
+            limit_bytes: self.max_bytes,
             evicted_total: self.evicted_total,
             corrupt_total: self.corrupt_total,
         }
@@ -479,6 +482,7 @@ mod tests {
             SpoolStats {
                 batches: 3,
                 bytes: 3 * HEADER_LEN + 6,
+                limit_bytes: 1 << 20,
                 evicted_total: 0,
                 corrupt_total: 0
             }

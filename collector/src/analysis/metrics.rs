@@ -12,14 +12,14 @@ use tally_analyzer::allocation::IDLE;
 use super::{Analysis, Finished};
 
 /// Escapes a label value.
-fn escape(value: &str) -> String {
+pub(crate) fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
 }
 
-fn labels(pairs: &[(&str, &str)]) -> String {
+pub(crate) fn labels(pairs: &[(&str, &str)]) -> String {
     let parts: Vec<String> = pairs
         .iter()
         .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
@@ -27,7 +27,7 @@ fn labels(pairs: &[(&str, &str)]) -> String {
     parts.join(",")
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
+pub(crate) fn family(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
@@ -265,6 +265,38 @@ fn render_report(finished: &Finished, opencost: bool, out: &mut String) {
                 );
             }
         }
+    }
+    family(
+        out,
+        "tally_egress_cost_monthly",
+        "gauge",
+        "Egress a month by destination class (0 for free classes), priced per flow.",
+    );
+    for (class, cost) in &report.egress.by_class {
+        let _ = writeln!(
+            out,
+            "tally_egress_cost_monthly{{{}}} {cost}",
+            labels(&[("class", class), ("currency", currency)])
+        );
+    }
+    family(
+        out,
+        "tally_workload_egress_cost_monthly",
+        "gauge",
+        "Egress a month by sending workload (workloads with a bill only).",
+    );
+    for line in &report.egress.by_workload {
+        let _ = writeln!(
+            out,
+            "tally_workload_egress_cost_monthly{{{}}} {}",
+            labels(&[
+                ("namespace", &line.workload.namespace),
+                ("workload_kind", &line.workload.kind),
+                ("workload_name", &line.workload.name),
+                ("currency", currency),
+            ]),
+            line.monthly_cost
+        );
     }
     family(
         out,

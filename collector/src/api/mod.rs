@@ -9,6 +9,7 @@
 
 pub mod egress;
 pub mod gpus;
+pub mod model_latency;
 pub mod models;
 pub mod topology;
 pub mod workloads;

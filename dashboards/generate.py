@@ -198,8 +198,8 @@ def gpu():
                 (f"rate(tally_gpu_energy_joules_total{{{g}}}[5m])", "{{node}} GPU {{gpu_index}}"),
             ], width=8),
             series("Temperature", "GPU die temperature.", "celsius", [(f"tally_gpu_temperature_celsius{{{g}}}", "{{node}} GPU {{gpu_index}}")], width=8),
-            series("Throttling", "1 while the clocks are held down, by NVML throttle reason (gpu_idle is not a problem).", "none", [
-                (f'tally_gpu_throttled{{{g}, reason!="gpu_idle"}} == 1', "{{node}} GPU {{gpu_index}} {{reason}}"),
+            series("Throttling", "GPUs whose clocks are held down, by NVML throttle reason (gpu_idle, the idle clocks, is left out: it is not a problem).", "none", [
+                (f'sum by (reason) (tally_gpu_throttled{{{g}, reason!="gpu_idle"}})', "{{reason}}"),
             ]),
             series("XID and ECC events", "XID events and uncorrected ECC errors an hour.", "none", [
                 (f'sum by (node, gpu_index, xid) (increase(tally_gpu_events_total{{{g}, kind="xid"}}[1h]))', "{{node}} GPU {{gpu_index}} XID {{xid}}"),

@@ -167,6 +167,11 @@ struct SimulateArgs {
     /// Seed; the same seed gives the same fleet and values.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// What the fleet shows: demo (every case the analyzer finds), healthy
+    /// (nothing to alert on), or healthy plus one problem: idle-gpu,
+    /// oom-loop or ttft-regression.
+    #[arg(long, default_value = "demo")]
+    scenario: tally_collector::simulate::Scenario,
     /// Generate this much history (e.g. 14d) as fast as possible, then exit.
     #[arg(long, value_name = "DURATION")]
     backfill: Option<String>,
@@ -182,6 +187,9 @@ struct SimulateArgs {
     /// With --backfill: write the points as Prometheus text with timestamps to FILE instead of sending them.
     #[arg(long, value_name = "FILE")]
     dump_prometheus: Option<PathBuf>,
+    /// In real time, also serve the fleet as its agents' /metrics pages on ADDR (for Prometheus).
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -851,11 +859,13 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         collector: args.collector,
         nodes: args.nodes,
         seed: args.seed,
+        scenario: args.scenario,
         backfill,
         step,
         ticks: args.ticks,
         token,
         dump_prometheus: args.dump_prometheus,
+        listen: args.listen,
         // A progress bar while backfilling, on a terminal only.
         progress: backfill.map(|_| {
             let bar = std::sync::Arc::new(tally_tui::progress::Bar::new("backfill"));

@@ -257,7 +257,7 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     ("tls_key_file", "PEM private key matching tls_cert_file."),
     (
         "analyzer.window_seconds",
-        "History the analyzer reads for costs and recommendations, seconds (default 7 days; at least 3600). Costs a month are the window's rate × 730 h.",
+        "History the analyzer reads for costs and recommendations, seconds (default 7 days; at least 3600). Costs a month are the window's rate × 730 h; while the store holds less than the window (a new install), the rate is over the hours it holds.",
     ),
     (
         "analyzer.interval_seconds",

@@ -116,7 +116,7 @@ pub fn extract_phases(store: &Store, span: Span) -> (FleetSnapshot, Vec<(&'stati
     for (name, part, took) in done {
         // Every field named: a new one cannot be dropped here unnoticed.
         let FleetSnapshot {
-            from_ns: _,
+            from_ns,
             to_ns: _,
             nodes,
             containers,
@@ -126,6 +126,8 @@ pub fn extract_phases(store: &Store, span: Span) -> (FleetSnapshot, Vec<(&'stati
             volumes,
             workload_specs,
         } = part;
+        // Only the nodes part moves the start (see `nodes`).
+        snapshot.from_ns = snapshot.from_ns.max(from_ns);
         snapshot.nodes.extend(nodes);
         snapshot.containers.extend(containers);
         snapshot.gpu_devices.extend(gpu_devices);
@@ -233,9 +235,11 @@ fn workload_specs(store: &Store, span: Span, snapshot: &mut FleetSnapshot) {
 
 fn nodes(store: &Store, span: Span, snapshot: &mut FleetSnapshot) {
     let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
+    let mut first_seen: Option<u64> = None;
     for series in each(store, &catalog::NODE_CPU_COUNT, span) {
         let name = label(series, "k8s.node.name");
-        let (_, hours) = presence(store, series, span);
+        let (start, hours) = presence(store, series, span);
+        first_seen = Some(first_seen.map_or(start, |first| first.min(start)));
         nodes.insert(
             name.clone(),
             Node {
@@ -254,6 +258,12 @@ fn nodes(store: &Store, span: Span, snapshot: &mut FleetSnapshot) {
         if let Some(node) = nodes.get_mut(series.label("k8s.node.name").unwrap_or_default()) {
             node.memory_bytes = series.latest().unwrap_or(0.0);
         }
+    }
+    // A store younger than the window: the month is the rate over the
+    // hours observed, not over the window (a fresh install would show a
+    // fraction of its bill).
+    if let Some(first) = first_seen {
+        snapshot.from_ns = snapshot.from_ns.max(first);
     }
     // Physical GPUs: memory totals of whole GPUs and of MIG-enabled
     // parents (no MIG instance label).

@@ -208,6 +208,37 @@ pub(crate) mod tests {
         (store, t)
     }
 
+    /// A store younger than the window is priced over the hours it holds:
+    /// 6 hours of a fleet read through a 7-day window cost the same a
+    /// month as through a 6-hour one.
+    #[test]
+    fn a_young_store_is_priced_over_the_hours_it_holds() {
+        let (store, to) = simulated_store(2, 6);
+        let span = |hours: u64| extract::Span {
+            from_ns: to - hours * HOUR_NS,
+            to_ns: to,
+            idle_from_ns: to - HOUR_NS,
+        };
+        let week = extract::extract(&store, span(7 * 24));
+        let six = extract::extract(&store, span(6));
+        assert!(
+            (week.hours() - six.hours()).abs() < 0.2,
+            "{} h against {} h",
+            week.hours(),
+            six.hours()
+        );
+        let config = AnalyzerConfig::default();
+        let prices = PriceBook::builtin().expect("prices");
+        let total = |snapshot| {
+            recommend::analyze(&snapshot, &config, &prices)
+                .expect("report")
+                .allocation
+                .monthly_factor()
+        };
+        let (week, six) = (total(week), total(six));
+        assert!((week / six - 1.0).abs() < 0.05, "{week} against {six}");
+    }
+
     #[test]
     fn a_simulated_fleet_yields_its_planted_cards() {
         let (store, to) = simulated_store(3, 48);

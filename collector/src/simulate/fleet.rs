@@ -26,6 +26,9 @@ use super::workloads::Workloads;
 /// samples within a 15 s export.
 const SAMPLES_PER_STEP: usize = 15;
 
+/// The kernel's default CFS period, seconds.
+const CFS_PERIOD_S: f64 = 0.1;
+
 pub(super) const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 const ZONES: &[&str] = &["us-east-1a", "us-east-1b", "us-east-1c"];
 pub(super) const REGION: &str = "us-east-1";
@@ -140,9 +143,9 @@ pub(super) fn attributes(pairs: &[(&str, &str)]) -> Vec<KeyValue> {
 pub(super) struct Container {
     pub identity: ContainerIdentity,
     cpu_request: f64,
-    cpu_limit: Option<f64>,
+    pub cpu_limit: Option<f64>,
     memory_request: f64,
-    memory_limit: f64,
+    pub memory_limit: f64,
     /// Extended resources requested (GPUs, MIG slices), in devices.
     pub devices: Vec<(String, f64)>,
     /// Mean CPU as a share of the request (right-sizing signal).
@@ -158,10 +161,20 @@ pub(super) struct Container {
     /// Phase of the daily cycle, radians.
     pub phase: f64,
     /// Baseline working set, bytes.
-    memory_base: f64,
+    pub memory_base: f64,
     /// Growth per simulated hour, bytes.
-    memory_growth: f64,
+    pub memory_growth: f64,
+    /// Bytes leaked a step: the working set climbs to the limit, the
+    /// container is OOM-killed and restarts from its baseline (a crash
+    /// loop). 0 for all but a planted scenario.
+    pub leak_per_step: f64,
+    leaked: f64,
     cpu_seconds: f64,
+    /// CFS periods elapsed and throttled, and the time throttled, for a
+    /// container with a CPU limit (100 ms periods, as the kernel's default).
+    cfs_periods: f64,
+    cfs_throttled_periods: f64,
+    cfs_throttled_seconds: f64,
     oom_kills: u64,
     memory_now: f64,
     /// What the container does with its GPUs, if it has any.
@@ -173,7 +186,7 @@ pub(super) struct Container {
     /// Its own random stream, for containers planted after the fleet was
     /// drawn: they leave the fleet's stream, and so every other series, as
     /// it was.
-    own_rng: Option<Rng>,
+    pub own_rng: Option<Rng>,
 }
 
 impl Container {
@@ -203,7 +216,12 @@ impl Container {
             } else {
                 0.0
             },
+            leak_per_step: 0.0,
+            leaked: 0.0,
             cpu_seconds: 0.0,
+            cfs_periods: 0.0,
+            cfs_throttled_periods: 0.0,
+            cfs_throttled_seconds: 0.0,
             oom_kills: 0,
             memory_now: 0.0,
             gpu_work: None,
@@ -230,6 +248,7 @@ impl Container {
         let mut cpu = ExpHistogram::default();
         let mut memory = ExpHistogram::default();
         let mean = self.cpu_request * self.cpu_share;
+        let sample_s = clock.step_s / SAMPLES_PER_STEP as f64;
         for _ in 0..SAMPLES_PER_STEP {
             let cycle = clock.cycle(self.diurnal, self.phase);
             let burst = if rng.unit() < 0.02 && self.bursty {
@@ -249,17 +268,34 @@ impl Container {
             };
             let mut cores = (mean * cycle * burst * noise * present).max(0.0);
             if let Some(limit) = self.cpu_limit {
+                // Demand above the quota waits: the sample's periods are
+                // throttled in proportion to the excess.
+                let periods = sample_s / CFS_PERIOD_S;
+                let throttled = if cores > limit {
+                    (1.0 - limit / cores) * periods
+                } else {
+                    0.0
+                };
+                self.cfs_periods += periods;
+                self.cfs_throttled_periods += throttled;
+                self.cfs_throttled_seconds += throttled * CFS_PERIOD_S;
                 cores = cores.min(limit);
             }
             cpu.record(cores);
-            self.cpu_seconds += cores * clock.step_s / SAMPLES_PER_STEP as f64;
+            self.cpu_seconds += cores * sample_s;
+            self.leaked += self.leak_per_step / SAMPLES_PER_STEP as f64;
             let working_set = self.memory_base
                 + self.memory_growth * (clock.hours % 48.0)
+                + self.leaked
                 + rng.unit() * self.memory_base * 0.05;
             if working_set >= self.memory_limit {
                 // OOM kill: the container restarts from its baseline.
                 self.oom_kills += 1;
-                self.memory_base *= 0.9;
+                if self.leaked > 0.0 {
+                    self.leaked = 0.0;
+                } else {
+                    self.memory_base *= 0.9;
+                }
             }
             self.memory_now = working_set.min(self.memory_limit);
             memory.record(self.memory_now);
@@ -291,6 +327,18 @@ impl Container {
         ];
         if let Some(limit) = self.cpu_limit {
             metrics.push(otlp::gauge(&catalog::CONTAINER_CPU_LIMIT, point(limit)));
+            metrics.push(otlp::cumulative_sum(
+                &catalog::CONTAINER_CPU_PERIODS,
+                point(self.cfs_periods.round()),
+            ));
+            metrics.push(otlp::cumulative_sum(
+                &catalog::CONTAINER_CPU_THROTTLED_PERIODS,
+                point(self.cfs_throttled_periods.round()),
+            ));
+            metrics.push(otlp::cumulative_sum(
+                &catalog::CONTAINER_CPU_THROTTLED,
+                point(self.cfs_throttled_seconds),
+            ));
         }
         let resources = |def: &MetricDef, cpu: f64, memory: f64| {
             let mut points = vec![
@@ -334,6 +382,12 @@ pub(super) struct PodNamer {
 }
 
 impl PodNamer {
+    /// A namer for pods of node `node`, numbering from `next` (planted pods
+    /// start far above the drawn ones).
+    pub fn new(node: usize, next: usize) -> PodNamer {
+        PodNamer { node, next }
+    }
+
     /// The identity of the first container of a new pod of `workload`.
     pub fn pod(
         &mut self,
@@ -592,6 +646,11 @@ impl Fleet {
             checkout_rng,
             workloads,
         }
+    }
+
+    /// The nodes, for a scenario to reshape after the draws.
+    pub(super) fn nodes_mut(&mut self) -> &mut [Node] {
+        &mut self.nodes
     }
 
     /// Containers in the fleet.

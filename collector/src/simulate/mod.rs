@@ -26,9 +26,11 @@
 //! egress families look exactly as the agent will send them once its
 //! sources land (issues #5, #6, #8).
 
+mod agent_page;
 mod egress;
 mod fleet;
 mod gpu;
+mod scenario;
 mod serving;
 mod volumes;
 mod workloads;
@@ -40,6 +42,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequ
 use tally_schema::otlp;
 
 pub use fleet::Fleet;
+pub use scenario::{SCENARIOS, Scenario};
 
 /// How to simulate.
 #[derive(Debug, Clone)]
@@ -50,6 +53,8 @@ pub struct SimulateOptions {
     pub nodes: usize,
     /// PRNG seed; the same seed gives the same fleet and the same values.
     pub seed: u64,
+    /// What the fleet is made to show (problems planted or taken out).
+    pub scenario: Scenario,
     /// Generate this much history up to now as fast as possible, then stop.
     pub backfill: Option<Duration>,
     /// Time between batches (simulated time while backfilling).
@@ -61,6 +66,9 @@ pub struct SimulateOptions {
     /// Write the batches as Prometheus text (with timestamps) to this file
     /// instead of sending them: the same points for a peer's import API.
     pub dump_prometheus: Option<std::path::PathBuf>,
+    /// In real time, also serve the fleet as its agents' `/metrics` pages
+    /// would show it (one page, every node), for a real Prometheus.
+    pub listen: Option<std::net::SocketAddr>,
     /// Told `(batches done, batches in all, points so far)` after each
     /// backfill batch (a progress bar on a terminal).
     pub progress: Option<Progress>,
@@ -88,6 +96,14 @@ pub enum SimulateError {
         status: u16,
         /// The response body.
         body: String,
+    },
+    /// The `--listen` address could not be bound.
+    #[error("cannot listen on {address}: {reason}")]
+    Listen {
+        /// The address.
+        address: std::net::SocketAddr,
+        /// What failed.
+        reason: String,
     },
     /// The collector could not be reached.
     #[error("cannot reach the collector at {url}: {reason}")]
@@ -354,6 +370,76 @@ async fn send(
     }
 }
 
+/// The newest agents' page, `None` before the first step.
+type SharedPage = std::sync::Arc<std::sync::RwLock<Option<String>>>;
+
+/// Serves `/metrics` (the newest page), `/healthz` and `/readyz` (ready
+/// once the first page is in) on `address` until `shutdown`.
+async fn serve_agent_page(
+    address: std::net::SocketAddr,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<SharedPage, SimulateError> {
+    use axum::http::{StatusCode, header};
+    use axum::response::IntoResponse;
+    let page: SharedPage = SharedPage::default();
+    let listener =
+        tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|e| SimulateError::Listen {
+                address,
+                reason: e.to_string(),
+            })?;
+    let read = |page: &SharedPage| {
+        page.read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    };
+    let (metrics_page, ready_page) = (page.clone(), page.clone());
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let text = read(&metrics_page).unwrap_or_default();
+                async move {
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        text,
+                    )
+                }
+            }),
+        )
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            axum::routing::get(move || {
+                let ready = read(&ready_page).is_some();
+                async move {
+                    if ready {
+                        (StatusCode::OK, "ready").into_response()
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "no batch yet").into_response()
+                    }
+                }
+            }),
+        );
+    tracing::info!(%address, "serving the simulated agents' /metrics");
+    tokio::spawn(async move {
+        let stopped = async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        if let Err(error) = axum::serve(listener, app)
+            .with_graceful_shutdown(stopped)
+            .await
+        {
+            tracing::error!(%error, "simulated agents' page stopped");
+        }
+    });
+    Ok(page)
+}
+
 /// Runs the simulation until done or `shutdown` turns true.
 pub async fn run(
     options: SimulateOptions,
@@ -376,6 +462,7 @@ pub async fn run(
         // already past the collector's retention when it arrives.
         let start = now.saturating_sub(backfill.as_nanos() as u64) + step_ns;
         let mut fleet = Fleet::new(options.nodes, options.seed, start);
+        scenario::apply(&mut fleet, options.scenario, options.seed);
         tracing::info!(
             nodes = options.nodes,
             containers = fleet.containers(),
@@ -425,11 +512,16 @@ pub async fn run(
         return Ok(report);
     }
     let mut fleet = Fleet::new(options.nodes, options.seed, now);
+    scenario::apply(&mut fleet, options.scenario, options.seed);
     tracing::info!(
         nodes = options.nodes,
         containers = fleet.containers(),
         "simulating in real time"
     );
+    let page = match options.listen {
+        Some(address) => Some(serve_agent_page(address, shutdown.clone()).await?),
+        None => None,
+    };
     let mut tick = tokio::time::interval(options.step);
     loop {
         tokio::select! {
@@ -437,6 +529,12 @@ pub async fn run(
             _ = shutdown.wait_for(|stop| *stop) => break,
         }
         let request = fleet.step(now_ns(), options.step);
+        if let Some(page) = &page {
+            let text = agent_page::render(&request);
+            *page
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(text);
+        }
         report.points += otlp::count_points(&request) as u64;
         report.rejected_points += send_as_agents(&client, &url, token, request).await?;
         report.batches += 1;

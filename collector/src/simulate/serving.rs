@@ -122,6 +122,11 @@ pub(super) struct ModelServer {
     finished: [f64; OUTCOMES.len()],
     prompt_tokens: f64,
     generation_tokens: f64,
+    /// Highest share of capacity the load reaches (a scenario keeps a
+    /// healthy service out of overload); 1 and above leave it as drawn.
+    pub load_cap: f64,
+    /// Multiplies the time to first token (a planted regression).
+    pub ttft_factor: f64,
 }
 
 /// A log-normal-ish factor around 1 (sum of uniforms, no dependency).
@@ -150,6 +155,8 @@ impl ModelServer {
             finished: [0.0; OUTCOMES.len()],
             prompt_tokens: 0.0,
             generation_tokens: 0.0,
+            load_cap: f64::INFINITY,
+            ttft_factor: 1.0,
         }
     }
 
@@ -163,7 +170,9 @@ impl ModelServer {
     /// (requests over capacity).
     pub fn step(&mut self, rng: &mut Rng, clock: &Clock, metrics: &mut Vec<Metric>) -> f64 {
         let model = self.model;
-        let load = model.peak_load * clock.cycle(0.6, self.phase) / 1.6 * (0.9 + rng.unit() * 0.2);
+        let load = (model.peak_load * clock.cycle(0.6, self.phase) / 1.6
+            * (0.9 + rng.unit() * 0.2))
+            .min(self.load_cap);
         let requests = load * model.capacity_rps * clock.step_s;
         for (total, (_, _, share)) in self.finished.iter_mut().zip(OUTCOMES) {
             *total += requests * share;
@@ -191,7 +200,9 @@ impl ModelServer {
             } else {
                 rng.unit() * 0.002
             };
-            let first = model.ttft_s * (1.0 + 2.0 * load * load) * spread(rng, 0.7) + queued;
+            let first =
+                model.ttft_s * self.ttft_factor * (1.0 + 2.0 * load * load) * spread(rng, 0.7)
+                    + queued;
             let between = model.itl_s * (1.0 + 0.8 * load) * spread(rng, 0.5);
             let per_token = between * (0.95 + rng.unit() * 0.1);
             let tokens = self.generation_mean * (0.2 + rng.unit() * 1.6);

@@ -172,7 +172,7 @@ def gpu():
     g = 'cluster=~"$cluster", node=~"$node"'
     return dashboard(
         "tally-gpu", "Tally / GPU fleet",
-        "Every GPU and MIG instance: utilization with the pods on it, memory, power, energy, temperature and throttling; idle GPUs with the money they burn; XID and ECC events.",
+        "Every GPU and MIG instance: utilization with the pods on it, memory, power, energy, temperature and throttling; idle and warm-idle GPUs with the money they burn; MIG instances; XID and ECC events.",
         [CLUSTER, NODE, NAMESPACE],
         [
             stat("GPUs", "GPUs and MIG instances reporting.", "none", f"count(tally_gpu_memory_total_bytes{{{g}}})"),
@@ -181,6 +181,12 @@ def gpu():
             stat("Idle GPUs $/hour", "What the devices idle while allocated cost an hour.", "currencyUSD",
                  f"sum(tally_gpu_cost_monthly{{{g}}} and on (node, gpu_uuid) ((tally_gpu_utilization_ratio{{{g}}} < 0.05) and on (node, gpu_uuid, mig_instance) tally:gpu_allocated == 1)) / 730 or vector(0)"),
             stat("Fleet GPU utilization", "Mean utilization of all GPUs.", "percentunit", f"avg(tally_gpu_utilization_ratio{{{g}}})"),
+            stat("Warm idle", "Devices under 5 % utilization that hold over 10 % of their memory: a model or notebook loaded and left waiting.", "none",
+                 f"count((tally_gpu_utilization_ratio{{{g}}} < 0.05) and on (node, gpu_uuid, mig_instance) (tally_gpu_memory_used_bytes{{{g}}} / tally_gpu_memory_total_bytes{{{g}}} > 0.1)) or vector(0)",
+                 width=6),
+            bars("$ burned by idle devices", "Each device idle while a container holds it, with what it costs an hour (the collector's GPU cost) and who holds it.", "currencyUSD",
+                 f"sum by (node, gpu_uuid, gpu_model, holders) (tally_gpu_cost_monthly{{{g}}} and on (node, gpu_uuid) ((tally_gpu_utilization_ratio{{{g}}} < 0.05) and on (node, gpu_uuid, mig_instance) tally:gpu_allocated == 1)) / 730",
+                 "{{node}} {{gpu_model}} {{gpu_uuid}} ({{holders}})", width=18),
             series("Utilization per GPU", "Share of time the GPU ran kernels.", "percentunit", [
                 (f"tally_gpu_utilization_ratio{{{g}}}", "{{node}} GPU {{gpu_index}} {{mig_profile}}"),
             ]),

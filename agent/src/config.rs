@@ -359,6 +359,11 @@ pub struct KubernetesConfig {
         with = "duration_text"
     )]
     pub controller_refresh_interval: Duration,
+    /// Read the controllers, budgets and autoscalers at all (spot
+    /// readiness and HPA-aware right-sizing); off, the agent needs only
+    /// pods, replicasets and nodes from the API.
+    #[serde(default = "default_workload_facts")]
+    pub workload_facts: bool,
 }
 
 /// Disk spool settings.
@@ -463,6 +468,9 @@ fn default_gpu_mode() -> GpuMode {
 }
 fn default_kubernetes_mode() -> KubernetesMode {
     KubernetesMode::Auto
+}
+fn default_workload_facts() -> bool {
+    true
 }
 fn default_controller_refresh_interval() -> Duration {
     Duration::from_secs(300)
@@ -588,6 +596,7 @@ impl Default for KubernetesConfig {
             token_path: None,
             ca_path: None,
             controller_refresh_interval: default_controller_refresh_interval(),
+            workload_facts: default_workload_facts(),
         }
     }
 }
@@ -819,6 +828,10 @@ pub const KEY_DOCS: &[(&str, &str)] = &[
     (
         "kubernetes.controller_refresh_interval",
         "How often the pods' controllers (Deployment, StatefulSet, ReplicaSet: replicas, rollout) and each namespace's PodDisruptionBudgets and HorizontalPodAutoscalers are read again; new ones are read as their pods arrive. Needs get on apps deployments, replicasets and statefulsets, list on policy poddisruptionbudgets and list on autoscaling horizontalpodautoscalers.",
+    ),
+    (
+        "kubernetes.workload_facts",
+        "Read the pods' controllers, PodDisruptionBudgets and HorizontalPodAutoscalers (spot readiness, autoscaler-aware right-sizing); false needs only get/list/watch on pods and replicasets and get/list on nodes.",
     ),
     (
         "gpu.mode",

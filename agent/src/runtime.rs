@@ -435,17 +435,19 @@ pub async fn run(
 
     let has_pods = pod_watch.is_some();
     if let Some(client) = pod_watch {
-        let store = Arc::clone(&pods);
-        let source = Arc::clone(&health.pods);
-        let refresh = config.kubernetes.controller_refresh_interval;
-        let stop = shutdown.clone();
-        tokio::spawn(pods::run_controller_refresh(
-            client.clone(),
-            store,
-            source,
-            refresh,
-            stop,
-        ));
+        if config.kubernetes.workload_facts {
+            let store = Arc::clone(&pods);
+            let source = Arc::clone(&health.pods);
+            let refresh = config.kubernetes.controller_refresh_interval;
+            let stop = shutdown.clone();
+            tokio::spawn(pods::run_controller_refresh(
+                client.clone(),
+                store,
+                source,
+                refresh,
+                stop,
+            ));
+        }
         let store = Arc::clone(&pods);
         let source = Arc::clone(&health.pods);
         let node = node_name.clone();

@@ -62,12 +62,15 @@ VALUE_SETS = {
         "monitoring": {"podMonitor": {"enabled": True}},
     },
     "egress": {"agent": {"egress": {"enabled": True}}},
+    # The least the agent can run with: its pods and their names only.
+    "minimal-rbac": {"rbac": {"workloadFacts": False}},
 }
 
 # Capabilities a container may add, by value set (docs/install.md).
 ALLOWED_CAPABILITIES = {"egress": {"NET_ADMIN", "SYS_ADMIN"}}
 
-# The agent's ClusterRole, exactly (docs/install.md says why each).
+# The agent's ClusterRole, exactly (docs/install.md says why each); the
+# first three rows alone with rbac.workloadFacts false.
 AGENT_RULES = [
     ("", "pods", {"get", "list", "watch"}),
     ("", "nodes", {"get", "list"}),
@@ -144,7 +147,8 @@ def check_rbac(name, docs):
             for group in rule["apiGroups"]
             for resource in rule["resources"]
         )
-        expected = sorted((g, r, frozenset(v)) for g, r, v in AGENT_RULES)
+        rules = AGENT_RULES[:3] if name == "minimal-rbac" else AGENT_RULES
+        expected = sorted((g, r, frozenset(v)) for g, r, v in rules)
         check(granted == expected, f"{name}: {role['metadata']['name']} grants exactly the listed verbs")
         flat = json.dumps(role["rules"])
         for forbidden in ("secrets", "nodes/proxy", "create", "update", "patch", "delete", '"*"'):

@@ -248,6 +248,15 @@ def rightsizing():
     )
 
 
+def latency_vs_objective(m, latency, title, description):
+    """A service's p95 of one latency beside its objective."""
+    by = "max by (namespace, workload_name, model)"
+    return series(title, description, "s", [
+        (f'{by} (tally_model_latency_seconds{{{m}, latency="{latency}", quantile="0.95"}})', "{{namespace}}/{{workload_name}} p95"),
+        (f'{by} (tally_model_latency_objective_seconds{{{m}, latency="{latency}"}})', "{{namespace}}/{{workload_name}} objective"),
+    ])
+
+
 def serving():
     m = 'cluster=~"$cluster", namespace=~"$namespace", model=~"$model"'
     return dashboard(
@@ -255,16 +264,10 @@ def serving():
         "Per model service: time to first token, inter-token and end-to-end latency against the objective, throughput, queue, KV cache, errors and $ per 1M tokens.",
         [CLUSTER, NAMESPACE, MODEL],
         [
-            series("Time to first token p95 vs objective",
-                   "The worst replica's p95 time to first token over the last 5 minutes (the collector merges the agents' histograms), and the service's objective.", "s", [
-                (f'max by (namespace, workload_name, model) (tally_model_latency_seconds{{{m}, latency="ttft", quantile="0.95"}})', "{{namespace}}/{{workload_name}} p95"),
-                (f'max by (namespace, workload_name, model) (tally_model_latency_objective_seconds{{{m}, latency="ttft"}})', "{{namespace}}/{{workload_name}} objective"),
-            ]),
-            series("Inter-token latency p95 vs objective",
-                   "The worst replica's p95 time between output tokens over the last 5 minutes, and the service's objective.", "s", [
-                (f'max by (namespace, workload_name, model) (tally_model_latency_seconds{{{m}, latency="itl", quantile="0.95"}})', "{{namespace}}/{{workload_name}} p95"),
-                (f'max by (namespace, workload_name, model) (tally_model_latency_objective_seconds{{{m}, latency="itl"}})', "{{namespace}}/{{workload_name}} objective"),
-            ]),
+            latency_vs_objective(m, "ttft", "Time to first token p95 vs objective",
+                                 "The worst replica's p95 time to first token over the last 5 minutes (the collector merges the agents' histograms), and the service's objective."),
+            latency_vs_objective(m, "itl", "Inter-token latency p95 vs objective",
+                                 "The worst replica's p95 time between output tokens over the last 5 minutes, and the service's objective."),
             series("End-to-end latency", "p50 and p95 request latency from arrival to the last token, per service.", "s", [
                 (f'max by (namespace, workload_name, model, quantile) (tally_model_latency_seconds{{{m}, latency="e2e"}})', "{{namespace}}/{{workload_name}} p{{quantile}}"),
             ]),
@@ -285,7 +288,7 @@ def serving():
                 (f"sum by (model, outcome) (rate(tally_model_requests_total{{{m}}}[5m]))", "{{model}} {{outcome}}"),
             ]),
             bars("$ per 1M tokens", "What a million tokens cost per model service and direction, at its latency objective.", "currencyUSD",
-                 f'tally_model_cost_per_million_tokens{{cluster=~"$cluster", namespace=~"$namespace", model=~"$model"}}', "{{model}} {{direction}}"),
+                 f"tally_model_cost_per_million_tokens{{{m}}}", "{{model}} {{direction}}"),
         ],
         ["serving"],
     )

@@ -41,11 +41,9 @@ fn dashboards_match_grafanas_published_schema() {
     let npm = root().join(".peers/npm");
     let tsc = npm.join("node_modules/.bin/tsc");
     if !tsc.is_file() {
-        if std::env::var("TALLY_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!("tsc and @grafana/schema are not installed (run scripts/install-test-peers.sh)");
-        }
-        eprintln!(
-            "SKIP dashboards_match_grafanas_published_schema: run scripts/install-test-peers.sh to install @grafana/schema and typescript"
+        common::missing_peer(
+            "dashboards_match_grafanas_published_schema",
+            "tsc with @grafana/schema",
         );
         return;
     }

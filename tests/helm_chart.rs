@@ -28,14 +28,7 @@ fn the_chart_lints_renders_validates_and_is_locked_down() {
         .status()
         .expect("python");
     if !helm_sdk.success() {
-        if std::env::var("TALLY_REQUIRE_PEERS").as_deref() == Ok("1") {
-            panic!(
-                "{test}: helm-python-sdk or kubernetes-validate is not installed (run scripts/install-test-peers.sh)"
-            );
-        }
-        eprintln!(
-            "SKIP {test}: run scripts/install-test-peers.sh to install helm-python-sdk and kubernetes-validate"
-        );
+        common::missing_peer(test, "helm-python-sdk or kubernetes-validate");
         return;
     }
     let out = tempfile::tempdir().expect("dir");

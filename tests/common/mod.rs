@@ -158,19 +158,22 @@ pub fn which(name: &str) -> Option<PathBuf> {
     })
 }
 
-/// A peer binary, or a skip: `None` after printing a SKIP line, unless
-/// `TALLY_REQUIRE_PEERS=1` (set by `.ci/run`), where a missing peer fails.
-pub fn peer(name: &str, test: &str) -> Option<PathBuf> {
-    match which(name) {
-        Some(path) => Some(path),
-        None if std::env::var("TALLY_REQUIRE_PEERS").as_deref() == Ok("1") => {
-            panic!("{test}: peer {name} is not installed (run scripts/install-test-peers.sh)")
-        }
-        None => {
-            eprintln!("SKIP {test}: {name} is not installed; run scripts/install-test-peers.sh");
-            None
-        }
+/// A missing peer (`what`): a SKIP line, or with `TALLY_REQUIRE_PEERS=1`
+/// (set by `.ci/run`) a failure.
+pub fn missing_peer(test: &str, what: &str) {
+    if std::env::var("TALLY_REQUIRE_PEERS").as_deref() == Ok("1") {
+        panic!("{test}: {what} is not installed (run scripts/install-test-peers.sh)");
     }
+    eprintln!("SKIP {test}: {what} is not installed; run scripts/install-test-peers.sh");
+}
+
+/// A peer binary, or `None` after [`missing_peer`].
+pub fn peer(name: &str, test: &str) -> Option<PathBuf> {
+    let found = which(name);
+    if found.is_none() {
+        missing_peer(test, &format!("peer {name}"));
+    }
+    found
 }
 
 /// Starts `tally collector` on `port` with its data in `data`.
@@ -228,10 +231,7 @@ pub fn venv_peer(name: &str, test: &str) -> Option<PathBuf> {
     if path.is_file() {
         return Some(path);
     }
-    if std::env::var("TALLY_REQUIRE_PEERS").as_deref() == Ok("1") {
-        panic!("{test}: {name} is not installed (run scripts/install-test-peers.sh)");
-    }
-    eprintln!("SKIP {test}: run scripts/install-test-peers.sh to install {name}");
+    missing_peer(test, name);
     None
 }
 

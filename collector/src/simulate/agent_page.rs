@@ -17,6 +17,8 @@ use opentelemetry_proto::tonic::metrics::v1::{NumberDataPoint, metric::Data, num
 use tally_schema::catalog::{self, Exposure, MetricDef, MetricKind};
 use tally_schema::identity;
 
+use crate::analysis::metrics::escape;
+
 /// The agent's label for a resource attribute, where the two differ.
 fn label_of_attribute(key: &str) -> Option<&'static str> {
     Some(match key {
@@ -62,13 +64,6 @@ fn value_of(point: &NumberDataPoint) -> f64 {
         Some(number_data_point::Value::AsInt(v)) => v as f64,
         None => 0.0,
     }
-}
-
-fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// Renders one batch of the fleet as the agents' pages, families grouped

@@ -168,8 +168,7 @@ mod tests {
     use crate::simulate::agent_page;
     use std::time::Duration;
 
-    /// The page's value of the first series of `name` whose line holds
-    /// every one of `parts`.
+    /// Every series of `name` on the page, with its value.
     fn values<'a>(page: &'a str, name: &str) -> Vec<(&'a str, f64)> {
         page.lines()
             .filter(|line| line.starts_with(&format!("{name}{{")))
